@@ -1,0 +1,59 @@
+"""The composition root: settings + database + dispatcher, with every task registered.
+
+Interfaces (CLI, API, worker) build one ``Atlas`` per process and hand its parts
+to the services.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from atlas.config import Settings
+from atlas.db import describe_url, make_engine, migration_status, upgrade
+from atlas.errors import Unavailable
+from atlas.tasks import Dispatcher
+
+__all__ = ["TASK_MODULES", "Atlas", "load_task_modules", "open_atlas"]
+
+#: Modules whose import registers task types. Heavy libraries are imported
+#: inside the tasks, so loading these stays cheap.
+TASK_MODULES = (
+    "atlas.media.ingest",
+    "atlas.media.catalog",
+)
+
+
+@dataclass
+class Atlas:
+    settings: Settings
+    engine: Engine
+    dispatcher: Dispatcher
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def load_task_modules() -> None:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+
+
+def open_atlas(settings: Settings, *, migrate: bool = True) -> Atlas:
+    """Connect to the database, bring its schema up to date, register the tasks.
+
+    With ``migrate=False`` a database behind the code raises ``Unavailable``
+    telling the user to run ``atlas migrate``.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database, busy_timeout_s=settings.busy_timeout_s)
+    if migrate:
+        upgrade(engine)
+    elif not migration_status(engine).up_to_date:
+        raise Unavailable(
+            f"the database {describe_url(settings.database)} needs migrating; run: atlas migrate"
+        )
+    load_task_modules()
+    return Atlas(settings=settings, engine=engine, dispatcher=Dispatcher(settings, engine))

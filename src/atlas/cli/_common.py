@@ -1,0 +1,231 @@
+"""What every command shares: the lazily opened Atlas, output helpers, the error edge."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from sqlalchemy.exc import OperationalError
+from typer._click.core import Context as ClickContext  # typer vendors click
+from typer._click.exceptions import ClickException, UsageError
+from typer.core import TyperGroup
+
+from atlas.app import Atlas, open_atlas
+from atlas.config import LoadedSettings, Settings, load_settings
+from atlas.errors import AtlasError
+
+__all__ = [
+    "JSON_OPTION",
+    "AtlasGroup",
+    "CliState",
+    "ProgressBar",
+    "console",
+    "emit_json",
+    "err_console",
+    "fail",
+    "progress_bar",
+    "state",
+]
+
+console = Console(highlight=False, soft_wrap=False)
+err_console = Console(stderr=True, highlight=False)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+class CliState:
+    """Global flags, and the Atlas they describe, opened on first use."""
+
+    def __init__(
+        self, *, home: Path | None, config: Path | None, overrides: Mapping[str, Any]
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.overrides = dict(overrides)
+        self._atlas: Atlas | None = None
+
+    def override(self, **values: Any) -> None:
+        """Command flags that map onto settings (dotted keys); call before ``settings``."""
+        self.overrides.update({k.replace("__", "."): v for k, v in values.items()})
+        self.__dict__.pop("loaded", None)
+
+    @cached_property
+    def loaded(self) -> LoadedSettings:
+        return load_settings(home=self.home, config_file=self.config, overrides=self.overrides)
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    def atlas(self) -> Atlas:
+        """Open Atlas (applying pending migrations) once per command."""
+        if self._atlas is None:
+            self._atlas = open_atlas(self.settings)
+        return self._atlas
+
+    def close(self) -> None:
+        if self._atlas is not None:
+            self._atlas.close()
+            self._atlas = None
+
+
+def state(ctx: typer.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):  # a command invoked without the root callback
+        root.obj = CliState(home=None, config=None, overrides={})
+        root.call_on_close(root.obj.close)
+    return root.obj
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr, then exit with ``code``."""
+    typer.echo(f"atlas: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def emit_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout."""
+    sys.stdout.write(json.dumps(data, default=_plain, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+class ProgressBar:
+    """A rich progress bar on stderr (count, percent, rate, ETA), shown from ``start()``.
+
+    Nothing is drawn before the work is known, so a command that fails while
+    checking its input prints only its error line.
+    """
+
+    def __init__(self, description: str, *, unit: str, disable: bool) -> None:
+        self.description = description
+        self.unit = unit
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=disable,
+        )
+        self._task: Any = None
+
+    def start(self, total: int | None, description: str | None = None) -> None:
+        """Show the bar (or restart it for the next stage) with ``total`` steps."""
+        if description is not None:
+            self.description = description
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=total, rate="")
+        else:
+            self._progress.reset(self._task, total=total, description=self.description, rate="")
+
+    def advance(self, amount: int = 1) -> None:
+        if self._task is None:
+            self.start(None)
+        self._progress.advance(self._task, amount)
+        current = self._progress.tasks[self._task]
+        if current.elapsed:
+            self._progress.update(
+                self._task, rate=f"{current.completed / current.elapsed:,.1f} {self.unit}/s"
+            )
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
+@contextlib.contextmanager
+def progress_bar(
+    description: str, *, unit: str = "items", disable: bool = False
+) -> Iterator[ProgressBar]:
+    bar = ProgressBar(description, unit=unit, disable=disable)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+class AtlasGroup(TyperGroup):
+    """The error edge: Atlas errors and usage errors become one line and an exit code."""
+
+    def invoke(self, ctx: ClickContext) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AtlasError as exc:
+            fail(exc.message, exc.exit_code)
+        except OperationalError as exc:
+            detail = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+            fail(f"database error: {detail}", 5)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except Exception as exc:
+            if os.environ.get("ATLAS_DEBUG"):
+                raise
+            fail(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set ATLAS_DEBUG=1 to see the traceback)",
+                70,
+            )
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            typer.echo(f"atlas: {exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+        except ClickException as exc:
+            typer.echo(f"atlas: {exc.format_message()}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("atlas: aborted", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code

@@ -1,0 +1,79 @@
+"""``atlas demo``: build a real sample library and run Atlas on it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.demo import CORRUPT_FILE_NAME, run_demo
+
+
+def demo(
+    ctx: typer.Context,
+    folder: Path | None = typer.Option(
+        None, "--dir", help="Where to build the sample library (default: a new temp folder)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Make ~36 short videos and podcasts with speech, then ingest and process them."""
+    cli = state(ctx)
+    folder = (folder or Path(tempfile.mkdtemp(prefix="atlas-demo-"))).expanduser().resolve()
+    if cli.home is None and not os.environ.get("ATLAS_HOME"):
+        # Keep the demo's data beside its files, away from the user's own library.
+        cli.home = folder / ".atlas"
+    atlas = cli.atlas()
+
+    with progress_bar("demo", unit="files", disable=as_json) as bar:
+        report = run_demo(
+            atlas, folder, on_stage=lambda name, total: bar.start(total, name), on_step=bar.advance
+        )
+
+    unexpected = [
+        item for item in report.ingest.failed if not item.path.endswith(CORRUPT_FILE_NAME)
+    ]
+    if as_json:
+        emit_json(
+            {
+                "folder": str(folder),
+                "home": str(atlas.settings.home),
+                "ingest": report.ingest.summary(),
+                "failures": [
+                    {"path": item.path, "error": item.error} for item in report.ingest.failed
+                ],
+                "media": [item.to_dict() for item in report.media.items],
+            }
+        )
+    else:
+        table = Table(title=f"Sample library in {folder}", title_justify="left")
+        for column in ("id", "type", "title", "duration", "container", "subtitles", "tags"):
+            table.add_column(column, overflow="fold")
+        for item in report.media.items:
+            tags = ", ".join(tag.tag for tag in report.media.tags[item.id][:5])
+            duration = f"{item.duration_s:.1f}s" if item.duration_s else ""
+            table.add_row(
+                str(item.id),
+                item.media_type,
+                item.title or "",
+                duration,
+                item.container or "",
+                "yes" if item.has_subtitles else "",
+                tags,
+            )
+        console.print(table)
+        summary = ", ".join(f"{n} {status}" for status, n in report.ingest.summary().items())
+        console.print(f"ingest: {summary}")
+        for failure in report.ingest.failed:
+            corrupt = failure.path.endswith(CORRUPT_FILE_NAME)
+            console.print(f"failed{' (deliberately corrupt)' if corrupt else ''}: {failure.error}")
+        console.print(f"\nExplore it: ATLAS_HOME={atlas.settings.home} atlas media list")
+    if unexpected:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

