@@ -36,6 +36,7 @@ __all__ = [
     "TAG_SOURCES",
     "TASK_STATUSES",
     "learning_rules",
+    "library_roots",
     "media",
     "media_sidecars",
     "media_tags",
@@ -116,6 +117,15 @@ media = Table(
     CheckConstraint("rating IS NULL OR (rating >= 0 AND rating <= 5)", name="rating"),
 )
 Index("ix_media_title_year", media.c.title, media.c.year)
+
+# Folders the user ingested; files may only be moved within them.
+library_roots = Table(
+    "library_roots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", Text, nullable=False, unique=True),
+    Column("added_at", UTCDateTime, nullable=False, default=utcnow),
+)
 
 media_sidecars = Table(
     "media_sidecars",

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from atlas.db import database_errors, utcnow
-from atlas.db.tables import media, media_sidecars, user_feedback
+from atlas.db.tables import library_roots, media, media_sidecars, user_feedback
 from atlas.errors import InvalidInput, NotFound
 from atlas.media.fingerprint import fingerprint
 from atlas.media.probe import MEDIA_EXTENSIONS, ProbeResult, probe
@@ -184,6 +184,7 @@ def ingest_paths(
         if on_item is not None:
             on_item(item)
 
+    _remember_roots(dispatcher.engine, paths)
     known = {} if force else _known_stats(dispatcher.engine, files)
     submitted: list[tuple[Path, TaskOutcome]] = []
     for path in files:
@@ -208,6 +209,26 @@ def ingest_paths(
         for path, outcome in submitted:
             record(IngestItem(str(path), "queued", task_id=outcome.task_id))
     return report
+
+
+def _remember_roots(engine: Engine, paths: Sequence[Path | str]) -> None:
+    """Record the folders given to ingest (a file's own folder) as library roots."""
+    folders = set()
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        folders.add(str(path if path.is_dir() else path.parent))
+    with database_errors(engine), engine.begin() as connection:
+        known = set(
+            connection.execute(
+                select(library_roots.c.path).where(library_roots.c.path.in_(sorted(folders)))
+            ).scalars()
+        )
+        new = sorted(folders - known)
+        if new:
+            now = utcnow()
+            connection.execute(
+                insert(library_roots), [{"path": folder, "added_at": now} for folder in new]
+            )
 
 
 def _mark_missing(

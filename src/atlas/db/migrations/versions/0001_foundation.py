@@ -73,6 +73,14 @@ def upgrade() -> None:
     op.create_index("ix_media_title_year", "media", ["title", "year"])
 
     op.create_table(
+        "library_roots",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("path", sa.Text, nullable=False),
+        sa.Column("added_at", UTCDateTime, nullable=False),
+        sa.UniqueConstraint("path", name="uq_library_roots_path"),
+    )
+
+    op.create_table(
         "media_sidecars",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("media_id", sa.Integer, nullable=False),
@@ -223,6 +231,7 @@ def downgrade() -> None:
         "transcripts",
         "media_tags",
         "media_sidecars",
+        "library_roots",
         "media",
     ):
         op.drop_table(table)
