@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     #: ``sqlite:///path/queue.db`` or ``redis://host:port/db``: tasks go to a Huey
     #: queue consumed by ``atlas worker``.
     queue_url: str | None = None
+    #: Name of the queue; workers serve one name. Lets several libraries share a Redis.
+    queue_name: str = Field(default="atlas", min_length=1, max_length=100)
     #: After ingest, schedule transcription, tagging and embedding.
     auto_process: bool = True
     #: Seconds SQLite waits for a lock held by another process before giving up.

@@ -18,6 +18,9 @@ def demo(
     folder: Path | None = typer.Option(
         None, "--dir", help="Where to build the sample library (default: a new temp folder)."
     ),
+    items: int | None = typer.Option(
+        None, "--items", min=1, help="Build only the first N sample items (a quick try)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make ~36 short videos and podcasts with speech, then ingest and process them."""
@@ -30,7 +33,11 @@ def demo(
 
     with progress_bar("demo", unit="files", disable=as_json) as bar:
         report = run_demo(
-            atlas, folder, on_stage=lambda name, total: bar.start(total, name), on_step=bar.advance
+            atlas,
+            folder,
+            on_stage=lambda name, total: bar.start(total, name),
+            on_step=bar.advance,
+            limit=items,
         )
 
     unexpected = [

@@ -27,14 +27,16 @@ def run_demo(
     *,
     on_stage: Callable[[str, int], None] | None = None,
     on_step: Callable[[], None] | None = None,
+    limit: int | None = None,
 ) -> DemoReport:
     """Build the sample library in ``folder``, ingest it (and process it), list it.
 
+    ``limit`` builds only the first items, for a quick try.
     ``on_stage(name, total)`` announces each stage and ``on_step()`` reports one
     unit of progress within it.
     """
     tick = on_step or (lambda: None)
-    items = load_items()
+    items = load_items()[:limit]
     if on_stage is not None:
         on_stage("making media", len(items))
     library = build_library(folder, items=items, on_file=lambda _path: tick())

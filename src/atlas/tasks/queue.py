@@ -69,9 +69,11 @@ def _make_huey(settings: Settings) -> Huey:
                 "queue_url points at Redis but the 'redis' package is not installed; "
                 "install Atlas with the 'redis' extra"
             ) from None
-        return RedisHuey("atlas", url=url, results=False)
+        return RedisHuey(settings.queue_name, url=url, results=False)
     if backend == "sqlite":
-        return SqliteHuey("atlas", filename=str(_sqlite_queue_path(settings, url)), results=False)
+        return SqliteHuey(
+            settings.queue_name, filename=str(_sqlite_queue_path(settings, url)), results=False
+        )
     raise InvalidInput(f"queue_url {url!r} is not a queue; use sqlite, sqlite:///PATH or redis://")
 
 

@@ -1,0 +1,34 @@
+"""The demo builds real media with speech and runs Atlas on it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from atlas.demo import CORRUPT_FILE_NAME, load_items
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_shipped_sample_library_is_complete():
+    items = load_items()
+    assert len(items) >= 30
+    assert len({item.slug for item in items}) == len(items)
+    assert {item.kind for item in items} == {"video", "audio"}
+    assert sum(item.subtitles for item in items) >= 5
+    assert all(item.title and item.genres and item.tags and item.synopsis for item in items)
+
+
+def test_demo_builds_media_ingests_it_and_reports_the_corrupt_file(cli, tmp_path):
+    folder = tmp_path / "demo"
+    result = cli("demo", "--dir", str(folder), "--items", "4", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ingest"] == {"new": 4, "error": 1}
+    [failure] = report["failures"]
+    assert failure["path"].endswith(CORRUPT_FILE_NAME)
+    kinds = {item["media_type"] for item in report["media"]}
+    assert kinds <= {"video", "audio"} and report["media"]
+    assert all(item["duration_s"] > 3 for item in report["media"])  # real speech
+    assert list(folder.glob("videos/*.srt"))  # subtitle sidecars were written
