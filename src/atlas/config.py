@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     queue_name: str = Field(default="atlas", min_length=1, max_length=100)
     #: After ingest, schedule transcription, tagging and embedding.
     auto_process: bool = True
+    #: Files ingested at once in-process (each runs ffprobe in its own process).
+    ingest_concurrency: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=64
+    )
     #: Seconds SQLite waits for a lock held by another process before giving up.
     busy_timeout_s: float = Field(default=10.0, ge=0)
 

@@ -186,28 +186,40 @@ def ingest_paths(
 
     _remember_roots(dispatcher.engine, paths)
     known = {} if force else _known_stats(dispatcher.engine, files)
-    submitted: list[tuple[Path, TaskOutcome]] = []
+    todo: list[Path] = []
     for path in files:
         stat = _stat(path)
         previous = known.get(str(path))
         if stat is not None and previous is not None and previous[1:] == stat:
             record(IngestItem(str(path), "unchanged", media_id=previous[0]))
-            continue
-        outcome = dispatcher.submit("ingest", {"path": str(path), "force": force})
+        else:
+            todo.append(path)
+
+    # ffprobe is a process per file: several at once keep the cores busy.
+    submitted: list[tuple[str, TaskOutcome]] = []
+
+    def on_outcome(index: int, outcome: TaskOutcome) -> None:
+        path = str(todo[index])
         if outcome.finished:
-            record(_item_from_outcome(str(path), outcome))
+            record(_item_from_outcome(path, outcome))
         else:
             submitted.append((path, outcome))
 
+    dispatcher.submit_many(
+        "ingest",
+        [{"path": str(path), "force": force} for path in todo],
+        concurrency=dispatcher.settings.ingest_concurrency,
+        on_outcome=on_outcome,
+    )
     _mark_missing(dispatcher.engine, paths, files, recursive=recursive, report=report)
     if submitted and wait:
-        by_id = {outcome.task_id: str(path) for path, outcome in submitted}
+        by_id = {outcome.task_id: path for path, outcome in submitted}
         dispatcher.wait(
             by_id, on_finished=lambda o: record(_item_from_outcome(by_id[o.task_id], o))
         )
     elif submitted:
-        for path, outcome in submitted:
-            record(IngestItem(str(path), "queued", task_id=outcome.task_id))
+        for queued_path, outcome in submitted:
+            record(IngestItem(queued_path, "queued", task_id=outcome.task_id))
     return report
 
 

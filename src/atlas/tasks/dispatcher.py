@@ -20,7 +20,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,10 @@ class Dispatcher:
         self.engine = engine
         self._queue: TaskQueue | None = None
         self._queue_lock = threading.Lock()
-        # In-process only: tasks submitted by a running task wait here until it ends.
+        # In-process only: tasks submitted by running tasks wait here until the
+        # outermost submit() is done with its own tasks.
+        self._deferred: collections.deque[int] = collections.deque()
+        self._deferred_lock = threading.Lock()
         self._local = threading.local()
 
     @property
@@ -150,39 +154,75 @@ class Dispatcher:
         Raises ``NotFound`` for an unknown task type and ``Unavailable`` when the
         queue cannot be reached (the task row is then marked ``error``).
         """
+        return self.submit_many(task_type, [params or {}], parent_id=parent_id)[0]
+
+    def submit_many(
+        self,
+        task_type: str,
+        params_list: Sequence[Mapping[str, Any]],
+        *,
+        parent_id: int | None = None,
+        concurrency: int = 1,
+        on_outcome: Callable[[int, TaskOutcome], None] | None = None,
+    ) -> list[TaskOutcome]:
+        """Submit one task per params; in-process, run up to ``concurrency`` at once.
+
+        Tasks that these tasks submit in turn run afterwards, one at a time, in
+        the order they were submitted (so heavy follow-up stages are not run in
+        parallel threads). ``on_outcome(index, outcome)`` is called as each task
+        ends in-process, or with the ``queued`` outcome when a queue takes it;
+        ``index`` is the task's position in ``params_list``.
+        """
         kind = get_task_type(task_type)
-        values = dict(params or {})
+        now = utcnow()
         with database_errors(self.engine), self.engine.begin() as connection:
-            task_id = connection.execute(
-                insert(tasks)
-                .values(
-                    task_type=kind.name,
-                    status="queued",
-                    params=values,
-                    parent_id=parent_id,
-                    created_at=utcnow(),
-                )
-                .returning(tasks.c.id)
-            ).scalar_one()
+            task_ids = [
+                connection.execute(
+                    insert(tasks)
+                    .values(
+                        task_type=kind.name,
+                        status="queued",
+                        params=dict(params),
+                        parent_id=parent_id,
+                        created_at=now,
+                    )
+                    .returning(tasks.c.id)
+                ).scalar_one()
+                for params in params_list
+            ]
+        notify = on_outcome or (lambda _index, _outcome: None)
+        queued = [TaskOutcome(task_id, kind.name, "queued") for task_id in task_ids]
 
         if self.queued:
-            self._enqueue(task_id)
-            return TaskOutcome(task_id, kind.name, "queued")
-
-        pending = self._pending()
+            for index, outcome in enumerate(queued):
+                self._enqueue(outcome.task_id)
+                notify(index, outcome)
+            return queued
         if getattr(self._local, "depth", 0) > 0:
-            pending.append(task_id)
-            return TaskOutcome(task_id, kind.name, "queued")
-        outcome = self._run_inline(task_id)
-        while pending:
-            self._run_inline(pending.popleft())
-        return outcome
+            with self._deferred_lock:
+                self._deferred.extend(task_ids)
+            return queued
 
-    def _pending(self) -> collections.deque[int]:
-        if not hasattr(self._local, "pending"):
-            self._local.pending = collections.deque()
-        pending: collections.deque[int] = self._local.pending
-        return pending
+        def run(index: int) -> TaskOutcome:
+            outcome = self._run_inline(task_ids[index])
+            notify(index, outcome)
+            return outcome
+
+        if concurrency > 1 and len(task_ids) > 1:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                outcomes = list(pool.map(run, range(len(task_ids))))
+        else:
+            outcomes = [run(index) for index in range(len(task_ids))]
+        self._run_deferred()
+        return outcomes
+
+    def _run_deferred(self) -> None:
+        while True:
+            with self._deferred_lock:
+                if not self._deferred:
+                    return
+                task_id = self._deferred.popleft()
+            self._run_inline(task_id)
 
     def _run_inline(self, task_id: int) -> TaskOutcome:
         # The same code path a worker takes for a message from the queue.
