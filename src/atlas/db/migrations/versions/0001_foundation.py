@@ -62,11 +62,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("path", name="uq_media_path"),
         sa.UniqueConstraint("external_id", name="uq_media_external_id"),
         sa.CheckConstraint(
-            "media_type IN ('video', 'audio', 'image', 'other')", name="ck_media_media_type"
+            "media_type IN ('video', 'audio', 'image', 'other')", name=op.f("ck_media_media_type")
         ),
-        sa.CheckConstraint("origin IN ('file', 'catalog')", name="ck_media_origin"),
+        sa.CheckConstraint("origin IN ('file', 'catalog')", name=op.f("ck_media_origin")),
         sa.CheckConstraint(
-            "rating IS NULL OR (rating >= 0 AND rating <= 5)", name="ck_media_rating"
+            "rating IS NULL OR (rating >= 0 AND rating <= 5)", name=op.f("ck_media_rating")
         ),
     )
     op.create_index("ix_media_content_hash", "media", ["content_hash"])
@@ -95,7 +95,7 @@ def upgrade() -> None:
             ["media_id"], ["media.id"], name="fk_media_sidecars_media_id_media", ondelete="CASCADE"
         ),
         sa.UniqueConstraint("path", name="uq_media_sidecars_path"),
-        sa.CheckConstraint("kind IN ('subtitle', 'nfo')", name="ck_media_sidecars_kind"),
+        sa.CheckConstraint("kind IN ('subtitle', 'nfo')", name=op.f("ck_media_sidecars_kind")),
     )
     op.create_index("ix_media_sidecars_media_id", "media_sidecars", ["media_id"])
 
@@ -115,9 +115,13 @@ def upgrade() -> None:
             ["media_id"], ["media.id"], name="fk_media_tags_media_id_media", ondelete="CASCADE"
         ),
         sa.UniqueConstraint("media_id", "tag_norm", name="uq_media_tags_media_id_tag_norm"),
-        sa.CheckConstraint("source IN ('auto', 'user', 'rule')", name="ck_media_tags_source"),
-        sa.CheckConstraint("kind IN ('genre', 'topic', 'keyword')", name="ck_media_tags_kind"),
-        sa.CheckConstraint("confidence >= 0 AND confidence <= 1", name="ck_media_tags_confidence"),
+        sa.CheckConstraint("source IN ('auto', 'user', 'rule')", name=op.f("ck_media_tags_source")),
+        sa.CheckConstraint(
+            "kind IN ('genre', 'topic', 'keyword')", name=op.f("ck_media_tags_kind")
+        ),
+        sa.CheckConstraint(
+            "confidence >= 0 AND confidence <= 1", name=op.f("ck_media_tags_confidence")
+        ),
     )
     op.create_index("ix_media_tags_tag_norm", "media_tags", ["tag_norm"])
 
@@ -160,7 +164,7 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "status IN ('queued', 'running', 'completed', 'error', 'cancelled')",
-            name="ck_tasks_status",
+            name=op.f("ck_tasks_status"),
         ),
     )
     op.create_index("ix_tasks_status_created_at", "tasks", ["status", "created_at"])
@@ -180,7 +184,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(128)),
         sa.CheckConstraint(
             "status IN ('queued', 'running', 'completed', 'error', 'cancelled')",
-            name="ck_task_logs_status",
+            name=op.f("ck_task_logs_status"),
         ),
     )
     op.create_index("ix_task_logs_created_at", "task_logs", ["created_at"])
@@ -199,10 +203,11 @@ def upgrade() -> None:
         sa.Column("source", sa.String(32), server_default="user"),
         sa.CheckConstraint(
             "feedback_type IN ('tag_correction', 'file_move', 'rating', 'metadata_edit')",
-            name="ck_user_feedback_feedback_type",
+            name=op.f("ck_user_feedback_feedback_type"),
         ),
         sa.CheckConstraint(
-            "confidence_score >= 0 AND confidence_score <= 1", name="ck_user_feedback_confidence"
+            "confidence_score >= 0 AND confidence_score <= 1",
+            name=op.f("ck_user_feedback_confidence"),
         ),
     )
     op.create_index("ix_user_feedback_media_id", "user_feedback", ["media_id"])
