@@ -81,3 +81,21 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_busy_timeout(tmp_path):
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 7000
     engine.dispose()
+
+
+def test_check_constraints_carry_the_names_tables_py_gives_them(database_url):
+    from sqlalchemy import CheckConstraint
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        expected = {
+            constraint.name
+            for constraint in table.constraints
+            if isinstance(constraint, CheckConstraint) and constraint.name
+        }
+        # Boolean columns may add unnamed checks on some backends; compare named ones.
+        found = {c["name"] for c in inspector.get_check_constraints(table.name) if c["name"]}
+        assert found == expected, table.name
+    engine.dispose()
