@@ -9,6 +9,7 @@ from pathlib import Path
 from atlas.app import Atlas
 from atlas.demo.build import DemoLibrary, build_library, load_items
 from atlas.media import IngestReport, MediaPage, ingest_paths, list_media
+from atlas.tasks import Dispatcher
 from atlas.transcription import (
     TranscribeReport,
     TranscriptSummary,
@@ -25,7 +26,7 @@ class DemoReport:
     library: DemoLibrary
     ingest: IngestReport
     media: MediaPage
-    #: What transcription did beyond the processing chain (usually nothing left).
+    #: What the transcription stage did, file by file.
     transcription: TranscribeReport
     #: media id -> its transcript, for the items that have one.
     transcripts: dict[int, TranscriptSummary]
@@ -59,11 +60,13 @@ def run_demo(
 
     if on_stage is not None:
         on_stage("ingesting", len(library.files) + 1)
-    # With auto_process on (the default), each ingest task schedules transcription
-    # (subtitle sidecars first, else Whisper), then tagging and embedding.
-    ingest = ingest_paths(atlas.dispatcher, [folder], recursive=True, on_item=lambda _item: tick())
+    # Ingest first and transcribe as a stage of its own, so that the slow part
+    # has its own progress bar; transcription then goes on down the chain
+    # (tagging, embedding) when auto_process is on.
+    quiet = Dispatcher(atlas.settings.model_copy(update={"auto_process": False}), atlas.engine)
+    ingest = ingest_paths(quiet, [folder], recursive=True, on_item=lambda _item: tick())
 
-    # Whatever the chain did not transcribe (auto_process off): transcribe it now.
+    # Subtitle sidecars first, else Whisper (the bundled tiny.en by default).
     transcription = transcribe_library(
         atlas.dispatcher,
         all_media=True,

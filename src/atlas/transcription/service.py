@@ -9,7 +9,7 @@ without an audio stream (and without subtitles) is refused with a clear reason.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ class TranscriptionResult:
     audio_duration_s: float | None = None
     wall_time_s: float | None = None
     real_time_factor: float | None = None
+    device: str | None = None
+    compute_type: str | None = None
     #: Why it was skipped, or notes on how it was transcribed.
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -92,11 +94,13 @@ def transcribe_media(
     options: TranscribeOptions | None = None,
     *,
     chained: bool = False,
+    checkpoint: Callable[[], None] | None = None,
 ) -> TranscriptionResult:
     """Transcribe one media item and store its transcript (an upsert, one transaction).
 
     ``chained``: called by the processing chain, where records without a file
     and still images are skipped quietly instead of being refused.
+    ``checkpoint()`` is called while the model works (cancellation checks).
     Raises ``NotFound`` (unknown id, file gone), ``NoAudio``, ``InvalidInput``
     (broken audio, a language the model cannot do, a bad model name) and
     ``Unavailable`` (a model not on this machine).
@@ -142,7 +146,7 @@ def transcribe_media(
     if transcript is None:
         if not item.has_audio:
             raise NoAudio(f"{path}: no audio stream, nothing to transcribe (media {media_id})")
-        transcript = _from_speech(path, item, settings, options, language)
+        transcript = _from_speech(path, item, settings, options, language, checkpoint)
     save_transcript(engine, media_id, transcript, item.content_hash)
     return TranscriptionResult(
         media_id=media_id,
@@ -158,6 +162,8 @@ def transcribe_media(
         audio_duration_s=transcript.audio_duration_s,
         wall_time_s=transcript.wall_time_s,
         real_time_factor=_round(transcript.real_time_factor),
+        device=transcript.device,
+        compute_type=transcript.compute_type,
         reason=transcript.source_detail if transcript.source != "whisper" else None,
         notes=notes + transcript.notes,
     )
@@ -207,6 +213,7 @@ def _from_speech(
     settings: TranscriptionSettings,
     options: TranscribeOptions,
     language: str | None,
+    checkpoint: Callable[[], None] | None,
 ) -> Transcript:
     choice = resolve_model(
         settings,
@@ -219,7 +226,11 @@ def _from_speech(
     compute_type = resolve_compute_type(settings.compute_type, device)
     transcriber = get_transcriber(choice, device, compute_type, settings.cpu_threads)
     return transcriber.transcribe(
-        path, settings, language=language, expected_duration_s=_audio_duration(item)
+        path,
+        settings,
+        language=language,
+        expected_duration_s=_audio_duration(item),
+        checkpoint=checkpoint,
     )
 
 
@@ -265,7 +276,12 @@ def transcribe_task(
         ctx.raise_if_cancelled()
         try:
             result = transcribe_media(
-                ctx.engine, ctx.settings.transcription, media_id, options, chained=chain
+                ctx.engine,
+                ctx.settings.transcription,
+                media_id,
+                options,
+                chained=chain,
+                checkpoint=ctx.raise_if_cancelled,
             )
         except NoAudio as exc:
             follow.append(media_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,11 +163,14 @@ class WhisperTranscriber:
         *,
         language: str | None = None,
         expected_duration_s: float | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> Transcript:
         """Transcribe the audio of ``path``.
 
-        Raises ``InvalidInput`` for a language the model cannot transcribe and
-        for audio that cannot be decoded (``decode_audio``).
+        ``checkpoint()`` is called after each decoded segment (a task passes its
+        cancellation check, so a long file can be stopped). Raises
+        ``InvalidInput`` for a language the model cannot transcribe and for
+        audio that cannot be decoded (``decode_audio``).
         """
         model = self.load()
         if language not in (None, "en") and self.english_only:
@@ -196,6 +200,8 @@ class WhisperTranscriber:
         token_count = 0
         dropped = 0
         for raw in raw_segments:
+            if checkpoint is not None:
+                checkpoint()
             text = raw.text.strip()
             if not text:
                 continue
