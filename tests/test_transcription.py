@@ -14,6 +14,7 @@ from atlas.app import open_atlas
 from atlas.db.tables import media, task_logs, tasks, transcripts
 from atlas.demo import build_library, load_items
 from atlas.media import import_catalog, ingest_paths
+from atlas.tasks import TaskCancelled
 from atlas.tasks.registry import _REGISTRY, TaskType
 from atlas.transcription import (
     BUNDLED_MODEL,
@@ -21,6 +22,7 @@ from atlas.transcription import (
     get_transcriber,
     select_media,
     transcribe_library,
+    transcribe_media,
     transcription_analytics,
 )
 from atlas.transcription.models import bundled_model_path
@@ -123,9 +125,11 @@ def _place(source: Path, folder: Path, name: str | None = None) -> Path:
 
 
 def _ingest(atlas, *paths: Path) -> list[int]:
+    """Ingest files; their media ids in the order given (ingest runs them concurrently)."""
     report = ingest_paths(atlas.dispatcher, list(paths))
     assert not report.failed, report.failed
-    return report.media_ids
+    by_path = {item.path: item.media_id for item in report.items}
+    return [by_path[str(path.resolve())] for path in paths]
 
 
 def _row(atlas, media_id: int):
@@ -386,7 +390,7 @@ def test_ingest_chains_transcription_and_the_next_stage_even_without_audio(
     try:
         talk = _place(files.speech_mp3(), tmp_path / "lib", "talk.mp3")
         mute = _place(files.mute_video(), tmp_path / "lib", "mute.mp4")
-        talk_id, mute_id = ingest_paths(atlas.dispatcher, [talk, mute]).media_ids
+        talk_id, mute_id = _ingest(atlas, talk, mute)
 
         assert _heard(_row(atlas, talk_id).text, SENTENCE)
         assert _row(atlas, mute_id) is None
@@ -396,13 +400,13 @@ def test_ingest_chains_transcription_and_the_next_stage_even_without_audio(
                 .where(tasks.c.task_type == "transcribe")
                 .order_by(tasks.c.id)
             ).all()
-        assert [(r.status, r.params["media_ids"], r.params["chain"]) for r in runs] == [
-            ("completed", [talk_id], True),
-            ("error", [mute_id], True),
-        ]
-        assert runs[1].error_reason.startswith(f"{mute}: no audio stream")
+        by_media = {r.params["media_ids"][0]: r for r in runs}
+        assert len(runs) == 2 and all(r.params["chain"] for r in runs)
+        assert by_media[talk_id].status == "completed"
+        assert by_media[mute_id].status == "error"
+        assert by_media[mute_id].error_reason.startswith(f"{mute}: no audio stream")
         # Tagging and embedding still happen for the file without audio.
-        assert next_stage == [[talk_id], [mute_id]]
+        assert sorted(next_stage) == sorted([[talk_id], [mute_id]])
     finally:
         atlas.close()
 
@@ -456,3 +460,17 @@ def test_transcribed_media_ids_match_the_media_table(atlas, whisper, files, tmp_
     with atlas.engine.connect() as connection:
         content_hash = connection.scalar(select(media.c.content_hash).where(media.c.id == media_id))
     assert _row(atlas, media_id).content_hash == content_hash
+
+
+def test_cancelling_while_the_model_works_stores_nothing(atlas, whisper, files, tmp_path):
+    (media_id,) = _ingest(atlas, _place(files.speech_mp3(), tmp_path / "lib"))
+    heard: list[int] = []
+
+    def cancel() -> None:
+        heard.append(1)
+        raise TaskCancelled("task was cancelled")
+
+    with pytest.raises(TaskCancelled):
+        transcribe_media(atlas.engine, atlas.settings.transcription, media_id, checkpoint=cancel)
+    assert heard == [1]
+    assert _row(atlas, media_id) is None

@@ -131,3 +131,15 @@ def test_cli_analytics_show_throughput_by_model(cli, whisper, files, tmp_path): 
     mixed = cli("smart-transcribe", "--analytics", "--all")
     assert mixed.exit_code == 2
     assert mixed.stderr.strip() == "atlas: --analytics takes no media; run it on its own"
+
+
+def test_demo_transcribes_the_sample_library_using_its_sidecars(cli, whisper, tmp_path):  # noqa: F811
+    result = cli("demo", "--dir", str(tmp_path / "demo"), "--items", "2", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["transcripts"] == {"sidecar": 1, "whisper": 1}
+    assert report["transcription_failures"] == []
+    by_title = {item["title"]: item["transcript"] for item in report["media"]}
+    assert by_title["The Quiet Orbit"]["source"] == "sidecar"  # it ships with an .srt
+    assert by_title["Red Dust Harvest"]["model"] == "tiny.en"
+    assert by_title["Red Dust Harvest"]["words"] > 20
