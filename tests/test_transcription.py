@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -474,3 +477,58 @@ def test_cancelling_while_the_model_works_stores_nothing(atlas, whisper, files, 
         transcribe_media(atlas.engine, atlas.settings.transcription, media_id, checkpoint=cancel)
     assert heard == [1]
     assert _row(atlas, media_id) is None
+
+
+def test_a_worker_process_transcribes_queued_media_with_one_model_load(
+    make_settings, files, tmp_path, home, database_url
+):
+    queue_url = f"sqlite:///{tmp_path / 'queue.db'}"
+    settings = make_settings(queue_url=queue_url, queue_name="atlas-transcribe-test")
+    atlas = open_atlas(settings.model_copy(update={"auto_process": False}))
+    try:
+        folder = tmp_path / "lib"
+        first = _place(files.speech_mp3(), folder, "first.mp3")
+        second = _place(files.speech_video(), folder, "second.mp4")
+        report = transcribe_library(atlas.dispatcher, paths=[folder], wait=False)
+        assert report.summary() == {"queued": 2}
+
+        env = {
+            **os.environ,
+            "ATLAS_HOME": str(home),
+            "ATLAS_DATABASE_URL": database_url,
+            "ATLAS_QUEUE_URL": queue_url,
+            "ATLAS_QUEUE_NAME": "atlas-transcribe-test",
+            "ATLAS_AUTO_PROCESS": "false",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "atlas", "worker", "--workers", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            outcomes = atlas.dispatcher.wait([item.task_id for item in report.items], timeout_s=120)
+        finally:
+            worker.send_signal(signal.SIGINT)
+            try:
+                output = worker.communicate(timeout=30)[0].decode()
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                output = worker.communicate()[0].decode()
+            atlas.dispatcher.queue.huey.flush()
+
+        assert [o.status for o in outcomes] == ["completed", "completed"], output
+        with atlas.engine.connect() as connection:
+            rows = connection.execute(select(transcripts).order_by(transcripts.c.media_id)).all()
+            workers = set(
+                connection.execute(
+                    select(task_logs.c.worker).where(task_logs.c.task_type == "transcribe")
+                ).scalars()
+            )
+        assert len(rows) == 2
+        assert all(row.source == "whisper" and _heard(row.text, SENTENCE) for row in rows)
+        # Both ran in the one worker process (the files were ingested here).
+        assert len(workers) == 1 and not workers.pop().endswith(f":{os.getpid()}")
+        assert {first.name, second.name} == {Path(i.path).name for i in report.items}
+    finally:
+        atlas.close()

@@ -87,8 +87,8 @@ def transcribe_library(
     """Transcribe the selected media, one ``transcribe`` task (and task_logs row) each.
 
     Checks its arguments before doing anything (``InvalidInput``, ``NotFound``
-    for an unknown id or path). Files not yet in the library are ingested first
-    (without starting the processing chain). A media item whose transcript is
+    for an unknown id or path). Files not yet in the library are ingested first,
+    in this process (without starting the processing chain). A media item whose transcript is
     current is reported ``unchanged`` and costs no task, unless ``force``.
     A failing item is reported in the result; the others go on.
     """
@@ -105,9 +105,12 @@ def transcribe_library(
     if media_ids:
         explicit += _existing_ids(engine, media_ids)
     if paths:
-        # Ingest without the chain: this command transcribes them itself, with its options.
+        # Ingest here and now (even with a queue: the media ids are needed before
+        # transcription can be submitted), and without the processing chain: this
+        # command transcribes the files itself, with its own options.
         ingest_dispatcher = Dispatcher(
-            dispatcher.settings.model_copy(update={"auto_process": False}), engine
+            dispatcher.settings.model_copy(update={"auto_process": False, "queue_url": None}),
+            engine,
         )
         ingested = ingest_paths(ingest_dispatcher, paths, recursive=recursive)
         for entry in ingested.items:
