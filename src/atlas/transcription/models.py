@@ -200,7 +200,12 @@ def resolve_model(
         return ModelChoice(BUNDLED_MODEL, bundled_model_path(), "default")
     hardware = hardware or detect_hardware()
     where = f"{hardware.cuda_devices} GPU(s)" if hardware.has_cuda else f"{hardware.cpu_count} CPUs"
-    length = f"{duration_s / 60:.0f} min" if duration_s else "unknown length"
+    if not duration_s:
+        length = "unknown length"
+    elif duration_s < 60:
+        length = f"{duration_s:.0f} s"
+    else:
+        length = f"{duration_s / 60:.0f} min"
     wanted = choose_model(chosen_quality, duration_s, hardware, language)
     for size in wanted:
         path = _local_size(size, settings)
