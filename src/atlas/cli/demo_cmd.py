@@ -11,6 +11,7 @@ from rich.table import Table
 
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
 from atlas.demo import CORRUPT_FILE_NAME, run_demo
+from atlas.transcription import TranscriptSummary
 
 
 def demo(
@@ -52,34 +53,62 @@ def demo(
                 "failures": [
                     {"path": item.path, "error": item.error} for item in report.ingest.failed
                 ],
-                "media": [item.to_dict() for item in report.media.items],
+                "transcripts": report.transcript_sources(),
+                "transcription_failures": [
+                    {"media_id": item.media_id, "error": item.error}
+                    for item in report.transcription.failed
+                ],
+                "media": [
+                    {
+                        **item.to_dict(),
+                        "transcript": _transcript_dict(report.transcripts.get(item.id)),
+                    }
+                    for item in report.media.items
+                ],
             }
         )
     else:
         table = Table(title=f"Sample library in {folder}", title_justify="left")
-        for column in ("id", "type", "title", "duration", "container", "subtitles", "tags"):
+        for column in ("id", "type", "title", "duration", "container", "transcript", "tags"):
             table.add_column(column, overflow="fold")
         for item in report.media.items:
             tags = ", ".join(tag.tag for tag in report.media.tags[item.id][:5])
             duration = f"{item.duration_s:.1f}s" if item.duration_s else ""
+            transcript = report.transcripts.get(item.id)
             table.add_row(
                 str(item.id),
                 item.media_type,
                 item.title or "",
                 duration,
                 item.container or "",
-                "yes" if item.has_subtitles else "",
+                f"{transcript.source}, {transcript.words} words" if transcript else "",
                 tags,
             )
         console.print(table)
         summary = ", ".join(f"{n} {status}" for status, n in report.ingest.summary().items())
         console.print(f"ingest: {summary}")
+        by_source = report.transcript_sources().items()
+        sources = ", ".join(f"{n} from {source}" for source, n in by_source)
+        console.print(f"transcripts: {len(report.transcripts)} ({sources or 'none'})")
+        for failed in report.transcription.failed:
+            console.print(f"transcription failed: {failed.error}")
         for failure in report.ingest.failed:
             corrupt = failure.path.endswith(CORRUPT_FILE_NAME)
             console.print(f"failed{' (deliberately corrupt)' if corrupt else ''}: {failure.error}")
         console.print(f"\nExplore it: ATLAS_HOME={atlas.settings.home} atlas media list")
-    if unexpected:
+    if unexpected or report.transcription.failed:
         raise typer.Exit(1)
+
+
+def _transcript_dict(summary: TranscriptSummary | None) -> dict[str, object] | None:
+    if summary is None:
+        return None
+    return {
+        "source": summary.source,
+        "model": summary.model,
+        "language": summary.language,
+        "words": summary.words,
+    }
 
 
 def register(app: typer.Typer) -> None:

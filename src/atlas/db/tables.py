@@ -35,6 +35,7 @@ __all__ = [
     "MEDIA_TYPES",
     "TAG_SOURCES",
     "TASK_STATUSES",
+    "TRANSCRIPT_SOURCES",
     "learning_rules",
     "library_roots",
     "media",
@@ -61,6 +62,7 @@ MEDIA_TYPES = ("video", "audio", "image", "other")
 TAG_SOURCES = ("auto", "user", "rule")
 TASK_STATUSES = ("queued", "running", "completed", "error", "cancelled")
 FEEDBACK_TYPES = ("tag_correction", "file_move", "rating", "metadata_edit")
+TRANSCRIPT_SOURCES = ("whisper", "sidecar", "embedded")
 
 
 # The seed's tables default their times in the database too.
@@ -184,6 +186,17 @@ transcripts = Table(
     Column("audio_duration_s", Float),
     Column("real_time_factor", Float),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # Added by 0003: how the transcript was made, for analytics and staleness.
+    # Seconds spent decoding and transcribing (model loading excluded).
+    Column("wall_time_s", Float),
+    Column("device", String(16)),
+    Column("compute_type", String(32)),
+    # The media's content fingerprint the transcript was made from; a changed
+    # file has a stale transcript.
+    Column("content_hash", String(80)),
+    # Which subtitle file or stream, or the model's path.
+    Column("source_detail", Text),
+    CheckConstraint(_in("source", TRANSCRIPT_SOURCES), name="source"),
 )
 
 # --- tasks -----------------------------------------------------------------

@@ -9,6 +9,13 @@ from pathlib import Path
 from atlas.app import Atlas
 from atlas.demo.build import DemoLibrary, build_library, load_items
 from atlas.media import IngestReport, MediaPage, ingest_paths, list_media
+from atlas.tasks import Dispatcher
+from atlas.transcription import (
+    TranscribeReport,
+    TranscriptSummary,
+    transcribe_library,
+    transcript_summaries,
+)
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -19,6 +26,16 @@ class DemoReport:
     library: DemoLibrary
     ingest: IngestReport
     media: MediaPage
+    #: What the transcription stage did, file by file.
+    transcription: TranscribeReport
+    #: media id -> its transcript, for the items that have one.
+    transcripts: dict[int, TranscriptSummary]
+
+    def transcript_sources(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for summary in self.transcripts.values():
+            counts[summary.source] = counts.get(summary.source, 0) + 1
+        return dict(sorted(counts.items()))
 
 
 def run_demo(
@@ -43,6 +60,27 @@ def run_demo(
 
     if on_stage is not None:
         on_stage("ingesting", len(library.files) + 1)
-    ingest = ingest_paths(atlas.dispatcher, [folder], recursive=True, on_item=lambda _item: tick())
+    # Ingest first and transcribe as a stage of its own, so that the slow part
+    # has its own progress bar; transcription then goes on down the chain
+    # (tagging, embedding) when auto_process is on.
+    quiet = Dispatcher(atlas.settings.model_copy(update={"auto_process": False}), atlas.engine)
+    ingest = ingest_paths(quiet, [folder], recursive=True, on_item=lambda _item: tick())
+
+    # Subtitle sidecars first, else Whisper (the bundled tiny.en by default).
+    transcription = transcribe_library(
+        atlas.dispatcher,
+        all_media=True,
+        chain=True,
+        on_start=lambda total: on_stage("transcribing", total) if on_stage and total else None,
+        on_item=lambda _item: tick(),
+    )
     media = list_media(atlas.engine, limit=1000)
-    return DemoReport(folder=folder, library=library, ingest=ingest, media=media)
+    transcripts = transcript_summaries(atlas.engine, [item.id for item in media.items])
+    return DemoReport(
+        folder=folder,
+        library=library,
+        ingest=ingest,
+        media=media,
+        transcription=transcription,
+        transcripts=transcripts,
+    )
