@@ -21,10 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from atlas.app import Atlas, open_atlas
-from atlas.cli.app import app
-from atlas.config import Settings, load_settings
-from atlas.db.engine import normalise_url
+from atlas.app import Atlas, open_atlas  # noqa: E402
+from atlas.cli.app import app  # noqa: E402
+from atlas.config import Settings, load_settings  # noqa: E402
+from atlas.db.engine import normalise_url  # noqa: E402
 
 POSTGRES_URL = os.environ.get("ATLAS_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("ATLAS_TEST_REDIS_URL")
@@ -97,12 +97,8 @@ def cli(home: Path, database_url: str) -> Any:
     runner = CliRunner()
 
     def run(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> CliResult:
-        base_env = {
-            "ATLAS_HOME": str(home),
-            "ATLAS_DATABASE_URL": database_url,
-            "ATLAS_AUTO_PROCESS": "false",
-            "COLUMNS": "200",
-        }
+        base_env = {"ATLAS_HOME": str(home), "ATLAS_DATABASE_URL": database_url,
+                    "ATLAS_AUTO_PROCESS": "false", "COLUMNS": "200"}
         result = runner.invoke(app, list(args), env={**base_env, **(env or {})}, **kwargs)
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
@@ -138,49 +134,18 @@ class MediaMaker:
             lambda out: _run(["espeak-ng", "-s", "150", "-w", str(out), text]),
         )
 
-    def video(
-        self,
-        name: str = "clip.mp4",
-        *,
-        seconds: float = 2.0,
-        speech: str | None = None,
-        title: str | None = None,
-        pattern: str = "testsrc2",
-    ) -> Path:
+    def video(self, name: str = "clip.mp4", *, seconds: float = 2.0, speech: str | None = None,
+              title: str | None = None, pattern: str = "testsrc2") -> Path:
         def build(out: Path) -> None:
-            command = [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"{pattern}=size=160x90:rate=10",
-            ]
+            command = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+                       "-i", f"{pattern}=size=160x90:rate=10"]
             if speech:
                 command += ["-i", str(self.speech(speech)), "-shortest"]
             else:
-                command += [
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "sine=frequency=440:sample_rate=16000",
-                    "-t",
-                    str(seconds),
-                ]
-            command += [
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "48k",
-            ]
+                command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000",
+                            "-t", str(seconds)]
+            command += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "48k"]
             if title:
                 command += ["-metadata", f"title={title}"]
             _run([*command, "-f", _format_of(name), str(out)])
@@ -188,22 +153,12 @@ class MediaMaker:
         key = uuid.uuid5(uuid.NAMESPACE_URL, f"{name}|{seconds}|{speech}|{title}|{pattern}")
         return self._cached(f"{key.hex[:10]}-{name}", build)
 
-    def audio(
-        self, name: str = "talk.mp3", *, speech: str | None = None, seconds: float = 2.0
-    ) -> Path:
+    def audio(self, name: str = "talk.mp3", *, speech: str | None = None,
+              seconds: float = 2.0) -> Path:
         def build(out: Path) -> None:
-            source = (
-                ["-i", str(self.speech(speech))]
-                if speech
-                else [
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "sine=frequency=330:sample_rate=16000",
-                    "-t",
-                    str(seconds),
-                ]
-            )
+            source = (["-i", str(self.speech(speech))] if speech else
+                      ["-f", "lavfi", "-i", "sine=frequency=330:sample_rate=16000", "-t",
+                       str(seconds)])
             _run(["ffmpeg", "-v", "error", "-y", *source, "-f", _format_of(name), str(out)])
 
         key = uuid.uuid5(uuid.NAMESPACE_URL, f"{name}|{speech}|{seconds}")
@@ -212,25 +167,9 @@ class MediaMaker:
     def image(self, name: str = "still.png") -> Path:
         return self._cached(
             name,
-            lambda out: _run(
-                [
-                    "ffmpeg",
-                    "-v",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc2=size=64x64",
-                    "-frames:v",
-                    "1",
-                    "-f",
-                    "image2",
-                    "-c:v",
-                    "png",
-                    str(out),
-                ]
-            ),
+            lambda out: _run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                              "testsrc2=size=64x64", "-frames:v", "1", "-f", "image2",
+                              "-c:v", "png", str(out)]),
         )
 
     def copy(self, source: Path, target: Path) -> Path:
@@ -241,16 +180,8 @@ class MediaMaker:
 
 def _format_of(name: str) -> str:
     suffix = Path(name).suffix.lstrip(".")
-    return {
-        "mkv": "matroska",
-        "m4a": "ipod",
-        "mp4": "mp4",
-        "mov": "mov",
-        "mp3": "mp3",
-        "wav": "wav",
-        "ogg": "ogg",
-        "flac": "flac",
-    }.get(suffix, suffix)
+    return {"mkv": "matroska", "m4a": "ipod", "mp4": "mp4", "mov": "mov", "mp3": "mp3",
+            "wav": "wav", "ogg": "ogg", "flac": "flac"}.get(suffix, suffix)
 
 
 def _run(command: list[str]) -> None:

@@ -37,37 +37,12 @@ def test_seed_tables_keep_the_seed_columns(database_url):
         for table in ("task_logs", "user_feedback", "learning_rules")
     }
     seed = {
-        "task_logs": [
-            "id",
-            "task_id",
-            "task_type",
-            "status",
-            "duration_ms",
-            "retries",
-            "error_reason",
-            "created_at",
-        ],
-        "user_feedback": [
-            "id",
-            "media_id",
-            "feedback_type",
-            "original_value",
-            "corrected_value",
-            "confidence_score",
-            "timestamp",
-            "source",
-        ],
-        "learning_rules": [
-            "id",
-            "rule_type",
-            "condition_text",
-            "action_text",
-            "confidence",
-            "created_from_feedback",
-            "usage_count",
-            "success_rate",
-            "created_at",
-        ],
+        "task_logs": ["id", "task_id", "task_type", "status", "duration_ms", "retries",
+                      "error_reason", "created_at"],
+        "user_feedback": ["id", "media_id", "feedback_type", "original_value",
+                          "corrected_value", "confidence_score", "timestamp", "source"],
+        "learning_rules": ["id", "rule_type", "condition_text", "action_text", "confidence",
+                           "created_from_feedback", "usage_count", "success_rate", "created_at"],
     }
     for table, names in seed.items():
         assert columns[table][: len(names)] == names
