@@ -19,8 +19,9 @@ def _settings(atlas):
 
 def test_track_tag_edits_records_removed_added_replaced_and_makes_tags_the_users(atlas):
     item = add_item(atlas.engine, "Alien", auto=["Sci-Fi", "Drama", "Space"])
+    # Compared normalised (case, spaces, unicode width); shown as first spelt.
     report = track_tag_edits(
-        atlas.engine, _settings(atlas), item, tags="Science Fiction, drama, Space, Horror"
+        atlas.engine, _settings(atlas), item, tags="Science Fiction, ｄｒａｍａ,  SPACE , Horror"
     )
 
     assert tags_of(atlas.engine, item) == {

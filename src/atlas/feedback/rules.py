@@ -205,20 +205,30 @@ def _validate_condition(condition: Any) -> None:
 
 
 def evaluate(
-    condition: Mapping[str, Any], context: MediaContext, tags: Mapping[str, TagState]
+    condition: Mapping[str, Any],
+    context: MediaContext,
+    tags: Mapping[str, TagState],
+    initial: Mapping[str, TagState] | None = None,
 ) -> bool:
-    """Whether ``condition`` holds for the item (``tags``: its tags as they stand now)."""
+    """Whether ``condition`` holds for the item.
+
+    ``tags``: its tags as they stand now. ``initial``: as they stood before any rule
+    acted in this pass; a ``has_tag`` clause without ``sources`` is a context (the
+    item was tagged so, as mining saw it) and is tested against it, while the tag
+    a rule acts on (``has_tag`` with ``sources``, ``lacks_tag``) is tested as it is now.
+    """
     if "all" in condition:
-        return all(evaluate(part, context, tags) for part in condition["all"])
+        return all(evaluate(part, context, tags, initial) for part in condition["all"])
     if "any" in condition:
-        return any(evaluate(part, context, tags) for part in condition["any"])
+        return any(evaluate(part, context, tags, initial) for part in condition["any"])
     if "not" in condition:
-        return not evaluate(condition["not"], context, tags)
+        return not evaluate(condition["not"], context, tags, initial)
     if "has_tag" in condition:
-        state = tags.get(condition["has_tag"])
+        sources = condition.get("sources")
+        looked_up = tags if sources is not None or initial is None else initial
+        state = looked_up.get(condition["has_tag"])
         if state is None:
             return False
-        sources = condition.get("sources")
         return sources is None or state.source in sources
     if "lacks_tag" in condition:
         return condition["lacks_tag"] not in tags
@@ -307,7 +317,7 @@ def plan_tag_effects(
     for rule in index.candidates(context, working):
         if rule.rule_type not in TAG_RULE_TYPES or (rule.id is not None and rule.id in blocked):
             continue
-        if not evaluate(rule.condition, context, working):
+        if not evaluate(rule.condition, context, working, tags):
             continue
         effect = _tag_effect(rule, context, working)
         if effect is None:
