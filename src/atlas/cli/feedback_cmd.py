@@ -138,17 +138,18 @@ def render_loop(result: dict[str, Any]) -> None:
     mining = result.get("mining")
     if mining is not None:
         patterns = mining["patterns"]
-        qualifying = [p for p in patterns if p["qualifies"]]
         say(
             f"feedback: {mining['feedback_rows']} rows about {mining['items']} items, mined in "
-            f"{mining['seconds']:.2f} s; {len(patterns)} patterns seen on at least "
-            f"{mining['min_frequency']} items, {len(qualifying)} with confidence >= "
+            f"{mining['seconds']:.2f} s; {mining['patterns_found']} patterns corrected on at "
+            f"least {mining['min_frequency']} items, {mining['qualifying']} with confidence >= "
             f"{mining['min_confidence']:.2f}"
         )
         if result["mode"] == "analyze":
             for pattern in patterns:
                 mark = "rule" if pattern["qualifies"] else "weak"
                 say(f"  [{mark}] {pattern['rule_type']}: {pattern['description']}")
+            if len(patterns) < mining["patterns_found"]:
+                say(f"  ... and {mining['patterns_found'] - len(patterns)} weaker ones")
     rules = result.get("rules")
     if rules is not None:
         for name, title in (

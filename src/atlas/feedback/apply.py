@@ -415,7 +415,7 @@ def _apply_batch(
     dry_run: bool,
     now: datetime,
 ) -> None:
-    contexts = load_contexts(connection, batch)
+    contexts = load_contexts(connection, batch, words=index.uses_words)
     live, blocked = _application_state(connection, batch)
     writer = None if dry_run else connection
     usage: Counter[int] = Counter()

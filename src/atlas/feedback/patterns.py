@@ -14,7 +14,10 @@ For every pattern, counted over distinct items:
   mapping: every reviewed item where Atlas predicted the tag and the user's tag
   was not there yet, corrected or not);
 * **support** — of those, the items the user left the way the rule would have;
-* **confidence** — the same share, weighted: the rule's expected precision.
+* **confidence** — the same share, weighted, with one imagined hit and one
+  imagined miss added (Laplace's rule of succession): ``(hits_w + 1) /
+  (observed_w + 2)``, the rule's expected precision. 3 of 3 gives 0.80, 30 of 30
+  0.97: a few lucky coincidences do not make a confident rule.
 
 A pattern must also have been an actual correction on at least ``min_frequency``
 items. Families: tag mappings (A predicted, replaced by B), tag removals (A
@@ -52,10 +55,12 @@ from atlas.feedback.context import MediaContext, load_contexts, normalise_genre
 from atlas.feedback.rules import Rule, describe, pattern_key
 from atlas.media.tags import normalise_tag
 
-__all__ = ["MiningResult", "Pattern", "mine_patterns"]
+__all__ = ["MAX_REPORTED", "MiningResult", "Pattern", "mine_patterns"]
 
 #: At most this many patterns add the same tag (the most precise ones).
 MAX_CONTEXTS_PER_TAG = 5
+#: A report lists at most this many patterns (the rules are all stored).
+MAX_REPORTED = 1000
 _LOAD_ALL_ABOVE = 2000
 _EXAMPLES = 5
 #: Context features are ``kind<SEP>value`` strings (cheap to hash, many of them).
@@ -124,13 +129,16 @@ class MiningResult:
         return [pattern for pattern in self.patterns if pattern.qualifies]
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as data; at most :data:`MAX_REPORTED` patterns (strongest first)."""
         return {
             "feedback_rows": self.feedback_rows,
             "items": self.items,
             "min_frequency": self.min_frequency,
             "min_confidence": self.min_confidence,
             "seconds": round(self.seconds, 3),
-            "patterns": [pattern.to_dict() for pattern in self.patterns],
+            "patterns_found": len(self.patterns),
+            "qualifying": len(self.qualifying),
+            "patterns": [pattern.to_dict() for pattern in self.patterns[:MAX_REPORTED]],
         }
 
 
@@ -164,7 +172,10 @@ class _Measure:
 
     @property
     def confidence(self) -> float:
-        return self.hit_w / self.held_w if self.held_w > 0 else 0.0
+        # Laplace's rule of succession: one imagined hit and one imagined miss, so
+        # that 3 of 3 is not taken for certainty (small samples overfit, and each
+        # overfitted rule costs the user reversals before it is switched off).
+        return (self.hit_w + 1.0) / (self.held_w + 2.0)
 
 
 def mine_patterns(
@@ -393,7 +404,8 @@ class _Miner:
 
         def may_qualify(hits: int, held_at_least: int) -> bool:
             misses = max(0, held_at_least - hits)
-            return heavy * hits >= min_confidence * (heavy * hits + light * misses)
+            best = heavy * hits + 1.0
+            return best >= min_confidence * (best + light * misses + 1.0)
 
         map_by_a: dict[str, list[str]] = {}
         for (a, b), count in map_count.items():

@@ -284,6 +284,11 @@ class RuleIndex:
     def __len__(self) -> int:
         return len(self.rules)
 
+    @property
+    def uses_words(self) -> bool:
+        """Whether any rule tests the words of an item's texts (else they need not be read)."""
+        return any(kind == "word" for kind, _value in self.by_anchor)
+
     def candidates(self, context: MediaContext, tags: Iterable[str]) -> list[Rule]:
         found = list(self.unanchored)
         for feature in _features(context, tags) & self.by_anchor.keys():
