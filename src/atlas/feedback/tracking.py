@@ -27,7 +27,7 @@ from atlas.db import database_errors, utcnow
 from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
-from atlas.feedback.context import TagState, current_tags, normalise_genre
+from atlas.feedback.context import TagState, current_tags
 from atlas.feedback.records import clear_rejections, insert_feedback, reject_tags, tag_values
 from atlas.media.tags import Tag, normalise_tag, parse_tag_list, remove_tags, upsert_tags
 
@@ -401,8 +401,7 @@ def _edit_field(
     confirm_unchanged: bool = False,
 ) -> None:
     old = getattr(row, name)
-    same = normalise_genre(old) == normalise_genre(value) if name == "genre" else old == value
-    if same and not confirm_unchanged:
+    if old == value and not confirm_unchanged:
         return
     if old != value:
         connection.execute(
