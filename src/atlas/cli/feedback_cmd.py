@@ -64,9 +64,9 @@ def render_edit(report: EditReport) -> None:
         prefix = f"media {report.media_id}: {change.name}"
         if change.name != "tags":
             if change.changed:
-                console.print(f"{prefix} {change.before!r} -> {change.after!r}", markup=False)
+                _say(f"{prefix} {change.before!r} -> {change.after!r}")
             else:
-                console.print(f"{prefix} {change.after!r} confirmed", markup=False)
+                _say(f"{prefix} {change.after!r} confirmed")
             continue
         parts = []
         replaced = {new: old for old, new in change.replaced}
@@ -78,7 +78,7 @@ def render_edit(report: EditReport) -> None:
             )
         if change.confirmed:
             parts.append("confirmed " + ", ".join(change.confirmed))
-        console.print(f"{prefix}: " + ("; ".join(parts) or "no change"), markup=False)
+        _say(f"{prefix}: " + ("; ".join(parts) or "no change"))
     _render_judged(report.judged)
 
 
@@ -86,11 +86,9 @@ def _render_judged(judged: list[Judgement]) -> None:
     if not judged:
         return
     kept = sum(1 for j in judged if j.outcome == "kept")
-    console.print(
-        f"rule applications judged: {kept} kept, {len(judged) - kept} reverted", markup=False
-    )
+    _say(f"rule applications judged: {kept} kept, {len(judged) - kept} reverted")
     for reason in sorted({(j.rule_id, j.disabled_reason) for j in judged if j.disabled_reason}):
-        console.print(f"rule {reason[0]} {reason[1]}", markup=False)
+        _say(f"rule {reason[0]} {reason[1]}")
 
 
 def run_feedback_loop_command(
@@ -189,7 +187,7 @@ def render_loop(result: dict[str, Any]) -> None:
 
 
 def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False)
+    typer.echo(text)  # plain lines: no wrapping, no markup
 
 
 def _title(change: dict[str, Any]) -> str:

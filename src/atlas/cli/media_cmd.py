@@ -205,9 +205,7 @@ def media_move(
         emit_json(report.to_dict())
         return
     extra = f" (and {len(report.sidecars)} sidecar file(s))" if report.sidecars else ""
-    console.print(
-        f"moved media {media_id}: {report.source} -> {report.target}{extra}", markup=False
-    )
+    typer.echo(f"moved media {media_id}: {report.source} -> {report.target}{extra}")
 
 
 @media_app.command("edit")
@@ -237,11 +235,9 @@ def media_edit(
         emit_json(report.to_dict())
         return
     for change in report.changes:
-        console.print(
-            f"media {media_id}: {change.name} {change.before!r} -> {change.after!r}", markup=False
-        )
+        typer.echo(f"media {media_id}: {change.name} {change.before!r} -> {change.after!r}")
     if not report.changes:
-        console.print(f"media {media_id}: nothing changed")
+        typer.echo(f"media {media_id}: nothing changed")
 
 
 def _duration(item: MediaRecord) -> str:
