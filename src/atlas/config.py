@@ -121,6 +121,11 @@ class FeedbackSettings(_Section):
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     #: Rules whose measured success rate falls below this are disabled.
     disable_below: float = Field(default=0.5, ge=0, le=1)
+    #: ...once at least this many of their applications have been judged.
+    min_judged: int = Field(default=5, ge=1)
+    #: Recency weighting of feedback when mining: a correction this many days old
+    #: weighs half as much as one made today.
+    half_life_days: float = Field(default=90.0, gt=0)
 
 
 class TaskPolicy(_Section):

@@ -10,6 +10,7 @@ from rich.table import Table
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
 from atlas.db.tables import MEDIA_TYPES
 from atlas.errors import InvalidInput
+from atlas.feedback import edit_metadata, move_media
 from atlas.media import (
     MediaRecord,
     import_catalog,
@@ -188,6 +189,55 @@ def media_show(
         if value not in (None, ""):
             table.add_row(key, str(value))
     console.print(table)
+
+
+@media_app.command("move")
+def media_move(
+    ctx: typer.Context,
+    media_id: int = typer.Argument(..., help="The media id."),
+    destination: Path = typer.Argument(..., help="A folder in the library, or a new file path."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Move an item's file (and its sidecars) within the library; Atlas learns from it."""
+    atlas = state(ctx).atlas()
+    report = move_media(atlas.engine, atlas.settings.feedback, media_id, destination)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    extra = f" (and {len(report.sidecars)} sidecar file(s))" if report.sidecars else ""
+    typer.echo(f"moved media {media_id}: {report.source} -> {report.target}{extra}")
+
+
+@media_app.command("edit")
+def media_edit(
+    ctx: typer.Context,
+    media_id: int = typer.Argument(..., help="The media id."),
+    title: str | None = typer.Option(None, "--title", help="New title."),
+    genre: str | None = typer.Option(None, "--genre", help="New genre."),
+    description: str | None = typer.Option(None, "--description", help="New description."),
+    artist: str | None = typer.Option(None, "--artist", help="New artist or director."),
+    year: int | None = typer.Option(None, "--year", help="New year."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Edit an item's title, genre, description, artist or year; recorded as feedback."""
+    atlas = state(ctx).atlas()
+    report = edit_metadata(
+        atlas.engine,
+        atlas.settings.feedback,
+        media_id,
+        title=title,
+        genre=genre,
+        description=description,
+        artist=artist,
+        year=year,
+    )
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for change in report.changes:
+        typer.echo(f"media {media_id}: {change.name} {change.before!r} -> {change.after!r}")
+    if not report.changes:
+        typer.echo(f"media {media_id}: nothing changed")
 
 
 def _duration(item: MediaRecord) -> str:

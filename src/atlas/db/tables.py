@@ -33,6 +33,7 @@ from atlas.db.types import UTCDateTime, utcnow
 __all__ = [
     "FEEDBACK_TYPES",
     "MEDIA_TYPES",
+    "RULE_OUTCOMES",
     "TAG_SOURCES",
     "TASK_STATUSES",
     "TRANSCRIPT_SOURCES",
@@ -40,8 +41,10 @@ __all__ = [
     "library_roots",
     "media",
     "media_sidecars",
+    "media_tag_rejections",
     "media_tags",
     "metadata",
+    "rule_applications",
     "task_logs",
     "tasks",
     "transcripts",
@@ -63,6 +66,7 @@ TAG_SOURCES = ("auto", "user", "rule")
 TASK_STATUSES = ("queued", "running", "completed", "error", "cancelled")
 FEEDBACK_TYPES = ("tag_correction", "file_move", "rating", "metadata_edit")
 TRANSCRIPT_SOURCES = ("whisper", "sidecar", "embedded")
+RULE_OUTCOMES = ("pending", "kept", "reverted")
 
 
 # The seed's tables default their times in the database too.
@@ -276,4 +280,63 @@ learning_rules = Table(
     Column("usage_count", Integer, server_default=text("0")),
     Column("success_rate", Float, server_default=text("0.0")),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow, server_default=_NOW),
+    # Added by Atlas (migration 0005). condition_text/action_text hold JSON that
+    # atlas.feedback.rules evaluates; pattern_key identifies the mined pattern so
+    # that mining again updates the rule instead of adding a twin.
+    Column("pattern_key", String(64)),
+    Column("description", Text),
+    Column("support", Integer, nullable=False, server_default=text("0")),
+    Column("observed", Integer, nullable=False, server_default=text("0")),
+    Column("examples", JSON),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    # Who disabled it: 'user', 'judge' (success rate too low) or 'evidence'
+    # (the feedback no longer supports it; re-enabled when it does again).
+    Column("disabled_by", String(16)),
+    Column("disabled_reason", Text),
+    Column("success_count", Integer, nullable=False, server_default=text("0")),
+    Column("failure_count", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", UTCDateTime),
+)
+Index("ix_learning_rules_pattern_key", learning_rules.c.pattern_key, unique=True)
+
+# Every time a rule changed a media item: what it was before and after, so it can
+# be listed, undone, and judged by the user's next edit of that item.
+rule_applications = Table(
+    "rule_applications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule_id", Integer, ForeignKey("learning_rules.id"), nullable=False, index=True),
+    Column("media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False),
+    # 'tags', 'genre' or 'path'.
+    Column("target", String(16), nullable=False),
+    Column("before", JSON, nullable=False),
+    Column("after", JSON, nullable=False),
+    # 'tagger' (new predictions) or 'loop' (run-feedback-loop on stored items).
+    Column("via", String(16), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("outcome", String(16), nullable=False, server_default="pending"),
+    Column("judged_at", UTCDateTime),
+    # The user_feedback row whose edit judged it (NULL for an undo).
+    Column("judged_by", Integer),
+    Column("undone_at", UTCDateTime),
+    CheckConstraint(_in("outcome", RULE_OUTCOMES), name="outcome"),
+    CheckConstraint(_in("target", ("tags", "genre", "path")), name="target"),
+)
+Index(
+    "ix_rule_applications_media_id_outcome",
+    rule_applications.c.media_id,
+    rule_applications.c.outcome,
+)
+
+# Tags the user removed from an item: the tagger and the rules never add them back.
+media_tag_rejections = Table(
+    "media_tag_rejections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("tag_norm", Text, nullable=False),
+    Column("feedback_id", Integer),
+    Column("rejected_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("media_id", "tag_norm"),
 )

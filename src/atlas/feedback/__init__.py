@@ -1,0 +1,94 @@
+"""Learning from the user's corrections: feedback, patterns, rules, and their judgement.
+
+The user's edits are recorded as feedback (:mod:`~atlas.feedback.tracking`,
+:mod:`~atlas.feedback.moves`); mining finds patterns in it
+(:mod:`~atlas.feedback.patterns`); patterns become rules that a small engine
+evaluates (:mod:`~atlas.feedback.rules`); rules act on new predictions and stored
+items, each action recorded, undoable and judged by the user's next edit
+(:mod:`~atlas.feedback.apply`); :mod:`~atlas.feedback.loop` runs the whole cycle.
+
+For the automatic tagger: call :func:`apply_rules` with each new prediction set,
+inside the transaction that stores the tags, and store the tags it returns.
+"""
+
+from atlas.feedback.apply import (
+    Application,
+    ApplyReport,
+    Judgement,
+    RuleResult,
+    UndoReport,
+    apply_rules,
+    apply_to_library,
+    judge_edit,
+    list_applications,
+    rule_detail,
+    tag_rule_index,
+    undo_application,
+)
+from atlas.feedback.context import MediaContext, TagState, load_contexts
+from atlas.feedback.loop import LoopReport, feedback_loop, loop_mode, run_feedback_loop
+from atlas.feedback.moves import MoveReport, move_media
+from atlas.feedback.patterns import MiningResult, Pattern, mine_patterns
+from atlas.feedback.records import rejected_norms
+from atlas.feedback.rules import (
+    RULE_TYPES,
+    Rule,
+    RuleChanges,
+    RuleIndex,
+    evaluate,
+    get_rule,
+    list_rules,
+    set_rule_enabled,
+    validate_rule,
+)
+from atlas.feedback.tracking import (
+    EditReport,
+    ValueChange,
+    add_user_tags,
+    edit_metadata,
+    remove_user_tags,
+    track_tag_edits,
+)
+
+__all__ = [
+    "RULE_TYPES",
+    "Application",
+    "ApplyReport",
+    "EditReport",
+    "Judgement",
+    "LoopReport",
+    "MediaContext",
+    "MiningResult",
+    "MoveReport",
+    "Pattern",
+    "Rule",
+    "RuleChanges",
+    "RuleIndex",
+    "RuleResult",
+    "TagState",
+    "UndoReport",
+    "ValueChange",
+    "add_user_tags",
+    "apply_rules",
+    "apply_to_library",
+    "edit_metadata",
+    "evaluate",
+    "feedback_loop",
+    "get_rule",
+    "judge_edit",
+    "list_applications",
+    "list_rules",
+    "load_contexts",
+    "loop_mode",
+    "mine_patterns",
+    "move_media",
+    "rejected_norms",
+    "remove_user_tags",
+    "rule_detail",
+    "run_feedback_loop",
+    "set_rule_enabled",
+    "tag_rule_index",
+    "track_tag_edits",
+    "undo_application",
+    "validate_rule",
+]

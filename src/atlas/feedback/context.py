@@ -1,0 +1,280 @@
+"""What mining and rules know about a media item: tags with sources, genre, type, folder, words.
+
+The same :class:`MediaContext` is built for mining (the context a correction was
+made in) and for applying rules (the context a rule's condition is tested
+against), so a learned condition means the same thing in both places.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from atlas.db.tables import (
+    media,
+    media_sidecars,
+    media_tag_rejections,
+    media_tags,
+    transcripts,
+    user_feedback,
+)
+from atlas.media.tags import SOURCE_RANK, normalise_tag
+
+__all__ = [
+    "MAX_WORDS",
+    "MediaContext",
+    "TagState",
+    "chunked",
+    "current_tags",
+    "folder_of",
+    "load_contexts",
+    "normalise_genre",
+    "text_words",
+]
+
+#: Words of an item's title, description and transcript that conditions can test:
+#: the first this many distinct content words (title first).
+MAX_WORDS = 64
+_MAX_TEXT = 20_000
+_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
+_STOPWORD_TEXT = """
+about above after again against all also and any are around because been before being
+below between both but can could did does doing down during each few for from further
+had has have having her here hers herself him himself his how into its itself just more
+most much must not now off once only other our ours out over own same she should some
+such than that the their theirs them then there these they this those through too under
+until upon very was were what when where which while who whom why will with would you
+your yours yourself one two three who's it's he's she's they're when's can't don't won't
+get gets got make makes made take takes took new year years life find finds must
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class TagState:
+    """One tag of an item as stored (or as predicted)."""
+
+    tag: str
+    norm: str
+    kind: str = "topic"
+    source: str = "auto"
+    confidence: float = 1.0
+    explanation: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "norm": self.norm,
+            "kind": self.kind,
+            "source": self.source,
+            "confidence": round(float(self.confidence), 4),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TagState:
+        return cls(
+            tag=data["tag"],
+            norm=data.get("norm") or normalise_tag(data["tag"]),
+            kind=data.get("kind", "topic"),
+            source=data.get("source", "auto"),
+            confidence=float(data.get("confidence", 1.0)),
+            explanation=data.get("explanation"),
+        )
+
+
+@dataclass
+class MediaContext:
+    """The facts a rule condition is evaluated against."""
+
+    media_id: int
+    media_type: str = "video"
+    title: str | None = None
+    genre: str | None = None
+    path: str | None = None
+    origin: str = "file"
+    words: frozenset[str] = frozenset()
+    #: norm -> tag, strongest source wins.
+    tags: dict[str, TagState] = field(default_factory=dict)
+    #: Tags the user removed from this item; never added back.
+    rejected: frozenset[str] = frozenset()
+    #: The genre came from the user (an edit, a catalogue, an .nfo): rules leave it.
+    genre_protected: bool = False
+    #: The user moved the file: organisation rules leave it where it is.
+    user_moved: bool = False
+
+    @property
+    def genre_norm(self) -> str | None:
+        return normalise_genre(self.genre)
+
+    @property
+    def folder(self) -> str | None:
+        return folder_of(self.path)
+
+
+def normalise_genre(genre: str | None) -> str | None:
+    if genre is None:
+        return None
+    norm = normalise_tag(genre)
+    return norm or None
+
+
+def folder_of(path: str | None) -> str | None:
+    return os.path.dirname(path) if path else None
+
+
+def text_words(*texts: str | None) -> frozenset[str]:
+    """The first :data:`MAX_WORDS` distinct content words of the texts, normalised."""
+    found: dict[str, None] = {}
+    for text in texts:
+        if not text:
+            continue
+        folded = unicodedata.normalize("NFKC", text[:_MAX_TEXT]).casefold()
+        found.update(dict.fromkeys(_WORD.findall(folded)))
+        if len(found) > 4 * MAX_WORDS:
+            break
+    words = [w for w in found if len(w) > 2 and w not in _STOPWORDS]
+    return frozenset(words[:MAX_WORDS])
+
+
+def chunked(values: Sequence[int], size: int = _CHUNK) -> Iterator[list[int]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def current_tags(connection: Connection, media_id: int) -> dict[str, TagState]:
+    """The stored tags of one item, by norm."""
+    rows = connection.execute(select(media_tags).where(media_tags.c.media_id == media_id))
+    return {row.tag_norm: _tag_state(row) for row in rows}
+
+
+def _tag_state(row: Any) -> TagState:
+    return TagState(
+        tag=row.tag,
+        norm=row.tag_norm,
+        kind=row.kind,
+        source=row.source,
+        confidence=row.confidence,
+        explanation=row.explanation,
+    )
+
+
+def load_contexts(
+    connection: Connection, media_ids: Iterable[int] | None = None, *, words: bool = True
+) -> dict[int, MediaContext]:
+    """Contexts of the given items (all items when ``None``), read in bulk."""
+    ids = None if media_ids is None else sorted(set(media_ids))
+    contexts: dict[int, MediaContext] = {}
+    columns = (
+        media.c.id,
+        media.c.media_type,
+        media.c.title,
+        media.c.genre,
+        media.c.path,
+        media.c.origin,
+        media.c.description,
+    )
+    descriptions: dict[int, str | None] = {}
+    for where in _id_filters(media.c.id, ids):
+        for row in connection.execute(select(*columns).where(*where)):
+            contexts[row.id] = MediaContext(
+                media_id=row.id,
+                media_type=row.media_type,
+                title=row.title,
+                genre=row.genre,
+                path=row.path,
+                origin=row.origin,
+                genre_protected=row.origin == "catalog",
+            )
+            descriptions[row.id] = row.description
+    if not contexts:
+        return contexts
+    known = sorted(contexts)
+    only = None if ids is None else known
+
+    tag_lists: dict[int, list[TagState]] = {}
+    for where in _id_filters(media_tags.c.media_id, only):
+        for row in connection.execute(select(media_tags).where(*where)):
+            tag_lists.setdefault(row.media_id, []).append(_tag_state(row))
+    for media_id, states in tag_lists.items():
+        ordered = sorted(states, key=lambda s: SOURCE_RANK[s.source])
+        if media_id in contexts:
+            contexts[media_id].tags = {state.norm: state for state in ordered}
+
+    rejected: dict[int, set[str]] = {}
+    for where in _id_filters(media_tag_rejections.c.media_id, only):
+        rows = connection.execute(
+            select(media_tag_rejections.c.media_id, media_tag_rejections.c.tag_norm).where(*where)
+        )
+        for media_id, norm in rows:
+            rejected.setdefault(media_id, set()).add(norm)
+    for media_id, norms in rejected.items():
+        if media_id in contexts:
+            contexts[media_id].rejected = frozenset(norms)
+
+    for where in _id_filters(media_sidecars.c.media_id, only):
+        curated = connection.execute(
+            select(media_sidecars.c.media_id).where(media_sidecars.c.kind == "nfo", *where)
+        )
+        for (media_id,) in curated:
+            if media_id in contexts:
+                contexts[media_id].genre_protected = True  # curated in another manager
+
+    for where in _id_filters(user_feedback.c.media_id, only):
+        edits = connection.execute(
+            select(
+                user_feedback.c.media_id,
+                user_feedback.c.feedback_type,
+                user_feedback.c.original_value,
+            ).where(
+                user_feedback.c.feedback_type.in_(("file_move", "metadata_edit")),
+                user_feedback.c.source != "rule",
+                *where,
+            )
+        )
+        for media_id, kind, original in edits:
+            context = contexts.get(media_id)
+            if context is None:
+                continue
+            if kind == "file_move":
+                context.user_moved = True
+            elif _edited_field(original) == "genre":
+                context.genre_protected = True
+
+    if words:
+        texts: dict[int, str] = {}
+        for where in _id_filters(transcripts.c.media_id, only):
+            rows = connection.execute(
+                select(transcripts.c.media_id, transcripts.c.text).where(*where)
+            )
+            texts.update({media_id: text for media_id, text in rows})
+        for media_id, context in contexts.items():
+            context.words = text_words(
+                context.title, descriptions.get(media_id), texts.get(media_id)
+            )
+    return contexts
+
+
+def _edited_field(original: str | None) -> str | None:
+    if not original or not original.startswith("{"):
+        return None
+    try:
+        data = json.loads(original)
+    except json.JSONDecodeError:
+        return None
+    return data.get("field") if isinstance(data, dict) else None
+
+
+def _id_filters(column: Any, ids: Sequence[int] | None) -> Iterator[tuple[Any, ...]]:
+    if ids is None:
+        yield ()
+        return
+    for chunk in chunked(ids):
+        yield (column.in_(chunk),)

@@ -1,0 +1,712 @@
+"""Mining the feedback for patterns that can become rules.
+
+All feedback rows are read once, in bulk, and folded into one observation per item
+and kind (tags, genre, file location): what Atlas showed before the user's first
+review (with the effect of learned rules taken back out, so that rules do not
+blur the evidence they came from), what the user left at their latest edit, and a
+weight ``confidence_score * 0.5 ** (age_days / feedback.half_life_days)`` of that
+latest edit (age in whole hours). Undo rows are not mined (an undo is judged, not
+learned from).
+
+For every pattern, counted over distinct items:
+
+* **observed** — reviewed items where the pattern's condition held (for a tag
+  mapping: every reviewed item where Atlas predicted the tag and the user's tag
+  was not there yet, corrected or not);
+* **support** — of those, the items the user left the way the rule would have;
+* **confidence** — the same share, weighted, with one imagined hit and one
+  imagined miss added (Laplace's rule of succession): ``(hits_w + 1) /
+  (observed_w + 2)``, the rule's expected precision. 3 of 3 gives 0.80, 30 of 30
+  0.97: a few lucky coincidences do not make a confident rule.
+
+A pattern must also have been an actual correction on at least ``min_frequency``
+items. Families: tag mappings (A predicted, replaced by B), tag removals (A
+predicted and removed, optionally only with a genre, a media type or in a
+folder), tag additions (B added when a genre, another tag, a word of the title /
+description / transcript, a folder or a media type holds, or always), genre
+corrections (X -> Y), genre enhancements (empty genre set to Y when tagged T), and
+file organisation (items tagged T, or with genre G, moved into folder F).
+
+Two passes keep it fast: the first counts actual corrections to find candidates
+(and skips those whose confidence cannot reach the floor), the second measures
+only the candidates against every reviewed item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import product
+from typing import Any
+
+from sqlalchemy import Connection, or_, select
+
+from atlas.config import FeedbackSettings
+from atlas.db import utcnow
+from atlas.db.tables import user_feedback
+from atlas.errors import InvalidInput
+from atlas.feedback.context import MediaContext, load_contexts, normalise_genre
+from atlas.feedback.rules import Rule, describe, pattern_key
+from atlas.media.tags import normalise_tag
+
+__all__ = ["MAX_REPORTED", "MiningResult", "Pattern", "mine_patterns"]
+
+#: At most this many patterns add the same tag (the most precise ones).
+MAX_CONTEXTS_PER_TAG = 5
+#: A report lists at most this many patterns (the rules are all stored).
+MAX_REPORTED = 1000
+_LOAD_ALL_ABOVE = 2000
+_EXAMPLES = 5
+#: Context features are ``kind<SEP>value`` strings (cheap to hash, many of them).
+_SEP = "\x1f"
+_ANY = "any" + _SEP
+
+
+@dataclass
+class Pattern:
+    rule_type: str
+    key: str
+    condition: dict[str, Any]
+    action: dict[str, Any]
+    support: int
+    observed: int
+    confidence: float
+    examples: list[int]
+    #: In plain words, with the evidence (filled in for the patterns reported).
+    description: str = ""
+    #: Over both thresholds: becomes (or keeps) a rule.
+    qualifies: bool = False
+    #: Tag mappings: items where the user's edit paired exactly these two tags.
+    paired: int = 0
+
+    def to_rule(self) -> Rule:
+        return Rule(
+            id=None,
+            rule_type=self.rule_type,
+            condition=self.condition,
+            action=self.action,
+            confidence=self.confidence,
+            description=self.description,
+            support=self.support,
+            observed=self.observed,
+            examples=list(self.examples),
+            pattern_key=self.key,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule_type": self.rule_type,
+            "description": self.description,
+            "support": self.support,
+            "observed": self.observed,
+            "confidence": round(self.confidence, 4),
+            "examples": self.examples,
+            "qualifies": self.qualifies,
+            "condition": self.condition,
+            "action": self.action,
+        }
+
+
+@dataclass
+class MiningResult:
+    patterns: list[Pattern] = field(default_factory=list)
+    feedback_rows: int = 0
+    items: int = 0
+    min_frequency: int = 3
+    min_confidence: float = 0.6
+    seconds: float = 0.0
+    #: Every candidate measured, qualifying or not: key -> (support, confidence).
+    measured: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def qualifying(self) -> list[Pattern]:
+        return [pattern for pattern in self.patterns if pattern.qualifies]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as data; at most :data:`MAX_REPORTED` patterns (strongest first)."""
+        return {
+            "feedback_rows": self.feedback_rows,
+            "items": self.items,
+            "min_frequency": self.min_frequency,
+            "min_confidence": self.min_confidence,
+            "seconds": round(self.seconds, 3),
+            "patterns_found": len(self.patterns),
+            "qualifying": len(self.qualifying),
+            "patterns": [pattern.to_dict() for pattern in self.patterns[:MAX_REPORTED]],
+        }
+
+
+class _TagObs:
+    __slots__ = ("final", "pre", "w")
+
+    def __init__(self) -> None:
+        self.pre: dict[str, tuple[str, str, str]] = {}  # norm -> (source, kind, display)
+        self.final: set[str] = set()
+        self.w = 0.0
+
+
+class _Measure:
+    """Weighted and counted hits over the items where a candidate's condition held."""
+
+    __slots__ = ("examples", "held_n", "held_w", "hit_n", "hit_w")
+
+    def __init__(self) -> None:
+        self.held_w = self.hit_w = 0.0
+        self.held_n = self.hit_n = 0
+        self.examples: list[int] = []
+
+    def add(self, weight: float, hit: bool, media_id: int) -> None:
+        self.held_w += weight
+        self.held_n += 1
+        if hit:
+            self.hit_w += weight
+            self.hit_n += 1
+            if len(self.examples) < _EXAMPLES:
+                self.examples.append(media_id)
+
+    @property
+    def confidence(self) -> float:
+        # Laplace's rule of succession: one imagined hit and one imagined miss, so
+        # that 3 of 3 is not taken for certainty (small samples overfit, and each
+        # overfitted rule costs the user reversals before it is switched off).
+        return (self.hit_w + 1.0) / (self.held_w + 2.0)
+
+
+def mine_patterns(
+    connection: Connection,
+    settings: FeedbackSettings,
+    *,
+    min_frequency: int | None = None,
+    min_confidence: float | None = None,
+    now: datetime | None = None,
+) -> MiningResult:
+    """Find the patterns in all feedback; those over both thresholds qualify as rules."""
+    started = time.perf_counter()
+    min_frequency = settings.min_frequency if min_frequency is None else min_frequency
+    min_confidence = settings.min_confidence if min_confidence is None else min_confidence
+    if min_frequency < 1:
+        raise InvalidInput(f"--min-frequency must be at least 1, got {min_frequency}")
+    now = now or utcnow()
+    miner = _Miner(settings, now)
+    result = MiningResult(min_frequency=min_frequency, min_confidence=min_confidence)
+    result.feedback_rows = miner.read(connection)
+    items = miner.items()
+    result.items = len(items)
+    if items:
+        load = None if len(items) > _LOAD_ALL_ABOVE else items
+        miner.contexts = load_contexts(connection, load)
+    found: list[Pattern] = []
+    found += miner.tag_patterns(min_frequency, min_confidence)
+    found += miner.genre_patterns(min_frequency)
+    found += miner.move_patterns(min_frequency)
+    for pattern in found:
+        result.measured[pattern.key] = (pattern.support, pattern.confidence)
+        pattern.qualifies = (
+            pattern.support >= min_frequency and pattern.confidence >= min_confidence
+        )
+    result.patterns = _prune([p for p in found if p.support >= min_frequency])
+    for pattern in result.patterns:
+        pattern.description = describe(
+            pattern.rule_type,
+            pattern.condition,
+            pattern.action,
+            support=pattern.support,
+            observed=pattern.observed,
+            confidence=pattern.confidence,
+            examples=pattern.examples,
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Miner:
+    def __init__(self, settings: FeedbackSettings, now: datetime) -> None:
+        self.half_life_s = settings.half_life_days * 86400.0
+        self.now = now
+        self.tags: dict[int, _TagObs] = {}
+        self.genres: dict[
+            int, list[Any]
+        ] = {}  # id -> [pre norm, pre display, final norm, final display, w]
+        self.moves: dict[int, tuple[str, float]] = {}  # id -> (final folder, w)
+        self.user_display: dict[str, str] = {}
+        self.paired: Counter[tuple[str, str]] = Counter()
+        self.atlas_display: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}
+        self.contexts: dict[int, MediaContext] = {}
+        self._norms: dict[str, str] = {}
+
+    # -- reading ---------------------------------------------------------------
+
+    def read(self, connection: Connection) -> int:
+        query = (
+            select(
+                user_feedback.c.media_id,
+                user_feedback.c.feedback_type,
+                user_feedback.c.original_value,
+                user_feedback.c.corrected_value,
+                user_feedback.c.confidence_score,
+                user_feedback.c.timestamp,
+            )
+            .where(
+                or_(
+                    user_feedback.c.source.is_(None),
+                    user_feedback.c.source.notin_(("undo", "rule")),
+                )
+            )
+            .order_by(user_feedback.c.timestamp, user_feedback.c.id)
+        )
+        count = 0
+        now_s = self.now.timestamp()
+        # Per item only its first and its latest tag edit matter: parse just those.
+        tag_rows: dict[int, list[Any]] = {}
+        for media_id, kind, original, corrected, confidence, stamp in connection.execute(query):
+            count += 1
+            # Whole hours: corrections of the same session weigh the same.
+            age = max(0.0, round((now_s - stamp.timestamp()) / 3600) * 3600.0)
+            weight = (1.0 if confidence is None else confidence) * 0.5 ** (age / self.half_life_s)
+            if kind == "tag_correction":
+                known = tag_rows.get(media_id)
+                if known is None:
+                    tag_rows[media_id] = [(original, corrected, weight), None]
+                else:
+                    known[1] = (original, corrected, weight)
+            elif kind == "metadata_edit":
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    self._genre_row(media_id, original, corrected, weight)
+            elif kind == "file_move" and corrected:
+                self.moves[media_id] = (os.path.dirname(corrected), weight)
+        for media_id, (first, last) in tag_rows.items():
+            # A row in a layout this version does not know is not evidence.
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                self._tag_item(media_id, first, last)
+        return count
+
+    def _norm(self, tag: str) -> str:
+        norm = self._norms.get(tag)
+        if norm is None:
+            norm = self._norms[tag] = normalise_tag(tag)
+        return norm
+
+    def _tag_item(
+        self, media_id: int, first: tuple[str, str, float], last: tuple[str, str, float] | None
+    ) -> None:
+        """What Atlas showed at the first review (rules taken out), what the user left last."""
+        before = json.loads(first[0])
+        pre: dict[str, tuple[str, str, str]] = {}
+        for state in before["tags"]:
+            norm, source = state["norm"], state["source"]
+            self.atlas_display.setdefault(norm, state["tag"])
+            self.kinds.setdefault(norm, state.get("kind", "topic"))
+            if source != "rule":  # a rule put it there: not what Atlas predicted
+                pre[norm] = (source, state.get("kind", "topic"), state["tag"])
+        for state in before.get("rules", {}).get("removed", ()):
+            pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
+        if last is not None:
+            before = json.loads(last[0])
+            for state in before["tags"]:  # predictions made after the first review
+                if state["source"] == "auto" and state["norm"] not in pre:
+                    pre[state["norm"]] = ("auto", state.get("kind", "topic"), state["tag"])
+            for state in before.get("rules", {}).get("removed", ()):
+                pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
+        _original, corrected, weight = last or first
+        after = json.loads(corrected)
+        final = {state["norm"] for state in before["tags"]}
+        for tag in after["removed"]:
+            final.discard(self._norm(tag))
+        for tag in after["added"]:
+            norm = self._norm(tag)
+            final.add(norm)
+            self.user_display[norm] = tag
+        for old, new in after.get("replaced", ()):
+            self.paired[(self._norm(old), self._norm(new))] += 1
+        obs = self.tags[media_id] = _TagObs()
+        obs.pre, obs.final, obs.w = pre, final, weight
+
+    def _genre_row(self, media_id: int, original: str, corrected: str, weight: float) -> None:
+        if not original or not original.startswith("{"):
+            return
+        before = json.loads(original)
+        if before.get("field") != "genre":
+            return
+        after = json.loads(corrected)
+        value = after.get("value")
+        known = self.genres.get(media_id)
+        if known is None:
+            old = before.get("value")
+            known = self.genres[media_id] = [normalise_genre(old), old, None, None, weight]
+        known[2], known[3], known[4] = normalise_genre(value), value, weight
+
+    def items(self) -> list[int]:
+        return sorted(set(self.tags) | set(self.genres) | set(self.moves))
+
+    def _context(self, media_id: int) -> MediaContext | None:
+        return self.contexts.get(media_id)
+
+    def _display(self, norm: str) -> str:
+        return self.user_display.get(norm) or self.atlas_display.get(norm) or norm
+
+    # -- tags ----------------------------------------------------------------------
+
+    def tag_patterns(self, min_frequency: int, min_confidence: float) -> list[Pattern]:
+        observations = []
+        map_count: Counter[tuple[str, str]] = Counter()
+        rem_count: Counter[str] = Counter()
+        rem_ctx_count: Counter[tuple[str, str]] = Counter()
+        added_count: Counter[str] = Counter()
+        pre_count: Counter[str] = Counter()
+        predicted_count: Counter[str] = Counter()
+        feature_count: Counter[str] = Counter()
+        for media_id, obs in self.tags.items():
+            pre, final = obs.pre, obs.final
+            predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
+            removed = predicted - final
+            added = final - pre.keys()
+            context = self._context(media_id)
+            narrow = _narrow_features(context)
+            features = {_ANY, *narrow}
+            features.update(["tag" + _SEP + norm for norm in pre])
+            if context is not None:
+                features.update(["word" + _SEP + word for word in context.words])
+            observations.append((media_id, obs, predicted, added, narrow, features))
+            pre_count.update(pre.keys())
+            predicted_count.update(predicted)
+            feature_count.update(features)
+            added_count.update(added)
+            if removed:
+                rem_count.update(removed)
+                rem_ctx_count.update(product(removed, narrow))
+                if added:
+                    map_count.update(product(removed, added))
+
+        # Only tags added, and contexts seen, on min_frequency items can make an
+        # addition pattern: count the pairs of those alone.
+        frequent_tags = {b for b, count in added_count.items() if count >= min_frequency}
+        frequent_features = {f for f, count in feature_count.items() if count >= min_frequency}
+        add_count: Counter[tuple[str, str]] = Counter()
+        for _media_id, _obs, _predicted, added, _narrow, features in observations:
+            if added:
+                tags = added & frequent_tags
+                if tags:
+                    add_count.update(product(tags, features & frequent_features))
+
+        # A candidate is measured only if its confidence could reach the floor:
+        # its corrections are its only hits, and it held on at least (items with
+        # the condition) - (items that already had the tag). Weights are bounded
+        # by the lightest and heaviest observation, so the bound is exact.
+        weights = [obs.w for obs in self.tags.values()] or [1.0]
+        light, heavy = max(min(weights), 1e-12), max(weights)
+
+        def may_qualify(hits: int, held_at_least: int) -> bool:
+            misses = max(0, held_at_least - hits)
+            best = heavy * hits + 1.0
+            return best >= min_confidence * (best + light * misses + 1.0)
+
+        map_by_a: dict[str, list[str]] = {}
+        for (a, b), count in map_count.items():
+            if count >= min_frequency and may_qualify(count, predicted_count[a] - pre_count[b]):
+                map_by_a.setdefault(a, []).append(b)
+        rem_keys = {a for a, count in rem_count.items() if count >= min_frequency}
+        rem_ctx = {key for key, count in rem_ctx_count.items() if count >= min_frequency}
+        add_by_feature: dict[str, list[str]] = {}
+        for (b, feature), count in add_count.items():
+            if count >= min_frequency and may_qualify(count, feature_count[feature] - pre_count[b]):
+                add_by_feature.setdefault(feature, []).append(b)
+        del map_count, rem_count, rem_ctx_count, add_count
+
+        measures: dict[tuple[str, str, str], _Measure] = {}
+        add_features = add_by_feature.keys()
+        for media_id, obs, predicted, _added, narrow, features in observations:
+            pre, final, w = obs.pre, obs.final, obs.w
+            for a in predicted & map_by_a.keys():
+                gone = a not in final
+                for b in map_by_a[a]:
+                    if b not in pre:  # else the rule only removes (a removal's case)
+                        key = ("map", a, b)
+                        found = measures.get(key) or measures.setdefault(key, _Measure())
+                        found.add(w, gone and b in final, media_id)
+            for a in predicted & rem_keys:
+                gone = a not in final
+                for feature in (_ANY, *narrow):
+                    if feature is _ANY or (a, feature) in rem_ctx:
+                        key = ("rem", a, feature)
+                        found = measures.get(key) or measures.setdefault(key, _Measure())
+                        found.add(w, gone, media_id)
+            for feature in features & add_features:
+                for b in add_by_feature[feature]:
+                    if b not in pre:
+                        key = ("add", b, feature)
+                        found = measures.get(key) or measures.setdefault(key, _Measure())
+                        found.add(w, b in final, media_id)
+
+        patterns = []
+        for key, found in measures.items():
+            pattern = self._tag_pattern(key, found)
+            if key[0] == "map":
+                pattern.paired = self.paired.get((key[1], key[2]), 0)
+            patterns.append(pattern)
+        return patterns
+
+    def _tag_pattern(self, key: tuple[str, str, str], found: _Measure) -> Pattern:
+        family = key[0]
+        if family == "map":
+            _, a, b = key
+            rule_type = "tag_mapping"
+            condition: dict[str, Any] = {"all": [{"has_tag": a, "sources": ["auto"]}]}
+            action: dict[str, Any] = {
+                "op": "replace_tag",
+                "from": a,
+                "from_display": self.atlas_display.get(a, a),
+                "to": b,
+                "display": self._display(b),
+            }
+            parts: tuple[Any, ...] = (rule_type, a, b)
+        elif family == "rem":
+            _, a, feature = key
+            rule_type = "tag_removal"
+            clauses: list[dict[str, Any]] = [{"has_tag": a, "sources": ["auto"]}]
+            if feature != _ANY:
+                clauses.append(_clause(feature))
+            condition = {"all": clauses}
+            action = {"op": "remove_tag", "tag": a, "display": self.atlas_display.get(a, a)}
+            parts = (rule_type, a, feature)
+        else:
+            _, b, feature = key
+            rule_type = "tag_addition"
+            clauses = [] if feature == _ANY else [_clause(feature)]
+            clauses.append({"lacks_tag": b})
+            condition = {"all": clauses}
+            action = {
+                "op": "add_tag",
+                "tag": b,
+                "display": self._display(b),
+                "kind": self.kinds.get(b, "topic"),
+            }
+            parts = (rule_type, b, feature)
+        return _pattern(rule_type, parts, condition, action, found)
+
+    # -- genres ----------------------------------------------------------------------
+
+    def genre_patterns(self, min_frequency: int) -> list[Pattern]:
+        fix_count: Counter[tuple[str, str]] = Counter()
+        fill_count: Counter[tuple[str, str]] = Counter()
+        displays: dict[str, str] = {}
+        old_displays: dict[str, str] = {}
+        for media_id, (old, old_display, new, new_display, _w) in self.genres.items():
+            if new is None:
+                continue
+            displays[new] = new_display
+            if old is not None:
+                old_displays.setdefault(old, old_display)
+                if old != new:
+                    fix_count[(old, new)] += 1
+            else:
+                context = self._context(media_id)
+                if context is not None:
+                    fill_count.update((tag, new) for tag in context.tags)
+        fixes: dict[str, list[str]] = {}
+        for (old, new), count in fix_count.items():
+            if count >= min_frequency:
+                fixes.setdefault(old, []).append(new)
+        fills: dict[str, list[str]] = {}
+        for (tag, new), count in fill_count.items():
+            if count >= min_frequency:
+                fills.setdefault(tag, []).append(new)
+
+        measures: dict[tuple[str, str, str], _Measure] = {}
+        for media_id, (old, _od, new, _nd, w) in self.genres.items():
+            if old is not None:
+                for target in fixes.get(old, ()):
+                    measures.setdefault(("fix", old, target), _Measure()).add(
+                        w, new == target, media_id
+                    )
+                continue
+            context = self._context(media_id)
+            if context is None:
+                continue
+            for tag in context.tags.keys() & fills.keys():
+                for target in fills[tag]:
+                    measures.setdefault(("fill", tag, target), _Measure()).add(
+                        w, new == target, media_id
+                    )
+
+        patterns = []
+        for (family, source, target), found in measures.items():
+            if family == "fix":
+                rule_type = "genre_correction"
+                condition: dict[str, Any] = {"all": [{"genre": source}]}
+                action: dict[str, Any] = {
+                    "op": "set_genre",
+                    "to": displays[target],
+                    "from_display": old_displays.get(source, source),
+                }
+            else:
+                rule_type = "metadata_enhancement"
+                condition = {"all": [{"genre": None}, {"has_tag": source}]}
+                action = {"op": "set_genre", "to": displays[target]}
+            patterns.append(
+                _pattern(rule_type, (rule_type, source, target), condition, action, found)
+            )
+        return patterns
+
+    # -- file locations ----------------------------------------------------------------
+
+    def move_patterns(self, min_frequency: int) -> list[Pattern]:
+        counts: Counter[tuple[str, str]] = Counter()
+        observations = []
+        for media_id, (folder, w) in self.moves.items():
+            context = self._context(media_id)
+            if context is None:
+                continue
+            features = {"tag" + _SEP + norm for norm in context.tags}
+            if context.genre_norm:
+                features.add("genre" + _SEP + context.genre_norm)
+            observations.append((media_id, folder, w, features))
+            counts.update((feature, folder) for feature in features)
+        candidates: dict[str, list[str]] = {}
+        for (feature, folder), count in counts.items():
+            if count >= min_frequency:
+                candidates.setdefault(feature, []).append(folder)
+        measures: dict[tuple[str, str], _Measure] = {}
+        for media_id, folder, w, features in observations:
+            for feature in features & candidates.keys():
+                for target in candidates[feature]:
+                    measures.setdefault((feature, target), _Measure()).add(
+                        w, folder == target, media_id
+                    )
+        patterns = []
+        for (feature, folder), found in measures.items():
+            rule_type = "file_organisation"
+            condition = {"all": [_clause(feature)]}
+            action = {"op": "move_to_folder", "folder": folder}
+            patterns.append(
+                _pattern(rule_type, (rule_type, feature, folder), condition, action, found)
+            )
+        return patterns
+
+
+def _narrow_features(context: MediaContext | None) -> list[str]:
+    """The contexts a removal may be limited to (and an addition conditioned on)."""
+    if context is None:
+        return []
+    features = ["type" + _SEP + context.media_type]
+    if context.genre_norm:
+        features.append("genre" + _SEP + context.genre_norm)
+    if context.folder:
+        features.append("folder" + _SEP + context.folder)
+    return features
+
+
+def _clause(feature: str) -> dict[str, Any]:
+    """The condition clause of a context feature (``kind<SEP>value``)."""
+    kind, _, value = feature.partition(_SEP)
+    name = {
+        "genre": "genre",
+        "type": "media_type",
+        "folder": "in_folder",
+        "tag": "has_tag",
+        "word": "word",
+    }[kind]
+    return {name: value}
+
+
+def _pattern(
+    rule_type: str,
+    parts: Iterable[Any],
+    condition: dict[str, Any],
+    action: dict[str, Any],
+    found: _Measure,
+) -> Pattern:
+    confidence = found.confidence
+    return Pattern(
+        rule_type=rule_type,
+        key=pattern_key(*parts),
+        condition=condition,
+        action=action,
+        support=found.hit_n,
+        observed=found.held_n,
+        confidence=confidence,
+        examples=sorted(found.examples),
+    )
+
+
+def _prune(patterns: list[Pattern]) -> list[Pattern]:
+    """Drop patterns that could never act or that a better one covers; strongest first.
+
+    Per predicted tag only the best mapping is kept (once it replaced the tag, no
+    other mapping of it can act). A removal or addition limited to a context is
+    kept only when it is more precise than the same change everywhere. An
+    addition conditioned on a tag that a kept mapping already replaces is
+    dropped, and at most :data:`MAX_CONTEXTS_PER_TAG` contexts add the same tag.
+    """
+    order = {name: index for index, name in enumerate(_ORDER)}
+    ranked = sorted(
+        patterns,
+        key=lambda p: (
+            order.get(p.rule_type, len(order)),
+            not p.qualifies,
+            -round(p.confidence, 6),
+            -p.paired,
+            -p.support,
+            p.key,
+        ),
+    )
+    plain: dict[tuple[str, str], Pattern] = {}
+    for pattern in ranked:
+        if pattern.rule_type in ("tag_removal", "tag_addition") and _context_of(pattern) is None:
+            plain[(pattern.rule_type, _tag_of(pattern))] = pattern
+    kept: list[Pattern] = []
+    mapped: dict[str, str] = {}
+    per_tag: Counter[str] = Counter()
+    for pattern in ranked:
+        if pattern.rule_type == "tag_mapping":
+            source = pattern.action["from"]
+            if source in mapped:
+                continue
+            if pattern.qualifies:
+                mapped[source] = pattern.action["to"]
+        elif pattern.rule_type in ("tag_removal", "tag_addition"):
+            tag = _tag_of(pattern)
+            context = _context_of(pattern)
+            if context is not None:
+                general = plain.get((pattern.rule_type, tag))
+                if general is not None and (
+                    general.qualifies or general.confidence >= pattern.confidence
+                ):
+                    continue
+            if pattern.rule_type == "tag_addition":
+                if context is not None and mapped.get(context.get("has_tag", "")) == tag:
+                    continue
+                per_tag[tag] += 1
+                if per_tag[tag] > MAX_CONTEXTS_PER_TAG:
+                    continue
+        kept.append(pattern)
+    return kept
+
+
+_ORDER = (
+    "tag_mapping",
+    "tag_removal",
+    "tag_addition",
+    "genre_correction",
+    "metadata_enhancement",
+    "file_organisation",
+)
+
+
+def _tag_of(pattern: Pattern) -> str:
+    return str(pattern.action["tag"])
+
+
+def _context_of(pattern: Pattern) -> dict[str, Any] | None:
+    """The context clause of a removal or addition (None: everywhere)."""
+    for clause in pattern.condition["all"]:
+        if "lacks_tag" in clause or ("has_tag" in clause and clause.get("sources")):
+            continue
+        return dict(clause)
+    return None

@@ -1,0 +1,205 @@
+"""Pattern mining: honest confidence, contexts, recency and confidence weights, families."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from _feedback import add_item, tag_new_item
+from atlas.db import utcnow
+from atlas.db.tables import user_feedback
+from atlas.feedback import mine_patterns, move_media, track_tag_edits
+from atlas.feedback.records import insert_feedback
+
+
+def _mine(atlas, **kwargs):
+    with atlas.engine.connect() as connection:
+        return mine_patterns(connection, atlas.settings.feedback, **kwargs)
+
+
+def _find(result, rule_type, **action):
+    found = [
+        p
+        for p in result.patterns
+        if p.rule_type == rule_type and all(p.action.get(k) == v for k, v in action.items())
+    ]
+    return found
+
+
+def _correct(atlas, item, tags, **kwargs):
+    track_tag_edits(atlas.engine, atlas.settings.feedback, item, tags=tags, **kwargs)
+
+
+def test_mapping_confidence_counts_every_item_where_atlas_predicted_the_tag(atlas):
+    replaced = []
+    for n in range(7):
+        item = add_item(atlas.engine, f"Film {n}", auto=["sci-fi", f"extra{n}"])
+        _correct(atlas, item, f"science fiction, extra{n}")
+        replaced.append(item)
+    kept = add_item(atlas.engine, "Kept", auto=["sci-fi", "robots"])
+    _correct(atlas, kept, "sci-fi, robots")
+
+    result = _mine(atlas)
+    (mapping,) = _find(result, "tag_mapping", **{"from": "sci-fi", "to": "science fiction"})
+    assert (mapping.support, mapping.observed) == (7, 8)
+    # (7 + 1) / (8 + 2): one imagined hit and one imagined miss guard small samples.
+    assert round(mapping.confidence, 3) == 0.8 and mapping.qualifies
+    assert mapping.description == (
+        "'sci-fi' is replaced by 'science fiction': 7 of 8 items where Atlas predicted "
+        f"'sci-fi' (support 7, confidence 0.80); e.g. media {replaced[0]}, {replaced[1]}, "
+        f"{replaced[2]}"
+    )
+    assert result.feedback_rows == 8 and result.items == 8
+
+
+def test_removal_is_learned_only_in_the_context_where_it_happens(atlas):
+    for n in range(4):
+        doc = add_item(atlas.engine, f"Doc {n}", auto=["music", f"topic{n}"], genre="Documentary")
+        _correct(atlas, doc, f"topic{n}")
+        concert = add_item(atlas.engine, f"Live {n}", auto=["music", f"band{n}"], genre="Music")
+        _correct(atlas, concert, f"music, band{n}")
+
+    result = _mine(atlas)
+    removals = _find(result, "tag_removal", tag="music")
+    (plain,) = [p for p in removals if len(p.condition["all"]) == 1]
+    assert (plain.support, plain.observed, plain.qualifies) == (4, 8, False)
+    (in_docs,) = [p for p in removals if {"genre": "documentary"} in p.condition["all"]]
+    assert (in_docs.support, in_docs.observed, in_docs.confidence) == (4, 4, 5 / 6)
+    assert in_docs.qualifies
+    assert in_docs.description.startswith(
+        "'music' is removed when the genre is 'documentary': 4 of 4 items where Atlas "
+        "predicted 'music' with genre 'documentary'"
+    )
+
+
+def test_addition_is_learned_from_words_of_the_description(atlas):
+    for n, text in enumerate(["A dragon hoards gold", "The last dragon", "Dragon riders war"]):
+        item = add_item(atlas.engine, f"F{n}", auto=[f"a{n}"], description=text)
+        _correct(atlas, item, f"a{n}, Fantasy")
+    for n, text in enumerate(["Bankers in a city", "A quiet village doctor", "Pilots at war"]):
+        item = add_item(atlas.engine, f"G{n}", auto=[f"b{n}"], description=text)
+        _correct(atlas, item, f"b{n}")
+
+    result = _mine(atlas)
+    additions = _find(result, "tag_addition", tag="fantasy")
+    by_word = [p for p in additions if {"word": "dragon"} in p.condition["all"]]
+    assert len(by_word) == 1 and by_word[0].qualifies
+    assert (by_word[0].support, by_word[0].observed) == (3, 3)
+    assert by_word[0].action["display"] == "Fantasy"
+    # Everywhere it would be right only half of the time: not a rule.
+    everywhere = [p for p in additions if len(p.condition["all"]) == 1]
+    assert all(not p.qualifies for p in everywhere)
+    assert by_word[0].description.startswith(
+        "'Fantasy' is added when the text mentions 'dragon': 3 of 3 reviewed items whose "
+        "text mentions 'dragon'"
+    )
+
+
+def test_recent_and_confident_corrections_weigh_more(atlas):
+    old_items = []
+    for n in range(4):
+        item = add_item(atlas.engine, f"Old {n}", auto=["sci-fi"])
+        _correct(atlas, item, "sci-fi")
+        old_items.append(item)
+    for n in range(4):
+        item = add_item(atlas.engine, f"New {n}", auto=["sci-fi"])
+        _correct(atlas, item, "science fiction")
+    unsure = add_item(atlas.engine, "Unsure", auto=["sci-fi"])
+    _correct(atlas, unsure, "sci-fi", confidence=0.1)
+
+    with atlas.engine.begin() as connection:
+        connection.execute(
+            update(user_feedback)
+            .where(user_feedback.c.media_id.in_(old_items))
+            .values(timestamp=utcnow() - timedelta(days=360))  # four half-lives ago
+        )
+    (mapping,) = _find(_mine(atlas), "tag_mapping", to="science fiction")
+    assert (mapping.support, mapping.observed) == (4, 9)
+    # (4 + 1) / (4 + 4/16 + 0.1 + 2): the old and the unsure items barely count.
+    assert round(mapping.confidence, 3) == round(5 / 6.35, 3)
+
+
+def test_min_frequency_is_the_number_of_items_corrected(atlas):
+    for n in range(2):
+        item = add_item(atlas.engine, f"F{n}", auto=["sci-fi"])
+        _correct(atlas, item, "science fiction")
+    assert _find(_mine(atlas), "tag_mapping") == []
+    assert len(_find(_mine(atlas, min_frequency=2), "tag_mapping")) == 1
+
+
+def test_rules_acting_on_predictions_do_not_erode_their_own_evidence(atlas):
+    from atlas.feedback import run_feedback_loop
+
+    for n in range(3):
+        item = add_item(atlas.engine, f"F{n}", auto=["sci-fi"])
+        _correct(atlas, item, "science fiction")
+    run_feedback_loop(atlas.engine, atlas.settings.feedback)
+
+    # New items: the rule replaces the prediction; the user keeps two, reverses one.
+    for n in range(3):
+        item = add_item(atlas.engine, f"N{n}")
+        tag_new_item(atlas.engine, item, ["sci-fi"])
+        _correct(atlas, item, "sci-fi" if n == 2 else "science fiction")
+
+    (mapping,) = _find(_mine(atlas), "tag_mapping", to="science fiction")
+    # What Atlas predicted (sci-fi) is the condition on all six items; the user
+    # ended with the rule's result on five.
+    assert (mapping.support, mapping.observed) == (5, 6)
+
+
+def test_genre_corrections_and_genre_from_tags(atlas):
+    for n in range(3):
+        item = add_item(atlas.engine, f"S{n}", genre="Sci-Fi")
+        _correct(atlas, item, None, genre="Science Fiction")
+    confirmed = add_item(atlas.engine, "S3", genre="Sci-Fi")
+    _correct(atlas, confirmed, None, genre="Sci-Fi")
+    for n in range(3):
+        item = add_item(atlas.engine, f"H{n}", auto=["slasher"])
+        _correct(atlas, item, None, genre="Horror")
+
+    result = _mine(atlas)
+    (fix,) = _find(result, "genre_correction")
+    assert fix.condition == {"all": [{"genre": "sci-fi"}]}
+    assert fix.action["to"] == "Science Fiction"
+    assert (fix.support, fix.observed, fix.confidence) == (3, 4, 4 / 6)
+    (fill,) = _find(result, "metadata_enhancement")
+    assert fill.condition == {"all": [{"genre": None}, {"has_tag": "slasher"}]}
+    assert fill.action["to"] == "Horror" and fill.qualifies
+
+
+def test_file_moves_reveal_where_items_of_a_kind_go(atlas, tmp_path):
+    horror = tmp_path / "lib" / "Horror"
+    now = utcnow()
+    for n in range(3):
+        item = add_item(
+            atlas.engine, f"H{n}", user=["horror"], path=str(tmp_path / "lib" / f"h{n}.mp4")
+        )
+        with atlas.engine.begin() as connection:
+            insert_feedback(
+                connection,
+                item,
+                "file_move",
+                str(tmp_path / "lib" / f"h{n}.mp4"),
+                str(horror / f"h{n}.mp4"),
+                confidence=1.0,
+                source="ingest",
+                now=now,
+            )
+    other = add_item(atlas.engine, "Other", user=["horror"])
+    with atlas.engine.begin() as connection:
+        insert_feedback(
+            connection,
+            other,
+            "file_move",
+            str(tmp_path / "a.mp4"),
+            str(tmp_path / "b" / "a.mp4"),
+            confidence=1.0,
+            source="user",
+            now=now,
+        )
+    (pattern,) = _find(_mine(atlas), "file_organisation", folder=str(horror))
+    assert pattern.condition == {"all": [{"has_tag": "horror"}]}
+    assert (pattern.support, pattern.observed) == (3, 4)
+    assert pattern.description.startswith(f"items tagged 'horror' are moved to {horror}: 3 of 4")
+    assert move_media  # the user-facing way to record moves (tested in test_feedback_moves)
