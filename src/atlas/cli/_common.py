@@ -141,7 +141,8 @@ class ProgressBar:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err_console,
-            disable=disable,
+            # Only a terminal gets a bar; logs and pipes get the summary alone.
+            disable=disable or not err_console.is_terminal,
         )
         self._task: Any = None
 
@@ -165,8 +166,10 @@ class ProgressBar:
                 self._task, rate=f"{current.completed / current.elapsed:,.1f} {self.unit}/s"
             )
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         if self._task is not None:
+            if failed:  # leave the error line alone on the screen
+                self._progress.live.transient = True
             self._progress.stop()
 
 
@@ -177,8 +180,10 @@ def progress_bar(
     bar = ProgressBar(description, unit=unit, disable=disable)
     try:
         yield bar
-    finally:
-        bar.close()
+    except BaseException:
+        bar.close(failed=True)
+        raise
+    bar.close()
 
 
 class AtlasGroup(TyperGroup):

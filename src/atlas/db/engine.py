@@ -79,9 +79,27 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock up front, so two writers queue on the
-        # busy timeout instead of failing half-way with SQLITE_BUSY.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # engine.begin() is how Atlas writes: IMMEDIATE takes the write lock up
+        # front, so two writers queue on the busy timeout instead of failing
+        # half-way with SQLITE_BUSY. Reads (engine.connect()) begin deferred and
+        # never hold the write lock, so a long read does not stall writers.
+        immediate = connection.get_execution_options().get("atlas_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    engine.__class__ = _SQLiteEngine
+
+
+class _SQLiteEngine(Engine):
+    """An engine whose ``begin()`` marks its transaction as a write (see above)."""
+
+    __slots__ = ()
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.connect() as connection:
+            connection.execution_options(atlas_immediate=True)
+            with connection.begin():
+                yield connection
 
 
 @contextlib.contextmanager
