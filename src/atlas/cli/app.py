@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from atlas import __version__
-from atlas.cli import config_cmd, demo_cmd, media_cmd, migrate_cmd, tasks_cmd
+from atlas.cli import analytics_cmd, config_cmd, demo_cmd, media_cmd, migrate_cmd, tasks_cmd
 from atlas.cli._common import AtlasGroup, CliState
 
 __all__ = ["app", "main"]
@@ -58,7 +58,7 @@ def root(
     ctx.call_on_close(cli_state.close)
 
 
-for module in (config_cmd, migrate_cmd, media_cmd, tasks_cmd, demo_cmd):
+for module in (config_cmd, migrate_cmd, media_cmd, tasks_cmd, analytics_cmd, demo_cmd):
     module.register(app)
 
 
