@@ -17,7 +17,7 @@ from atlas.analytics import (
 )
 from atlas.db import utcnow
 from atlas.db.tables import task_logs, user_feedback
-from atlas.errors import InvalidInput
+from atlas.errors import InvalidInput, Unavailable
 
 
 def cleanup(atlas, **kwargs):
@@ -171,3 +171,14 @@ def test_cleanup_through_the_dispatcher_is_a_logged_task(atlas):
             .all()
         )
     assert logged == ["completed"]
+
+
+def test_cleanup_with_a_queue_and_no_worker_says_so_after_waiting(make_settings, tmp_path):
+    from atlas.app import open_atlas
+
+    queued = open_atlas(make_settings(queue_url=f"sqlite:///{tmp_path / 'queue.db'}"))
+    try:
+        with pytest.raises(Unavailable, match=r"is still queued; is `atlas worker` running\?"):
+            run_cleanup(queued.dispatcher, keep_days=30, wait_timeout_s=0.3)
+    finally:
+        queued.close()

@@ -7,9 +7,10 @@ import random
 import pytest
 
 from atlas.analytics.histogram import (
+    add_count,
     bucket_bounds,
     bucket_of,
-    histogram_percentile,
+    histogram_percentiles,
     merge_histograms,
 )
 from atlas.analytics.window import percentile_of_sorted
@@ -27,23 +28,38 @@ def test_every_duration_falls_inside_the_bounds_of_its_bucket():
 def test_percentiles_from_a_histogram_are_within_five_percent_of_exact(q):
     rng = random.Random(3)
     values = sorted(int(rng.lognormvariate(6, 1.2)) + 1 for _ in range(20_000))
-    histogram: dict[int, int] = {}
+    histogram: list[int] = []
     for value in values:
-        histogram[bucket_of(value)] = histogram.get(bucket_of(value), 0) + 1
-    estimate = histogram_percentile(histogram, q, minimum=values[0], maximum=values[-1])
+        add_count(histogram, bucket_of(value), 1)
+    [estimate] = histogram_percentiles(histogram, [q], minimum=values[0], maximum=values[-1])
     exact = percentile_of_sorted(values, q)
     assert estimate is not None and exact is not None
     assert abs(estimate - exact) / exact < 0.05
 
 
 def test_a_histogram_of_equal_values_gives_that_value_exactly():
-    assert histogram_percentile({bucket_of(1200): 5}, 0.95, minimum=1200, maximum=1200) == 1200
-    assert histogram_percentile({0: 3}, 0.5, minimum=0, maximum=0) == 0
-    assert histogram_percentile({}, 0.5) is None
+    histogram: list[int] = []
+    add_count(histogram, bucket_of(1200), 5)
+    assert histogram_percentiles(histogram, [0.5, 0.95], minimum=1200, maximum=1200) == [
+        1200,
+        1200,
+    ]
+    assert histogram_percentiles([3], [0.5], minimum=0, maximum=0) == [0]
+    assert histogram_percentiles([], [0.5, 0.95]) == [None, None]
+    assert histogram_percentiles([0, 0], [0.5]) == [None]
+
+
+def test_estimates_fall_in_the_bucket_that_holds_the_rank():
+    histogram: list[int] = []
+    for value, count in ((10, 40), (1000, 59), (100_000, 1)):
+        add_count(histogram, bucket_of(value), count)
+    p50, p95, p100 = histogram_percentiles(histogram, [0.5, 0.95, 1.0])
+    assert bucket_of(p50) == bucket_of(1000) and bucket_of(p95) == bucket_of(1000)
+    assert bucket_of(p100) == bucket_of(100_000)
 
 
 def test_merged_histograms_add_their_counts():
-    assert merge_histograms([{1: 2, 5: 1}, {5: 3, 9: 1}]) == {1: 2, 5: 4, 9: 1}
+    assert merge_histograms([[0, 2, 0, 1], [1, 0, 3], []]) == [1, 2, 3, 1]
 
 
 def test_exact_percentiles_interpolate_between_ranks_like_percentile_cont():

@@ -51,7 +51,7 @@ from sqlalchemy import (
     update,
 )
 
-from atlas.analytics.histogram import Histogram, bucket_sql
+from atlas.analytics.histogram import Histogram, add_count, bucket_sql, merge_into
 from atlas.analytics.window import DURATION_STATUSES
 from atlas.config import AnalyticsSettings
 from atlas.db import database_errors, utcnow
@@ -88,54 +88,46 @@ class DailySummary:
     duration_sum_ms: int = 0
     duration_min_ms: int | None = None
     duration_max_ms: int | None = None
-    duration_histogram: Histogram = field(default_factory=dict)
+    duration_histogram: Histogram = field(default_factory=list)
     queued_runs: int = 0
     queue_wait_sum_ms: int = 0
     queue_wait_max_ms: int | None = None
 
     def add(self, other: DailySummary) -> None:
         """Fold ``other`` (same day and type, or a merge across them) into this one."""
-        for name in _SUMMED:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        # Spelt out rather than looped over field names: trends call this a lot.
+        self.runs += other.runs
+        self.completed += other.completed
+        self.failed += other.failed
+        self.cancelled += other.cancelled
+        self.unfinished += other.unfinished
+        self.retries += other.retries
+        self.retried_runs += other.retried_runs
+        self.duration_count += other.duration_count
+        self.duration_sum_ms += other.duration_sum_ms
+        self.queued_runs += other.queued_runs
+        self.queue_wait_sum_ms += other.queue_wait_sum_ms
         self.duration_min_ms = _min(self.duration_min_ms, other.duration_min_ms)
         self.duration_max_ms = _max(self.duration_max_ms, other.duration_max_ms)
         self.queue_wait_max_ms = _max(self.queue_wait_max_ms, other.queue_wait_max_ms)
-        histogram = self.duration_histogram
-        for bucket, count in other.duration_histogram.items():
-            histogram[bucket] = histogram.get(bucket, 0) + count
+        merge_into(self.duration_histogram, other.duration_histogram)
 
     def values(self) -> dict[str, Any]:
-        """Column values for task_log_daily (histogram keys as JSON strings)."""
+        """Column values for task_log_daily."""
         data = {name: getattr(self, name) for name in _FIELDS}
-        data["duration_histogram"] = {
-            str(bucket): count for bucket, count in sorted(self.duration_histogram.items())
-        }
+        data["duration_histogram"] = list(self.duration_histogram)
         return data
 
     @classmethod
     def from_row(cls, row: Any) -> DailySummary:
-        data = {name: getattr(row, name) for name in _FIELDS}
-        data["day"] = _as_date(row.day)
-        data["duration_histogram"] = {
-            int(bucket): int(count) for bucket, count in (row.duration_histogram or {}).items()
-        }
+        data = row._asdict()
+        data["day"] = _as_date(data["day"])
+        data["duration_histogram"] = list(data["duration_histogram"] or ())
         return cls(**data)
 
 
 _FIELDS = tuple(f.name for f in fields(DailySummary))
-_SUMMED = (
-    "runs",
-    "completed",
-    "failed",
-    "cancelled",
-    "unfinished",
-    "retries",
-    "retried_runs",
-    "duration_count",
-    "duration_sum_ms",
-    "queued_runs",
-    "queue_wait_sum_ms",
-)
+_SUMMARY_COLUMNS = tuple(task_log_daily.c[name] for name in _FIELDS)
 
 
 @dataclass(frozen=True)
@@ -183,7 +175,7 @@ def read_daily_summaries(
     connection: Connection, first_day: date, last_day: date, task_type: str | None = None
 ) -> list[DailySummary]:
     """The summaries of the days ``first_day..last_day`` (inclusive), oldest first."""
-    query = select(task_log_daily).where(
+    query = select(*_SUMMARY_COLUMNS).where(
         and_(task_log_daily.c.day >= first_day, task_log_daily.c.day <= last_day)
     )
     if task_type is not None:
@@ -316,22 +308,22 @@ def _aggregate(
         summary = into.get(key)
         if summary is None:
             summary = into[key] = DailySummary(day=key[0], task_type=key[1])
-        part = DailySummary(day=key[0], task_type=key[1], runs=int(row.n))
+        count = int(row.n)
+        summary.runs += count
         status_field = _STATUS_FIELD.get(row.status)
         if status_field is not None:
-            setattr(part, status_field, int(row.n))
-        part.retries = int(row.retries)
-        part.retried_runs = int(row.retried or 0)
-        part.queued_runs = int(row.q_count)
-        part.queue_wait_sum_ms = int(row.q_sum or 0)
-        part.queue_wait_max_ms = None if row.q_max is None else int(row.q_max)
+            setattr(summary, status_field, getattr(summary, status_field) + count)
+        summary.retries += int(row.retries)
+        summary.retried_runs += int(row.retried or 0)
+        summary.queued_runs += int(row.q_count)
+        summary.queue_wait_sum_ms += int(row.q_sum or 0)
+        summary.queue_wait_max_ms = _max(summary.queue_wait_max_ms, row.q_max)
         if row.status in DURATION_STATUSES and row.bucket is not None:
-            part.duration_count = int(row.d_count)
-            part.duration_sum_ms = int(row.d_sum)
-            part.duration_min_ms = int(row.d_min)
-            part.duration_max_ms = int(row.d_max)
-            part.duration_histogram = {int(row.bucket): int(row.d_count)}
-        summary.add(part)
+            summary.duration_count += int(row.d_count)
+            summary.duration_sum_ms += int(row.d_sum)
+            summary.duration_min_ms = _min(summary.duration_min_ms, int(row.d_min))
+            summary.duration_max_ms = _max(summary.duration_max_ms, int(row.d_max))
+            add_count(summary.duration_histogram, int(row.bucket), int(row.d_count))
         total += int(row.n)
     return total
 
@@ -345,7 +337,7 @@ def _store(connection: Connection, summaries: Iterable[DailySummary]) -> None:
     existing: dict[tuple[date, str], DailySummary] = {}
     for start in range(0, len(days), 500):
         for row in connection.execute(
-            select(task_log_daily).where(task_log_daily.c.day.in_(days[start : start + 500]))
+            select(*_SUMMARY_COLUMNS).where(task_log_daily.c.day.in_(days[start : start + 500]))
         ):
             summary = DailySummary.from_row(row)
             if (summary.day, summary.task_type) in wanted:
@@ -391,11 +383,15 @@ def _as_date(value: Any) -> date:
 
 
 def _min(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
+    if b is None:
+        return a
+    return int(b) if a is None else min(a, int(b))
 
 
 def _max(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
+    if b is None:
+        return a
+    return int(b) if a is None else max(a, int(b))
 
 
 @cache

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from atlas.analytics.fold import DailySummary, FoldReport, fold_task_logs, read_daily_summaries
-from atlas.analytics.histogram import histogram_percentile
+from atlas.analytics.histogram import histogram_percentiles
 from atlas.analytics.window import (
     MAX_DAYS,
     SUCCESS_RULE,
@@ -191,6 +191,10 @@ class TrendReport:
         return (self.last_day - self.first_day).days + 1
 
     @property
+    def percentile_rule(self) -> str:
+        return _HISTOGRAM_RULE
+
+    @property
     def empty(self) -> bool:
         return self.overall.runs == 0
 
@@ -287,11 +291,13 @@ def _point(day: date, summary: DailySummary | None) -> DayPoint:
 
 
 def _percentiles(summary: DailySummary) -> tuple[float | None, float | None]:
-    bounds = {"minimum": summary.duration_min_ms, "maximum": summary.duration_max_ms}
-    return (
-        histogram_percentile(summary.duration_histogram, 0.5, **bounds),
-        histogram_percentile(summary.duration_histogram, 0.95, **bounds),
+    p50, p95 = histogram_percentiles(
+        summary.duration_histogram,
+        (0.5, 0.95),
+        minimum=summary.duration_min_ms,
+        maximum=summary.duration_max_ms,
     )
+    return p50, p95
 
 
 def _pool(name: str, summaries: Sequence[DailySummary | None], first: date) -> DailySummary:

@@ -237,7 +237,7 @@ def trends(console: Console, report: TrendReport) -> None:
     for trend in report.by_type:
         console.print(_day_table(trend))
     console.print(f"[dim]rule: {report.rule.describe()}[/]")
-    console.print(f"[dim]{report.to_dict()['rules']['percentiles']}[/]")
+    console.print(f"[dim]{report.percentile_rule}[/]")
 
 
 def _change(trend: Trend, which: str) -> str:
@@ -392,7 +392,8 @@ def cleanup(console: Console, report: CleanupReport) -> None:
         console.print(f"dry run: would delete {rows} {before}{detail}")
         if report.folded:
             console.print(
-                f"{_plural(report.folded, 'row')} would first be folded into the daily summaries"
+                f"{_plural(report.folded, 'row')} not yet in the daily summaries "
+                "(a cleanup folds them in first)"
             )
     else:
         console.print(f"deleted {rows} {before}{detail}")

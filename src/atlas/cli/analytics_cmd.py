@@ -16,6 +16,8 @@ from atlas.errors import InvalidInput
 
 DEFAULT_HOURS = 24
 DEFAULT_DAYS = 7
+#: With a task queue, how long --cleanup waits for a worker to run it.
+CLEANUP_WAIT_S = 600.0
 
 
 def analyze_task_metrics(
@@ -67,7 +69,12 @@ def analyze_task_metrics(
     cli = state(ctx)
     settings = cli.settings
     if cleanup:
-        report = run_cleanup(cli.atlas().dispatcher, keep_days=keep_days, dry_run=dry_run)
+        report = run_cleanup(
+            cli.atlas().dispatcher,
+            keep_days=keep_days,
+            dry_run=dry_run,
+            wait_timeout_s=CLEANUP_WAIT_S,
+        )
         if as_json:
             emit_json(report.to_dict())
         else:

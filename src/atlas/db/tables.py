@@ -254,7 +254,8 @@ task_log_daily = Table(
     Column("duration_sum_ms", BigInteger, nullable=False),
     Column("duration_min_ms", Integer),
     Column("duration_max_ms", Integer),
-    # {bucket: count} on the log scale of atlas.analytics.histogram.
+    # Counts per bucket ([bucket 0, bucket 1, ...]) on the log scale of
+    # atlas.analytics.histogram.
     Column("duration_histogram", JSON, nullable=False),
     Column("queued_runs", Integer, nullable=False),
     Column("queue_wait_sum_ms", BigInteger, nullable=False),
