@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import insert, select, update
 
 from analytics_support import NOW, insert_runs, many, run
 from atlas.analytics import fold_task_logs, read_daily_summaries
@@ -171,3 +172,27 @@ def test_after_the_newest_rows_were_deleted_by_hand_the_watermark_steps_back(atl
     insert_runs(atlas.engine, *many(4, duration_ms=900))
     assert fold(atlas).folded == 4
     assert daily(atlas)[(TODAY, "ingest")].runs == 7
+
+
+def test_a_fold_waits_for_a_run_logged_in_a_transaction_still_open(atlas):
+    # PostgreSQL hands out ids at insert but shows rows at commit: without
+    # waiting, a fold could pass a lower id that commits later.
+    if atlas.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no id can commit out of order")
+    slow = atlas.engine.connect()
+    transaction = slow.begin()
+    result: list = []
+    folding = threading.Thread(target=lambda: result.append(fold(atlas)))
+    try:
+        slow.execute(insert(task_logs).values(run(task_id=1)))  # lower id, not committed
+        insert_runs(atlas.engine, run(task_id=2))  # higher id, committed
+        folding.start()
+        folding.join(timeout=1.0)
+        waited = folding.is_alive()  # waiting for the open transaction
+    finally:
+        transaction.commit()
+        slow.close()
+    folding.join(timeout=30)
+    assert waited
+    assert result[0].folded == 2
+    assert daily(atlas)[(TODAY, "ingest")].runs == 2

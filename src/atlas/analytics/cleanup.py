@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, not_, select, update
 
 from atlas.analytics.fold import fold_task_logs
-from atlas.analytics.window import MAX_DAYS
+from atlas.analytics.window import MAX_DAYS, logged_task_types
 from atlas.config import AnalyticsSettings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import task_log_daily, task_log_fold_state, task_logs
@@ -237,15 +237,16 @@ def _mark_cleaned(connection: Connection, cutoff: datetime) -> None:
 
 def _plan(engine: Engine, keep: int, cutoff: datetime) -> CleanupReport:
     with database_errors(engine), engine.connect() as connection:
-        by_type = {
-            name: int(count)
-            for name, count in connection.execute(
-                select(task_logs.c.task_type, func.count())
-                .where(task_logs.c.created_at < cutoff)
-                .group_by(task_logs.c.task_type)
-                .order_by(task_logs.c.task_type)
+        # One index range count per type on (task_type, created_at): cheaper
+        # than grouping every old row.
+        by_type = {}
+        for name in logged_task_types(connection):
+            count = _count(
+                connection,
+                and_(task_logs.c.task_type == name, task_logs.c.created_at < cutoff),
             )
-        }
+            if count:
+                by_type[name] = count
         state = connection.execute(
             select(task_log_fold_state.c.folded_through_id, task_log_fold_state.c.pending_ids)
         ).first()

@@ -22,6 +22,13 @@ folded once they finish. A run still running ``stale_after_hours`` after it
 started is folded as ``unfinished`` (abandoned by a crashed worker); should it
 finish later after all, the summary keeps it as unfinished.
 
+On PostgreSQL, ids come from a sequence when a row is inserted but become
+visible when its transaction commits, so a lower id could appear after a higher
+one was folded past. A fold therefore takes ``LOCK TABLE task_logs IN SHARE
+MODE``: it waits for the transactions writing task_logs to end (the
+dispatcher's last milliseconds) and holds new ones back until the fold commits,
+as SQLite's single writer lock does anyway. Readers are not blocked.
+
 Cleanup deletes only folded rows and always keeps the newest row, because SQLite
 hands out the id of a deleted last row again, and the watermark relies on ids
 only growing.
@@ -47,7 +54,9 @@ from sqlalchemy import (
     insert,
     literal_column,
     not_,
+    or_,
     select,
+    text,
     update,
 )
 
@@ -57,7 +66,13 @@ from atlas.config import AnalyticsSettings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import task_log_daily, task_log_fold_state, task_logs
 
-__all__ = ["DailySummary", "FoldReport", "fold_task_logs", "read_daily_summaries"]
+__all__ = [
+    "DailySummary",
+    "FoldReport",
+    "fold_task_logs",
+    "read_daily_summaries",
+    "unfolded_summaries",
+]
 
 _IN_PROGRESS = ("running", "queued")
 _STATUS_FIELD = {
@@ -184,6 +199,46 @@ def read_daily_summaries(
     return [DailySummary.from_row(row) for row in connection.execute(query)]
 
 
+def unfolded_summaries(
+    connection: Connection,
+    settings: AnalyticsSettings,
+    since: datetime,
+    task_type: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> list[DailySummary]:
+    """Runs since ``since`` that are finished but not yet folded, summarised the same way.
+
+    Read them in the same transaction as :func:`read_daily_summaries` (see
+    :func:`consistent_read`) so that a fold in between cannot count a run twice.
+    """
+    stale_before = (now or utcnow()) - timedelta(hours=settings.stale_after_hours)
+    watermark, pending = _read_state(connection)
+    done, _ = _resolved(connection, pending, stale_before)
+    in_flight = and_(task_logs.c.status.in_(_IN_PROGRESS), task_logs.c.created_at >= stale_before)
+    condition = and_(task_logs.c.id > watermark, not_(in_flight))
+    if done:
+        condition = or_(condition, task_logs.c.id.in_(done))
+    condition = and_(condition, task_logs.c.created_at >= since)
+    if task_type is not None:
+        condition = and_(condition, task_logs.c.task_type == task_type)
+    _ensure_sqlite_log2(connection)
+    summaries: dict[tuple[date, str], DailySummary] = {}
+    _aggregate(connection, condition, summaries)
+    return list(summaries.values())
+
+
+def consistent_read(connection: Connection) -> Connection:
+    """The connection in a mode where several reads see one snapshot.
+
+    SQLite transactions already do (and Atlas begins them IMMEDIATE);
+    PostgreSQL needs REPEATABLE READ for it.
+    """
+    if connection.dialect.name == "postgresql":
+        return connection.execution_options(isolation_level="REPEATABLE READ")
+    return connection
+
+
 # --- the fold ------------------------------------------------------------------
 
 
@@ -227,7 +282,11 @@ def _resolved(
 
 
 def _fold_batch(
-    connection: Connection, stale_before: datetime, batch_rows: int, *, resolve_pending: bool
+    connection: Connection,
+    stale_before: datetime,
+    batch_rows: int,
+    *,
+    resolve_pending: bool,
 ) -> tuple[int, int, set[int], bool]:
     _ensure_sqlite_log2(connection)
     if connection.scalar(select(func.count()).select_from(task_log_fold_state)) == 0:
@@ -237,6 +296,9 @@ def _fold_batch(
             )
         )
     watermark, pending = _read_state(connection, lock=True)
+    if connection.dialect.name == "postgresql":
+        # Every id up to max(id) is committed (or rolled back) once this is held.
+        connection.execute(text("LOCK TABLE task_logs IN SHARE MODE"))
     max_id = int(connection.scalar(select(func.max(task_logs.c.id))) or 0)
     if max_id < watermark:
         # The newest rows were deleted by hand and SQLite will reuse their ids.

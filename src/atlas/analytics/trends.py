@@ -10,12 +10,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
-from atlas.analytics.fold import DailySummary, FoldReport, fold_task_logs, read_daily_summaries
+from atlas.analytics.fold import (
+    DailySummary,
+    FoldReport,
+    consistent_read,
+    fold_task_logs,
+    read_daily_summaries,
+    unfolded_summaries,
+)
 from atlas.analytics.histogram import histogram_percentiles
 from atlas.analytics.window import (
     MAX_DAYS,
@@ -245,14 +252,22 @@ def task_trends(
         empty_db = nothing_recorded(connection)
     fold = fold_task_logs(engine, settings, now=now)
     with database_errors(engine), engine.connect() as connection:
+        connection = consistent_read(connection)
         summaries = read_daily_summaries(connection, first_day, last_day, task_type)
+        # Runs the fold could not take yet (still settling, or finished since).
+        since = datetime.combine(first_day, time.min, UTC)
+        summaries += unfolded_summaries(connection, settings, since, task_type, now=now)
 
     calendar = [first_day + timedelta(days=offset) for offset in range(days)]
     rule = TrendRule.from_settings(settings)
     per_type: dict[str, dict[date, DailySummary]] = {}
     combined: dict[date, DailySummary] = {}
     for summary in summaries:
-        per_type.setdefault(summary.task_type, {})[summary.day] = summary
+        per_day = per_type.setdefault(summary.task_type, {})
+        if summary.day in per_day:
+            per_day[summary.day].add(summary)
+        else:
+            per_day[summary.day] = summary
         merged = combined.setdefault(summary.day, DailySummary(day=summary.day, task_type="*"))
         merged.add(summary)
     by_type = [

@@ -37,6 +37,7 @@ __all__ = [
     "count_if",
     "exact_percentiles",
     "known_task_types",
+    "logged_task_types",
     "nothing_recorded",
     "percentile_of_sorted",
     "success_rate",
@@ -143,16 +144,26 @@ def known_task_types(connection: Connection) -> list[str]:
     """Every registered task type and every type that has logged runs, sorted."""
     names = {kind.name for kind in registered_task_types()}
     names.update(connection.scalars(select(task_log_daily.c.task_type).distinct()))
-    # A skip scan over ix_task_logs_task_type_created_at: one index probe per type.
-    previous: str | None = ""
+    names.update(logged_task_types(connection))
+    return sorted(names)
+
+
+def logged_task_types(connection: Connection) -> list[str]:
+    """The task types present in task_logs, sorted.
+
+    A skip scan over ix_task_logs_task_type_created_at: one index probe per
+    type, however many rows there are.
+    """
+    names: list[str] = []
+    previous = ""
     while True:
-        previous = connection.scalar(
+        found = connection.scalar(
             select(func.min(task_logs.c.task_type)).where(task_logs.c.task_type > previous)
         )
-        if previous is None:
-            break
-        names.add(previous)
-    return sorted(names)
+        if found is None:
+            return names
+        names.append(found)
+        previous = found
 
 
 def check_task_type(connection: Connection, task_type: str | None) -> None:
