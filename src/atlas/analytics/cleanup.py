@@ -237,16 +237,7 @@ def _mark_cleaned(connection: Connection, cutoff: datetime) -> None:
 
 def _plan(engine: Engine, keep: int, cutoff: datetime) -> CleanupReport:
     with database_errors(engine), engine.connect() as connection:
-        # One index range count per type on (task_type, created_at): cheaper
-        # than grouping every old row.
-        by_type = {}
-        for name in logged_task_types(connection):
-            count = _count(
-                connection,
-                and_(task_logs.c.task_type == name, task_logs.c.created_at < cutoff),
-            )
-            if count:
-                by_type[name] = count
+        by_type = _old_rows_by_type(connection, cutoff)
         state = connection.execute(
             select(task_log_fold_state.c.folded_through_id, task_log_fold_state.c.pending_ids)
         ).first()
@@ -269,6 +260,28 @@ def _plan(engine: Engine, keep: int, cutoff: datetime) -> CleanupReport:
         summary_first_day=first_day,
         summary_last_day=last_day,
     )
+
+
+def _old_rows_by_type(connection: Connection, cutoff: datetime) -> dict[str, int]:
+    """How many rows of each task type started before ``cutoff``."""
+    if connection.dialect.name == "postgresql":
+        # One (parallel) scan; index-only counts pay heap visits until a vacuum.
+        rows = connection.execute(
+            select(task_logs.c.task_type, func.count())
+            .where(task_logs.c.created_at < cutoff)
+            .group_by(task_logs.c.task_type)
+        )
+        return {name: int(count) for name, count in sorted(rows)}
+    # SQLite: one range count per type on (task_type, created_at), cheaper than
+    # grouping every old row.
+    counts = {}
+    for name in logged_task_types(connection):
+        count = _count(
+            connection, and_(task_logs.c.task_type == name, task_logs.c.created_at < cutoff)
+        )
+        if count:
+            counts[name] = count
+    return counts
 
 
 def _count(connection: Connection, condition: Any) -> int:

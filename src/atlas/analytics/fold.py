@@ -202,15 +202,18 @@ def read_daily_summaries(
 def unfolded_summaries(
     connection: Connection,
     settings: AnalyticsSettings,
-    since: datetime,
+    first_day: date,
     task_type: str | None = None,
     *,
     now: datetime | None = None,
 ) -> list[DailySummary]:
-    """Runs since ``since`` that are finished but not yet folded, summarised the same way.
+    """Finished runs from ``first_day`` on that no fold has taken yet, summarised alike.
 
-    Read them in the same transaction as :func:`read_daily_summaries` (see
-    :func:`consistent_read`) so that a fold in between cannot count a run twice.
+    These are the few rows logged since the last fold, found by primary key
+    (filtering by day and type happens here, so the database never walks an
+    index of old rows). Read them in the same transaction as
+    :func:`read_daily_summaries` (see :func:`consistent_read`) so that a fold in
+    between cannot count a run twice.
     """
     stale_before = (now or utcnow()) - timedelta(hours=settings.stale_after_hours)
     watermark, pending = _read_state(connection)
@@ -219,13 +222,14 @@ def unfolded_summaries(
     condition = and_(task_logs.c.id > watermark, not_(in_flight))
     if done:
         condition = or_(condition, task_logs.c.id.in_(done))
-    condition = and_(condition, task_logs.c.created_at >= since)
-    if task_type is not None:
-        condition = and_(condition, task_logs.c.task_type == task_type)
     _ensure_sqlite_log2(connection)
     summaries: dict[tuple[date, str], DailySummary] = {}
     _aggregate(connection, condition, summaries)
-    return list(summaries.values())
+    return [
+        summary
+        for summary in summaries.values()
+        if summary.day >= first_day and task_type in (None, summary.task_type)
+    ]
 
 
 def consistent_read(connection: Connection) -> Connection:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -254,9 +254,8 @@ def task_trends(
     with database_errors(engine), engine.connect() as connection:
         connection = consistent_read(connection)
         summaries = read_daily_summaries(connection, first_day, last_day, task_type)
-        # Runs the fold could not take yet (still settling, or finished since).
-        since = datetime.combine(first_day, time.min, UTC)
-        summaries += unfolded_summaries(connection, settings, since, task_type, now=now)
+        # Runs logged or finished since the fold above.
+        summaries += unfolded_summaries(connection, settings, first_day, task_type, now=now)
 
     calendar = [first_day + timedelta(days=offset) for offset in range(days)]
     rule = TrendRule.from_settings(settings)

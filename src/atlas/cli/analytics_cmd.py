@@ -23,13 +23,19 @@ CLEANUP_WAIT_S = 600.0
 def analyze_task_metrics(
     ctx: typer.Context,
     hours: int | None = typer.Option(
-        None, "--hours", help=f"Look at the last N hours (default {DEFAULT_HOURS})."
+        None,
+        "--hours",
+        help=f"Look at the last N hours (default {DEFAULT_HOURS}).",
+        metavar="N",
     ),
     trends: bool = typer.Option(
         False, "--trends", help="Per day and task type, with the direction of change."
     ),
     days: int | None = typer.Option(
-        None, "--days", help=f"With --trends: the last N days (default {DEFAULT_DAYS})."
+        None,
+        "--days",
+        help=f"With --trends: the last N days (default {DEFAULT_DAYS}).",
+        metavar="N",
     ),
     bottlenecks: bool = typer.Option(
         False, "--bottlenecks", help="Slow task types, the longest runs, queue wait vs run time."
@@ -49,6 +55,7 @@ def analyze_task_metrics(
         None,
         "--keep-days",
         help="With --cleanup: keep N days of task logs (default: analytics.retention_days).",
+        metavar="N",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --cleanup: show what would be deleted, delete nothing."
