@@ -274,3 +274,19 @@ def test_the_command_has_help_listing_its_flags(cli):
     ):
         assert flag in result.stdout
     assert "analyze-task-metrics" in cli("--help").stdout
+
+
+def test_sparklines_scale_between_lowest_and_highest_and_long_series_are_averaged():
+    from atlas.cli._analytics_view import format_ms, shrink, sparkline
+
+    assert sparkline([0, 5, 10, None]) == "▁▅█ "
+    assert sparkline([3, 3]) == "▅▅" and sparkline([None]) == " "
+    assert shrink([1, 2, 3, 4, None, None], 3) == [1.5, 3.5, None]
+    assert len(shrink(list(range(90)), 30)) == 30
+    assert [format_ms(v) for v in (None, 340, 4100, 125_000, 3_720_000)] == [
+        "–",
+        "340 ms",
+        "4.1 s",
+        "2m 05s",
+        "1h 02m",
+    ]

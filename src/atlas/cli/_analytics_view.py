@@ -20,11 +20,12 @@ from atlas.analytics import (
     TrendReport,
 )
 
-__all__ = ["bottlenecks", "cleanup", "format_ms", "sparkline", "summary", "trends"]
+__all__ = ["bottlenecks", "cleanup", "format_ms", "shrink", "sparkline", "summary", "trends"]
 
 NOTHING_YET = "no tasks recorded yet"
 _SPARKS = "▁▂▃▄▅▆▇█"
 _BAR_WIDTH = 30
+_SPARK_WIDTH = 30
 _DIRECTION_STYLE = {IMPROVING: "green", DEGRADING: "red"}
 _ARROWS = {IMPROVING: "↗", DEGRADING: "↘"}
 
@@ -63,6 +64,19 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def shrink(values: Sequence[float | None], width: int) -> list[float | None]:
+    """At most ``width`` values: neighbours averaged in equal groups (None ignored)."""
+    if len(values) <= width:
+        return list(values)
+    size = -(-len(values) // width)
+    groups = [values[i : i + size] for i in range(0, len(values), size)]
+    shrunk: list[float | None] = []
+    for group in groups:
+        present = [v for v in group if v is not None]
+        shrunk.append(sum(present) / len(present) if present else None)
+    return shrunk
 
 
 def sparkline(values: Sequence[float | None]) -> str:
@@ -213,11 +227,13 @@ def trends(console: Console, report: TrendReport) -> None:
         f"({report.first_day} → {report.last_day}, UTC days)"
     )
     overview = Table(title="Direction of change (earlier half → recent half)", title_justify="left")
+    per_mark = -(-report.days // _SPARK_WIDTH)
+    period_label = "per day" if per_mark == 1 else f"per {per_mark} days"
     overview.add_column("type")
     overview.add_column("runs", justify="right")
-    overview.add_column("success per day")
+    overview.add_column(f"success {period_label}", no_wrap=True)
     overview.add_column("success", justify="right")
-    overview.add_column("p50 per day")
+    overview.add_column(f"p50 {period_label}", no_wrap=True)
     overview.add_column("p50", justify="right")
     overview.add_column("direction")
     rows = [*report.by_type]
@@ -227,9 +243,9 @@ def trends(console: Console, report: TrendReport) -> None:
         overview.add_row(
             trend.task_type or "[bold]all[/]",
             _n(trend.runs),
-            Text(sparkline([p.success_rate for p in trend.days]), style="green"),
+            Text(sparkline(shrink([p.success_rate for p in trend.days], _SPARK_WIDTH)), "green"),
             _change(trend, "success"),
-            Text(sparkline([p.p50_ms for p in trend.days]), style="cyan"),
+            Text(sparkline(shrink([p.p50_ms for p in trend.days], _SPARK_WIDTH)), "cyan"),
             _change(trend, "duration"),
             _direction(trend),
         )
