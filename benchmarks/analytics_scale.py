@@ -394,15 +394,21 @@ def dispatcher_overhead(url: str, backend: str, n: int) -> None:
         count = rounds * per_round
         per_task = (totals["logged"] - totals["direct"]) / count
         logging_only = (totals["logged"] - totals["unlogged"]) / count
+
+        # The target is for SQLite; PostgreSQL waits for a durable commit per transaction.
+        def verdict(seconds: float) -> str:
+            if backend != "sqlite":
+                return "(no target on PostgreSQL: each commit waits for its WAL flush)"
+            return f"(target < 2 ms) {'PASS' if seconds < 0.002 else 'FAIL'}"
+
         print(
             f"dispatcher overhead per task ({backend}, N={count}, no-op task via "
             f"Dispatcher.submit in-process vs direct call): {per_task * 1000:.3f} ms/task "
-            f"(target < 2 ms) {'PASS' if per_task < 0.002 else 'FAIL'}"
+            f"{verdict(per_task)}"
         )
         print(
             f"task_logs writes per task ({backend}, N={count}, the same dispatcher logged vs "
-            f"not logged): {logging_only * 1000:.3f} ms/task "
-            f"(target < 2 ms) {'PASS' if logging_only < 0.002 else 'FAIL'}"
+            f"not logged): {logging_only * 1000:.3f} ms/task {verdict(logging_only)}"
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)
