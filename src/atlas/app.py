@@ -25,6 +25,7 @@ TASK_MODULES = (
     "atlas.media.catalog",
     "atlas.transcription.service",
     "atlas.feedback.loop",
+    "atlas.analytics.cleanup",
 )
 
 

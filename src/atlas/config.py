@@ -111,7 +111,18 @@ class TaggingSettings(_Section):
 
 
 class AnalyticsSettings(_Section):
+    """Task analytics (``atlas analyze-task-metrics``)."""
+
+    #: ``--cleanup`` keeps this many days of raw task_logs (summaries are kept).
     retention_days: int = Field(default=30, ge=1)
+    #: A run still ``running`` after this many hours counts as abandoned.
+    stale_after_hours: float = Field(default=24.0, gt=0)
+    #: Trends: each half of the window needs this many finished runs for a verdict.
+    trend_min_runs: int = Field(default=20, ge=1)
+    #: Trends: the success rate must move by at least this much (0.05 = 5 points).
+    trend_min_success_change: float = Field(default=0.05, gt=0, le=1)
+    #: Trends: the median duration must move by at least this fraction (0.2 = 20%).
+    trend_min_duration_change: float = Field(default=0.2, gt=0)
 
 
 class FeedbackSettings(_Section):

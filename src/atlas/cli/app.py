@@ -8,6 +8,7 @@ import typer
 
 from atlas import __version__
 from atlas.cli import (
+    analytics_cmd,
     config_cmd,
     demo_cmd,
     feedback_cmd,
@@ -72,6 +73,7 @@ for module in (
     media_cmd,
     transcribe_cmd,
     tasks_cmd,
+    analytics_cmd,
     feedback_cmd,
     demo_cmd,
 ):

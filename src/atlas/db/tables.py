@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -45,6 +46,8 @@ __all__ = [
     "media_tags",
     "metadata",
     "rule_applications",
+    "task_log_daily",
+    "task_log_fold_state",
     "task_logs",
     "tasks",
     "transcripts",
@@ -246,6 +249,51 @@ task_logs = Table(
 Index("ix_task_logs_created_at", task_logs.c.created_at)
 Index("ix_task_logs_task_type_created_at", task_logs.c.task_type, task_logs.c.created_at)
 Index("ix_task_logs_task_id", task_logs.c.task_id)
+
+# Daily per-type summaries of task_logs, kept by atlas.analytics (see
+# atlas.analytics.fold): trends read these, and they outlive the raw rows that
+# cleanup deletes. Durations count completed and failed runs only.
+task_log_daily = Table(
+    "task_log_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("task_type", String(64), primary_key=True),
+    # Every folded run: completed + failed + cancelled + unfinished.
+    Column("runs", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("cancelled", Integer, nullable=False),
+    # Still 'running' when it was past analytics.stale_after_hours: abandoned.
+    Column("unfinished", Integer, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("retried_runs", Integer, nullable=False),
+    Column("duration_count", Integer, nullable=False),
+    Column("duration_sum_ms", BigInteger, nullable=False),
+    Column("duration_min_ms", Integer),
+    Column("duration_max_ms", Integer),
+    # Counts per bucket ([bucket 0, bucket 1, ...]) on the log scale of
+    # atlas.analytics.histogram.
+    Column("duration_histogram", JSON, nullable=False),
+    Column("queued_runs", Integer, nullable=False),
+    Column("queue_wait_sum_ms", BigInteger, nullable=False),
+    Column("queue_wait_max_ms", Integer),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# One row: how far task_logs has been folded into task_log_daily.
+task_log_fold_state = Table(
+    "task_log_fold_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Every task_logs row with an id up to this one is folded, except pending_ids.
+    Column("folded_through_id", BigInteger, nullable=False),
+    # Rows at or below folded_through_id that were still running when folded past.
+    Column("pending_ids", JSON, nullable=False),
+    # Cleanup deleted the raw rows created before this time.
+    Column("cleaned_before", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    CheckConstraint("id = 1", name="single_row"),
+)
 
 # --- learning --------------------------------------------------------------
 

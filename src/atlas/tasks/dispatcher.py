@@ -303,7 +303,10 @@ class Dispatcher:
             )
             if open_id is not None:
                 return int(open_id)
-        wait_ms = max(0, int((started - created_at).total_seconds() * 1000)) if self.queued else 0
+        # Time spent waiting in the queue; in-process runs never wait in one (NULL).
+        wait_ms = (
+            max(0, int((started - created_at).total_seconds() * 1000)) if self.queued else None
+        )
         return int(
             connection.execute(
                 insert(task_logs)
