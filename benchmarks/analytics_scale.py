@@ -45,7 +45,7 @@ from atlas.app import open_atlas
 from atlas.config import AnalyticsSettings, load_settings
 from atlas.db import make_engine, upgrade
 from atlas.db.engine import normalise_url
-from atlas.tasks import Dispatcher, TaskContext, task_type
+from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 
 DAYS = 90
 COLUMNS = (
@@ -345,7 +345,9 @@ class _UnloggedDispatcher(Dispatcher):
     def _open_log(self, connection: Any, *args: Any) -> int:
         return 0
 
-    def _close(self, task_id: int, log_id: int, status: str, **kwargs: Any) -> None:
+    def _close(
+        self, task_id: int, task_type: str, log_id: int, status: str, **kwargs: Any
+    ) -> TaskOutcome:
         from sqlalchemy import update
 
         from atlas.db import utcnow
@@ -357,6 +359,7 @@ class _UnloggedDispatcher(Dispatcher):
                 .where(tasks.c.id == task_id)
                 .values(status=status, result=kwargs.get("result"), finished_at=utcnow())
             )
+        return TaskOutcome(task_id, task_type, status, result=kwargs.get("result"))
 
 
 def dispatcher_overhead(url: str, backend: str, n: int) -> None:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from atlas.config import Settings
@@ -42,6 +42,43 @@ __all__ = ["Dispatcher", "TaskCancelled", "TaskContext", "TaskOutcome"]
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"completed", "error", "cancelled"})
+
+# The statements every task runs, built once: building them costs more than
+# executing them on SQLite.
+_CLAIM = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.status == "queued")
+    .values(
+        status="running",
+        started_at=bindparam("b_started"),
+        worker=bindparam("b_worker"),
+        attempts=tasks.c.attempts + 1,
+    )
+    .returning(tasks.c.task_type, tasks.c.params, tasks.c.created_at, tasks.c.attempts)
+)
+_OPEN_LOG = insert(task_logs).values(status="running", retries=0).returning(task_logs.c.id)
+_CLOSE_LOG = (
+    update(task_logs)
+    .where(task_logs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        duration_ms=func.coalesce(task_logs.c.duration_ms, 0) + bindparam("b_run_ms"),
+        retries=bindparam("b_retries"),
+        error_reason=bindparam("b_error"),
+        finished_at=bindparam("b_finished"),
+    )
+    .returning(task_logs.c.duration_ms)
+)
+_CLOSE_TASK = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result"),
+        error_reason=bindparam("b_error"),
+        finished_at=bindparam("b_finished"),
+    )
+)
 
 
 class TaskCancelled(Exception):
@@ -226,8 +263,7 @@ class Dispatcher:
 
     def _run_inline(self, task_id: int) -> TaskOutcome:
         # The same code path a worker takes for a message from the queue.
-        self.execute(task_id)
-        return self.outcome(task_id)
+        return self.execute(task_id) or self.outcome(task_id)
 
     def _enqueue(self, task_id: int, delay_s: float = 0.0) -> None:
         try:
@@ -239,50 +275,32 @@ class Dispatcher:
 
     # -- running ------------------------------------------------------------
 
-    def execute(self, task_id: int) -> None:
+    def execute(self, task_id: int) -> TaskOutcome | None:
         """Run the task ``task_id`` once (with retries) and log the run.
 
         The one code path every task takes, in-process or in a worker. A task
         already claimed by another worker, finished or cancelled is left alone
-        (a cancelled one gets its ``cancelled`` log row), so a message delivered
-        twice does the work once.
+        (returns ``None``; a cancelled one got its ``cancelled`` log row when it
+        was cancelled), so a message delivered twice does the work once.
         """
         started = utcnow()
         with database_errors(self.engine), self.engine.begin() as connection:
             row = connection.execute(
-                select(
-                    tasks.c.task_type,
-                    tasks.c.status,
-                    tasks.c.params,
-                    tasks.c.created_at,
-                    tasks.c.attempts,
-                ).where(tasks.c.id == task_id)
+                _CLAIM, {"b_id": task_id, "b_started": started, "b_worker": self.worker_name}
             ).first()
             if row is None:
-                log.warning("task %s does not exist; message dropped", task_id)
-                return
-            claimed = connection.execute(
-                update(tasks)
-                .where(and_(tasks.c.id == task_id, tasks.c.status == "queued"))
-                .values(
-                    status="running",
-                    started_at=started,
-                    worker=self.worker_name,
-                    attempts=tasks.c.attempts + 1,
-                )
-            ).rowcount
-            if not claimed:
-                return
+                return None
             log_id = self._open_log(
-                connection, task_id, row.task_type, row.attempts, started, row.created_at
+                connection, task_id, row.task_type, row.attempts - 1, started, row.created_at
             )
 
         try:
             kind = get_task_type(row.task_type)
         except NotFound as exc:
-            self._close(task_id, log_id, "error", error=exc.message, run_ms=0, retries=0)
-            return
-        self._attempt(kind, task_id, log_id, dict(row.params), attempt=row.attempts + 1)
+            return self._close(
+                task_id, row.task_type, log_id, "error", error=exc.message, run_ms=0, retries=0
+            )
+        return self._attempt(kind, task_id, log_id, dict(row.params), attempt=row.attempts)
 
     def _open_log(
         self,
@@ -309,23 +327,20 @@ class Dispatcher:
         )
         return int(
             connection.execute(
-                insert(task_logs)
-                .values(
-                    task_id=task_id,
-                    task_type=task_type,
-                    status="running",
-                    retries=0,
-                    created_at=started,
-                    queue_wait_ms=wait_ms,
-                    worker=self.worker_name,
-                )
-                .returning(task_logs.c.id)
+                _OPEN_LOG,
+                {
+                    "task_id": task_id,
+                    "task_type": task_type,
+                    "created_at": started,
+                    "queue_wait_ms": wait_ms,
+                    "worker": self.worker_name,
+                },
             ).scalar_one()
         )
 
     def _attempt(
         self, kind: TaskType, task_id: int, log_id: int, params: dict[str, Any], attempt: int
-    ) -> None:
+    ) -> TaskOutcome | None:
         policy = self.settings.task_policy(kind.name)
         max_retries = kind.retries if policy.retries is None else policy.retries
         delay_s = kind.retry_delay_s if policy.retry_delay_s is None else policy.retry_delay_s
@@ -339,13 +354,18 @@ class Dispatcher:
                 try:
                     result = kind.func(context, **params)
                 except TaskCancelled:
-                    self._close(
-                        task_id, log_id, "cancelled", run_ms=_ms_since(clock), retries=attempt - 1
+                    return self._close(
+                        task_id,
+                        kind.name,
+                        log_id,
+                        "cancelled",
+                        run_ms=_ms_since(clock),
+                        retries=attempt - 1,
                     )
-                    return
                 except (KeyboardInterrupt, SystemExit):
                     self._close(
                         task_id,
+                        kind.name,
                         log_id,
                         "cancelled",
                         run_ms=_ms_since(clock),
@@ -359,33 +379,33 @@ class Dispatcher:
                     retry = attempt <= max_retries and is_transient(exc)
                     if not retry:
                         log.debug("task %s (%s) failed", task_id, kind.name, exc_info=True)
-                        self._close(
+                        return self._close(
                             task_id,
+                            kind.name,
                             log_id,
                             "error",
                             error=reason,
                             run_ms=run_ms,
                             retries=attempt - 1,
                         )
-                        return
                     wait_s = delay_s * backoff ** (attempt - 1)
                     self._note_retry(task_id, log_id, run_ms, reason)
                     if self.queued:
                         self._requeue(task_id, wait_s)
-                        return
+                        return None
                     time.sleep(wait_s)
                     attempt += 1
                     self._mark_attempt(task_id)
                     continue
-                self._close(
+                return self._close(
                     task_id,
+                    kind.name,
                     log_id,
                     "completed",
                     result=result,
                     run_ms=_ms_since(clock),
                     retries=attempt - 1,
                 )
-                return
         finally:
             self._local.depth -= 1
 
@@ -417,6 +437,7 @@ class Dispatcher:
     def _close(
         self,
         task_id: int,
+        task_type: str,
         log_id: int,
         status: str,
         *,
@@ -424,25 +445,39 @@ class Dispatcher:
         retries: int,
         result: Any = None,
         error: str | None = None,
-    ) -> None:
+    ) -> TaskOutcome:
         finished = utcnow()
         with self.engine.begin() as connection:
+            duration = connection.execute(
+                _CLOSE_LOG,
+                {
+                    "b_id": log_id,
+                    "b_status": status,
+                    "b_run_ms": run_ms,
+                    "b_retries": retries,
+                    "b_error": error,
+                    "b_finished": finished,
+                },
+            ).scalar()
             connection.execute(
-                update(task_logs)
-                .where(task_logs.c.id == log_id)
-                .values(
-                    status=status,
-                    duration_ms=_plus(task_logs.c.duration_ms, run_ms),
-                    retries=retries,
-                    error_reason=error,
-                    finished_at=finished,
-                )
+                _CLOSE_TASK,
+                {
+                    "b_id": task_id,
+                    "b_status": status,
+                    "b_result": result,
+                    "b_error": error,
+                    "b_finished": finished,
+                },
             )
-            connection.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id)
-                .values(status=status, result=result, error_reason=error, finished_at=finished)
-            )
+        return TaskOutcome(
+            task_id=task_id,
+            task_type=task_type,
+            status=status,
+            result=result,
+            error=error if status != "completed" else None,
+            retries=retries,
+            duration_ms=duration,
+        )
 
     @staticmethod
     def _finish_unrun(

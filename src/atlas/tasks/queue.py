@@ -23,10 +23,14 @@ _TASK_NAME = "atlas.execute"
 class TaskQueue:
     """One Huey instance with the single generic task that runs an Atlas task."""
 
-    def __init__(self, settings: Settings, execute: Callable[[int], None]) -> None:
+    def __init__(self, settings: Settings, execute: Callable[[int], object]) -> None:
         self.url = settings.queue_url or ""
         self.huey = _make_huey(settings)
-        self._task = self.huey.task(name=_TASK_NAME)(execute)
+
+        def run(task_id: int) -> None:
+            execute(task_id)  # the outcome is in the tasks table, not in Huey
+
+        self._task = self.huey.task(name=_TASK_NAME)(run)
 
     def enqueue(self, task_id: int, delay_s: float = 0.0) -> None:
         """Send a task id to the queue; raises ``Unavailable`` if it cannot be reached."""
