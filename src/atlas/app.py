@@ -23,6 +23,8 @@ __all__ = ["TASK_MODULES", "Atlas", "load_task_modules", "open_atlas"]
 TASK_MODULES = (
     "atlas.media.ingest",
     "atlas.media.catalog",
+    "atlas.embeddings.embed",
+    "atlas.embeddings.clusters",
 )
 
 
