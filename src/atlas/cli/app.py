@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import typer
 
 from atlas import __version__
-from atlas.cli import config_cmd, demo_cmd, media_cmd, migrate_cmd, tasks_cmd
-from atlas.cli._common import AtlasGroup, CliState
+from atlas.cli import config_cmd, demo_cmd, embed_cmd, media_cmd, migrate_cmd, search_cmd, tasks_cmd
+from atlas.cli._common import AtlasCommand, AtlasGroup, CliState
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "standalone"]
 
 app = typer.Typer(
     cls=AtlasGroup,
@@ -58,9 +61,55 @@ def root(
     ctx.call_on_close(cli_state.close)
 
 
-for module in (config_cmd, migrate_cmd, media_cmd, tasks_cmd, demo_cmd):
+for module in (config_cmd, migrate_cmd, media_cmd, tasks_cmd, embed_cmd, search_cmd, demo_cmd):
     module.register(app)
 
 
 def main() -> None:
     app()
+
+
+def standalone(command: Callable[..., None], name: str) -> typer.Typer:
+    """A console script that runs one command, with the global flags of ``atlas``.
+
+    ``atlas-embed-media --home X --all`` is ``atlas --home X embed-media --all``:
+    the same root callback sets up the same ``CliState``, and the same error edge
+    turns failures into one line and an exit code.
+    """
+    hints = {**get_type_hints(root), **get_type_hints(command)}
+    global_params = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[parameter.name])
+        for parameter in inspect.signature(root).parameters.values()
+        if parameter.name != "ctx"
+    ]
+    command_params = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[parameter.name])
+        for parameter in inspect.signature(command).parameters.values()
+        if parameter.name != "ctx"
+    ]
+    global_names = {parameter.name for parameter in global_params}
+    clash = global_names & {parameter.name for parameter in command_params}
+    if clash:
+        raise ValueError(f"{name}: options {sorted(clash)} clash with the global flags")
+
+    def run(ctx: typer.Context, **values: Any) -> None:
+        root(ctx, **{key: values.pop(key) for key in global_names})
+        command(ctx, **values)
+
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    run.__signature__ = inspect.Signature([context, *command_params, *global_params])  # type: ignore[attr-defined]
+    run.__annotations__ = {
+        "ctx": typer.Context,
+        **{p.name: p.annotation for p in command_params + global_params},
+    }
+    run.__doc__ = command.__doc__
+    script = typer.Typer(
+        name=name,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    script.command(name=name, cls=AtlasCommand)(run)
+    return script
