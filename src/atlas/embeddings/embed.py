@@ -105,6 +105,8 @@ def embed_media(
     """
     if all_media == bool(media_ids):
         raise InvalidInput("give --media ID (one or more) or --all")
+    if verify and not all_media:
+        raise InvalidInput("--verify goes with --all")
     size = dispatcher.settings.embedding.batch_size if batch_size is None else batch_size
     if not 1 <= size <= MAX_BATCH:
         raise InvalidInput(f"--batch must be between 1 and {MAX_BATCH}")
@@ -141,21 +143,19 @@ def embed_media(
     }
     # Items that lost their words still have a vector: the task removes it.
     todo |= {m for m in recorded if m in documents and not documents[m].embeddable}
-    if verify and not all_media:
-        raise InvalidInput("--verify goes with --all")
     if all_media and recorded and (todo or verify):
         todo |= _reconcile(dispatcher, provider.model_id, recorded, documents, report)
     report.unchanged = sum(1 for m, doc in documents.items() if doc.embeddable and m not in todo)
 
+    if todo and not dispatcher.queued:
+        # Fail in one line now rather than once per batch, retries included.
+        provider.check()
+        get_store(settings).check()
     if on_start is not None:
         on_start(len(todo))
     if not todo:
         report.elapsed_s = time.perf_counter() - started
         return report
-    if not dispatcher.queued:
-        # Fail in one line now rather than once per batch, retries included.
-        provider.check()
-        get_store(settings).check()
 
     # Longest documents first, so each model call pads texts of similar length.
     ordered = sorted(todo, key=lambda m: (-len(documents[m].text) if m in documents else 0, m))
