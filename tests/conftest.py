@@ -322,9 +322,19 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     folder = tmp_path_factory.mktemp("chroma-server")
     log = (folder / "server.log").open("wb")
     process = subprocess.Popen(
-        [executable, "run", "--path", str(folder / "data"), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        [
+            executable,
+            "run",
+            "--path",
+            str(folder / "data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
     )
     deadline = time.monotonic() + 60
     ready = False
@@ -353,45 +363,92 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 
 #: Three themes that a sentence model tells apart: space, cooking, crime.
 THEMED_ITEMS: list[dict[str, Any]] = [
-    {"title": "Orbit of Silence", "genres": ["Science Fiction"], "tags": ["space", "astronaut"],
-     "description": "An astronaut alone on a space station loses contact with mission control."},
-    {"title": "Red Planet Harvest", "genres": ["Science Fiction"], "tags": ["space", "mars"],
-     "description": "Colonists on Mars race to save their greenhouse before a dust storm."},
-    {"title": "The Comet Chasers", "genres": ["Science Fiction", "Adventure"],
-     "tags": ["space", "comet", "spaceship"],
-     "description": "A spaceship crew follows a comet beyond Jupiter to mine its ice."},
-    {"title": "Rockets and Dreams", "genres": ["Documentary"], "tags": ["space", "rockets"],
-     "description": "Engineers tell how the first rockets carried astronauts into orbit.",
-     "path": "rockets-and-dreams.mp3"},
-    {"title": "Flour, Water, Salt", "genres": ["Food"], "tags": ["cooking", "bread", "baking"],
-     "description": "A baker shows how bread rises, from sourdough starter to crusty loaf."},
-    {"title": "Sunday Dumplings", "genres": ["Food", "Family"], "tags": ["cooking", "dumplings"],
-     "description": "A grandmother teaches her grandchildren to fold dumplings in her kitchen."},
-    {"title": "Spice Market Diaries", "genres": ["Food", "Travel"],
-     "tags": ["cooking", "spices", "recipes"],
-     "description": "A chef travels through spice markets and cooks a recipe in every city."},
-    {"title": "Kitchen Chemistry", "genres": ["Food", "Documentary"],
-     "tags": ["cooking", "chemistry"],
-     "description": "Why onions caramelise and cakes rise: the science of cooking at home.",
-     "path": "kitchen-chemistry.mp3"},
-    {"title": "Rain on Calloway Street", "genres": ["Crime"], "tags": ["detective", "murder"],
-     "description": "A tired detective hunts a killer through the rainy streets of the city."},
-    {"title": "The Vault Job", "genres": ["Crime", "Comedy"], "tags": ["heist", "bank", "thieves"],
-     "description": "Four clumsy thieves plan to rob the most secure bank vault in town."},
-    {"title": "Glass Alibi", "genres": ["Crime", "Thriller"], "tags": ["detective", "alibi"],
-     "description": "A detective doubts the perfect alibi of a suspect in a murder case."},
-    {"title": "Cold Case Conversations", "genres": ["Crime", "Documentary"],
-     "tags": ["true crime", "investigation"],
-     "description": "Investigators revisit an unsolved robbery and the police detective who "
-                    "never gave up.",
-     "path": "cold-case.mp3"},
+    {
+        "title": "Orbit of Silence",
+        "genres": ["Science Fiction"],
+        "tags": ["space", "astronaut"],
+        "description": "An astronaut alone on a space station loses contact with mission control.",
+    },
+    {
+        "title": "Red Planet Harvest",
+        "genres": ["Science Fiction"],
+        "tags": ["space", "mars"],
+        "description": "Colonists on Mars race to save their greenhouse before a dust storm.",
+    },
+    {
+        "title": "The Comet Chasers",
+        "genres": ["Science Fiction", "Adventure"],
+        "tags": ["space", "comet", "spaceship"],
+        "description": "A spaceship crew follows a comet beyond Jupiter to mine its ice.",
+    },
+    {
+        "title": "Rockets and Dreams",
+        "genres": ["Documentary"],
+        "tags": ["space", "rockets"],
+        "description": "Engineers tell how the first rockets carried astronauts into orbit.",
+        "path": "rockets-and-dreams.mp3",
+    },
+    {
+        "title": "Flour, Water, Salt",
+        "genres": ["Food"],
+        "tags": ["cooking", "bread", "baking"],
+        "description": "A baker shows how bread rises, from sourdough starter to crusty loaf.",
+    },
+    {
+        "title": "Sunday Dumplings",
+        "genres": ["Food", "Family"],
+        "tags": ["cooking", "dumplings"],
+        "description": "A grandmother teaches her grandchildren to fold dumplings in her kitchen.",
+    },
+    {
+        "title": "Spice Market Diaries",
+        "genres": ["Food", "Travel"],
+        "tags": ["cooking", "spices", "recipes"],
+        "description": "A chef travels through spice markets and cooks a recipe in every city.",
+    },
+    {
+        "title": "Kitchen Chemistry",
+        "genres": ["Food", "Documentary"],
+        "tags": ["cooking", "chemistry"],
+        "description": "Why onions caramelise and cakes rise: the science of cooking at home.",
+        "path": "kitchen-chemistry.mp3",
+    },
+    {
+        "title": "Rain on Calloway Street",
+        "genres": ["Crime"],
+        "tags": ["detective", "murder"],
+        "description": "A tired detective hunts a killer through the rainy streets of the city.",
+    },
+    {
+        "title": "The Vault Job",
+        "genres": ["Crime", "Comedy"],
+        "tags": ["heist", "bank", "thieves"],
+        "description": "Four clumsy thieves plan to rob the most secure bank vault in town.",
+    },
+    {
+        "title": "Glass Alibi",
+        "genres": ["Crime", "Thriller"],
+        "tags": ["detective", "alibi"],
+        "description": "A detective doubts the perfect alibi of a suspect in a murder case.",
+    },
+    {
+        "title": "Cold Case Conversations",
+        "genres": ["Crime", "Documentary"],
+        "tags": ["true crime", "investigation"],
+        "description": "Investigators revisit an unsolved robbery and the police detective who "
+        "never gave up.",
+        "path": "cold-case.mp3",
+    },
 ]
 THEMES = {
     "space": ["Orbit of Silence", "Red Planet Harvest", "The Comet Chasers", "Rockets and Dreams"],
-    "cooking": ["Flour, Water, Salt", "Sunday Dumplings", "Spice Market Diaries",
-                "Kitchen Chemistry"],
-    "crime": ["Rain on Calloway Street", "The Vault Job", "Glass Alibi",
-              "Cold Case Conversations"],
+    "cooking": [
+        "Flour, Water, Salt",
+        "Sunday Dumplings",
+        "Spice Market Diaries",
+        "Kitchen Chemistry",
+    ],
+    "crime": ["Rain on Calloway Street", "The Vault Job", "Glass Alibi", "Cold Case Conversations"],
 }
 
 
@@ -411,8 +468,9 @@ def themed_library(atlas: Atlas, tmp_path: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def embedded_library(atlas: Atlas, themed_library: dict[str, int], embedding_model: Any
-                     ) -> dict[str, int]:
+def embedded_library(
+    atlas: Atlas, themed_library: dict[str, int], embedding_model: Any
+) -> dict[str, int]:
     """The themed library with every item embedded by the default model."""
     from atlas.embeddings import embed_media
 
@@ -451,14 +509,21 @@ class FakeEmbeddingServer:
                     status, payload = server.fail_with
                 elif self.path == "/api/embed":
                     status = 200
-                    payload = {"model": body["model"],
-                               "embeddings": [server.vector(t) for t in body["input"]]}
+                    payload = {
+                        "model": body["model"],
+                        "embeddings": [server.vector(t) for t in body["input"]],
+                    }
                 elif self.path == "/v1/embeddings":
                     status = 200
-                    data = [{"object": "embedding", "index": i, "embedding": server.vector(t)}
-                            for i, t in enumerate(body["input"])]
-                    payload = {"object": "list", "model": body["model"],
-                               "data": list(reversed(data))}  # out of order on purpose
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": server.vector(t)}
+                        for i, t in enumerate(body["input"])
+                    ]
+                    payload = {
+                        "object": "list",
+                        "model": body["model"],
+                        "data": list(reversed(data)),
+                    }  # out of order on purpose
                 else:
                     status, payload = 404, {"error": "not found"}
                 raw = json.dumps(payload).encode()

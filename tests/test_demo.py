@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import requires_ffmpeg
 
 from atlas.app import open_atlas
 from atlas.demo import CORRUPT_FILE_NAME, DEMO_QUERY, load_items, run_demo
+from conftest import requires_ffmpeg
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,9 @@ def test_demo_builds_media_ingests_it_and_reports_the_corrupt_file(cli, tmp_path
 
 
 @requires_ffmpeg
-def test_demo_embeds_during_ingest_then_searches_and_clusters(make_settings, tmp_path,
-                                                              embedding_model):
+def test_demo_embeds_during_ingest_then_searches_and_clusters(
+    make_settings, tmp_path, embedding_model
+):
     atlas = open_atlas(make_settings(auto_process=True))
     try:
         report = run_demo(atlas, tmp_path / "demo", limit=5)

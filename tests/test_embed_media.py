@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -343,8 +344,7 @@ def test_catalogue_import_leads_to_embeddings_when_auto_process_is_on(
     catalogue = tmp_path / "catalogue.jsonl"
     catalogue.write_text(
         "\n".join(
-            '{"title": "%s", "description": "%s", "genres": %s}'
-            % (item["title"], item["description"], str(item["genres"]).replace("'", '"'))
+            json.dumps({key: item[key] for key in ("title", "description", "genres")})
             for item in THEMED_ITEMS[:3]
         ),
         encoding="utf-8",
