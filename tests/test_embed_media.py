@@ -413,3 +413,58 @@ def test_a_failing_model_is_retried_then_stops_the_run_and_is_reported(
         assert tuple(log) == ("error", 1)
     finally:
         opened.close()
+
+
+def test_embedding_through_a_queue_and_a_worker_process(
+    make_settings, home, database_url, tmp_path, chroma_server
+):
+    # Several processes write vectors here, so they share a Chroma server.
+    host, port = chroma_server
+    queue_url = f"sqlite:///{tmp_path / 'queue.db'}"
+    values = {
+        "queue_url": queue_url,
+        "queue_name": f"embed-{os.getpid()}",
+        "auto_process": False,
+        "chroma.host": host,
+        "chroma.port": port,
+        "chroma.collection": f"q{os.getpid()}",
+    }
+    atlas = open_atlas(make_settings(**values))
+    entries = [CatalogEntry.model_validate(item) for item in THEMED_ITEMS[:6]]
+    created, _ = store_entries(atlas.engine, entries)
+    env = {
+        **os.environ,
+        "ATLAS_HOME": str(home),
+        "ATLAS_DATABASE_URL": database_url,
+        "ATLAS_QUEUE_URL": queue_url,
+        "ATLAS_QUEUE_NAME": values["queue_name"],
+        "ATLAS_AUTO_PROCESS": "false",
+        "ATLAS_CHROMA__HOST": host,
+        "ATLAS_CHROMA__PORT": str(port),
+        "ATLAS_CHROMA__COLLECTION": values["chroma.collection"],
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "atlas", "worker", "--workers", "1", "--threads"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        report = embed_media(atlas.dispatcher, all_media=True, batch_size=4)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            output = worker.communicate(timeout=30)[0].decode()
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output = worker.communicate()[0].decode()
+        atlas.dispatcher.queue.huey.flush()
+    try:
+        assert report.failed == [], output
+        assert report.embedded == 6 and report.batches == 2
+        with atlas.engine.connect() as connection:
+            workers = connection.execute(select(task_logs.c.worker)).scalars().all()
+        assert workers and all(not w.endswith(f":{os.getpid()}") for w in workers)
+        _assert_consistent(atlas, created)
+    finally:
+        atlas.close()

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from atlas.db import utcnow
 from atlas.db.tables import media, media_embeddings, media_tags, transcripts
 from atlas.embeddings.document import DocumentInput, MediaDocument, build_document
-from atlas.media.tags import Tag, tags_by_media
+from atlas.media.tags import SOURCE_RANK, Tag
 
 __all__ = [
     "EmbeddingRecord",
@@ -153,10 +153,28 @@ def load_documents(
 
 
 def load_tags(connection: Connection, media_ids: Sequence[int]) -> dict[int, list[Tag]]:
-    """Tags of many media items (strongest first), in chunks the database accepts."""
-    result: dict[int, list[Tag]] = {}
-    for part in chunks(list(media_ids)):
-        result.update(tags_by_media(connection, list(part)))
+    """Tags of many media items, strongest source first, then by confidence and name.
+
+    The same order as ``tags_by_media``, reading only the columns a tag needs
+    (search reads tags on every query), in chunks the database accepts.
+    """
+    result: dict[int, list[Tag]] = {media_id: [] for media_id in media_ids}
+    rows: list[Any] = []
+    columns = (
+        media_tags.c.media_id,
+        media_tags.c.tag,
+        media_tags.c.tag_norm,
+        media_tags.c.kind,
+        media_tags.c.source,
+        media_tags.c.confidence,
+    )
+    for part in chunks(sorted(set(media_ids))):
+        rows += connection.execute(select(*columns).where(media_tags.c.media_id.in_(part))).all()
+    rows.sort(key=lambda r: (-SOURCE_RANK[r.source], -r.confidence, r.tag_norm))
+    for row in rows:
+        result[row.media_id].append(
+            Tag(tag=row.tag, kind=row.kind, source=row.source, confidence=row.confidence)
+        )
     return result
 
 

@@ -19,6 +19,7 @@ relative to the best match (1.0 for the best). ``threshold`` applies to it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -228,8 +229,8 @@ def similar_media(
 
 
 def _why_similar(source: dict[str, Any], other: dict[str, Any]) -> str:
-    other_norms = {tag.norm for tag in other["tags"]}
-    shared = [tag.tag for tag in source["tags"] if tag.norm in other_norms]
+    other_norms = {_norm(tag.tag) for tag in other["tags"]}
+    shared = [tag.tag for tag in source["tags"] if _norm(tag.tag) in other_norms]
     reasons = []
     if shared:
         more = f" +{len(shared) - 4}" if len(shared) > 4 else ""
@@ -243,6 +244,11 @@ def _why_similar(source: dict[str, Any], other: dict[str, Any]) -> str:
     ):
         reasons.append(f"same genre: {genre}")
     return "; ".join(reasons) or "close in meaning"
+
+
+@functools.lru_cache(maxsize=8192)
+def _norm(tag: str) -> str:
+    return normalise_tag(tag)
 
 
 # --- text search -------------------------------------------------------------------

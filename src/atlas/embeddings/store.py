@@ -329,12 +329,10 @@ class VectorCollection:
         elif conditions:
             where = {"$and": conditions}
         with self.store.errors():
-            total = int(self.raw.count())
-            if total == 0:
-                return []
+            # Chroma returns fewer than n_results when fewer match.
             got = self.raw.query(
                 query_embeddings=vector.reshape(1, -1),
-                n_results=min(n, total),
+                n_results=n,
                 where=where,
                 include=["distances"],
             )
