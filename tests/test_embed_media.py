@@ -221,6 +221,18 @@ def test_vectors_of_deleted_media_are_removed(atlas, embedded_library):
     _assert_consistent(atlas, set(embedded_library.values()) - {gone})
 
 
+def test_verify_finds_a_missing_vector_even_when_an_orphan_balances_the_count(
+    atlas, embedded_library
+):
+    lost, deleted = embedded_library["Sunday Dumplings"], embedded_library["The Vault Job"]
+    get_store(atlas.settings).collection(MODEL, 384, create=False).delete([lost])
+    with atlas.engine.begin() as connection:
+        connection.execute(delete(media).where(media.c.id == deleted))
+    report = embed_media(atlas.dispatcher, all_media=True, verify=True)
+    assert report.repaired == 1 and report.removed == 1 and report.embedded == 1
+    _assert_consistent(atlas, set(embedded_library.values()) - {deleted})
+
+
 def test_an_item_that_lost_its_words_loses_its_vector(atlas, embedded_library):
     emptied = embedded_library["Red Planet Harvest"]
     with atlas.engine.begin() as connection:

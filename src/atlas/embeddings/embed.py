@@ -195,13 +195,9 @@ def _reconcile(
     report: EmbedReport,
 ) -> set[int]:
     """Ids whose store and record disagree: recorded but missing, or stored but unknown."""
-    store = get_store(dispatcher.settings)
-    collections = store.collections_of(model_id)
-    counts = [collection.count() for collection in collections]
-    if sum(counts) == len(recorded):
-        return set()  # ids are unique in a collection, so equal counts mean equal sets
+    # Equal counts would not do: a missing vector and an orphan cancel out.
     stored: set[int] = set()
-    for collection in collections:
+    for collection in get_store(dispatcher.settings).collections_of(model_id):
         stored |= collection.ids()
     missing = set(recorded) - stored
     report.repaired = len(missing & set(documents))
