@@ -239,3 +239,27 @@ def test_media_not_embedded_yet_says_how_to_embed_it(atlas, themed_library):
         similar_media(atlas.settings, atlas.engine, media_id)
     with pytest.raises(NotFound, match="nothing is embedded with .* yet"):
         search_media(atlas.settings, atlas.engine, "space", mode="vector")
+
+
+def test_transcripts_are_searched_and_part_of_the_document(atlas, themed_library):
+    from atlas.db import utcnow
+    from atlas.db.tables import transcripts
+    from atlas.embeddings.repository import load_documents
+
+    media_id = themed_library["Rockets and Dreams"]
+    with atlas.engine.begin() as connection:
+        connection.execute(
+            transcripts.insert().values(
+                media_id=media_id,
+                text="Today we talk about the thermodynamics of liquid hydrogen engines.",
+                segments=[],
+                source="whisper",
+                created_at=utcnow(),
+            )
+        )
+    result = search_media(atlas.settings, atlas.engine, "hydrogen engines", mode="lexical")
+    assert _titles(result) == ["Rockets and Dreams"]
+    assert result.hits[0].why == "words: engine (transcript); hydrogen (transcript)"
+    with atlas.engine.connect() as connection:
+        document = load_documents(connection, [media_id])[media_id]
+    assert document.text.splitlines()[-1].startswith("Transcript: Today we talk about")
