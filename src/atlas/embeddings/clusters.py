@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, func, insert, select
 
+from atlas.config import Settings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import clusters, media, media_clusters, media_embeddings
 from atlas.embeddings.lexical import tokenize
@@ -249,13 +250,13 @@ def _embedded_count(engine: Engine, model_id: str) -> int:
     return int(count or 0)
 
 
-@task_type("cluster")
+@task_type("cluster", retries=1, retry_delay_s=1.0)
 def cluster_task(ctx: TaskContext, k: int | None = None) -> dict[str, Any]:
     """Cluster the library's vectors with k-means and store each item's cluster."""
     return compute_clusters(ctx.settings, ctx.engine, k=k).to_dict()
 
 
-def compute_clusters(settings: Any, engine: Engine, *, k: int | None = None) -> ClusterReport:
+def compute_clusters(settings: Settings, engine: Engine, *, k: int | None = None) -> ClusterReport:
     """Cluster, name and store (one transaction); ``k=None`` chooses k by silhouette."""
     import numpy as np
 

@@ -6,6 +6,7 @@ item is re-embedded only when what Atlas knows about it changed, or the model di
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ def build_document(item: DocumentInput) -> MediaDocument:
     """
     confirmed = sorted(
         (tag for tag in item.tags if tag.source != "auto"),
-        key=lambda tag: (-SOURCE_RANK.get(tag.source, 0), tag.norm),
+        key=lambda tag: (-SOURCE_RANK.get(tag.source, 0), _norm(tag.tag)),
     )
     automatic = sorted(
         (
@@ -105,7 +106,7 @@ def build_document(item: DocumentInput) -> MediaDocument:
             for tag in item.tags
             if tag.source == "auto" and tag.confidence >= MIN_AUTO_CONFIDENCE
         ),
-        key=lambda tag: (-tag.confidence, tag.norm),
+        key=lambda tag: (-tag.confidence, _norm(tag.tag)),
     )
     genres = _unique(
         ([item.genre] if item.genre else []) + [t.tag for t in confirmed if t.kind == "genre"]
@@ -144,7 +145,7 @@ def build_document(item: DocumentInput) -> MediaDocument:
 
     text = "\n".join(lines)
     digest = hashlib.sha256(f"{DOCUMENT_VERSION}\n{text}".encode()).hexdigest()
-    genre_norms = tuple(sorted({normalise_tag(g) for g in genres}))
+    genre_norms = tuple(sorted({_norm(g) for g in genres}))
     return MediaDocument(
         text=text,
         hash=digest,
@@ -213,11 +214,17 @@ def _cut(text: str, limit: int) -> str:
     return text[: space if space > 0 else limit] + " …"
 
 
+@functools.lru_cache(maxsize=65536)
+def _norm(tag: str) -> str:
+    # Libraries repeat the same few thousand tags; normalising is the costly part.
+    return normalise_tag(tag)
+
+
 def _unique(names: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
-    seen = {normalise_tag(name) for name in exclude}
+    seen = {_norm(name) for name in exclude}
     result = []
     for name in names:
-        norm = normalise_tag(name)
+        norm = _norm(name)
         if norm and norm not in seen:
             seen.add(norm)
             result.append(" ".join(name.split()))
