@@ -262,3 +262,298 @@ def media_maker(tmp_path_factory: pytest.TempPathFactory) -> MediaMaker:
     if shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None:
         pytest.skip("needs ffmpeg and espeak-ng (make test installs them)")
     return MediaMaker(tmp_path_factory.mktemp("media-cache"))
+
+
+# --- embeddings: the shared model, a Chroma server, a small themed library --------------
+
+
+@pytest.fixture(autouse=True)
+def _fresh_embedding_caches() -> Iterator[None]:
+    """Each test's data dir gets its own Chroma client; loaded models stay cached."""
+    yield
+    import sys
+
+    from atlas.embeddings.lexical import clear_lexical_cache
+    from atlas.embeddings.store import clear_store_cache
+
+    clear_store_cache()
+    clear_lexical_cache()
+    if "chromadb" in sys.modules:
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+
+
+@pytest.fixture(scope="session")
+def embedding_model() -> Any:
+    """The default sentence-transformers model, loaded once for the whole session.
+
+    ``get_provider`` caches providers per process, so every Settings with the
+    default embedding section gets this same loaded instance.
+    """
+    from atlas.config import EmbeddingSettings
+    from atlas.embeddings import get_provider
+
+    provider = get_provider(EmbeddingSettings())
+    provider.check()
+    return provider
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A real Chroma server (``chroma run``) on a free local port, for the session."""
+    import sys
+    import time
+
+    import httpx
+
+    executable = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    if not Path(executable).exists():
+        pytest.skip("the chroma CLI is not installed, so no Chroma server can be started")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("chroma-server")
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            executable,
+            "run",
+            "--path",
+            str(folder / "data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            ready = httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success
+        except httpx.HTTPError:
+            ready = False
+        if ready:
+            break
+        time.sleep(0.3)
+    if not ready:
+        process.kill()
+        process.wait()
+        tail = (folder / "server.log").read_text(errors="replace")[-300:]
+        pytest.skip(f"the Chroma server did not start: {tail}")
+    yield "127.0.0.1", port
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+#: Three themes that a sentence model tells apart: space, cooking, crime.
+THEMED_ITEMS: list[dict[str, Any]] = [
+    {
+        "title": "Orbit of Silence",
+        "genres": ["Science Fiction"],
+        "tags": ["space", "astronaut"],
+        "description": "An astronaut alone on a space station loses contact with mission control.",
+    },
+    {
+        "title": "Red Planet Harvest",
+        "genres": ["Science Fiction"],
+        "tags": ["space", "mars"],
+        "description": "Colonists on Mars race to save their greenhouse before a dust storm.",
+    },
+    {
+        "title": "The Comet Chasers",
+        "genres": ["Science Fiction", "Adventure"],
+        "tags": ["space", "comet", "spaceship"],
+        "description": "A spaceship crew follows a comet beyond Jupiter to mine its ice.",
+    },
+    {
+        "title": "Rockets and Dreams",
+        "genres": ["Documentary"],
+        "tags": ["space", "rockets"],
+        "description": "Engineers tell how the first rockets carried astronauts into orbit.",
+        "path": "rockets-and-dreams.mp3",
+    },
+    {
+        "title": "Flour, Water, Salt",
+        "genres": ["Food"],
+        "tags": ["cooking", "bread", "baking"],
+        "description": "A baker shows how bread rises, from sourdough starter to crusty loaf.",
+    },
+    {
+        "title": "Sunday Dumplings",
+        "genres": ["Food", "Family"],
+        "tags": ["cooking", "dumplings"],
+        "description": "A grandmother teaches her grandchildren to fold dumplings in her kitchen.",
+    },
+    {
+        "title": "Spice Market Diaries",
+        "genres": ["Food", "Travel"],
+        "tags": ["cooking", "spices", "recipes"],
+        "description": "A chef travels through spice markets and cooks a recipe in every city.",
+    },
+    {
+        "title": "Kitchen Chemistry",
+        "genres": ["Food", "Documentary"],
+        "tags": ["cooking", "chemistry"],
+        "description": "Why onions caramelise and cakes rise: the science of cooking at home.",
+        "path": "kitchen-chemistry.mp3",
+    },
+    {
+        "title": "Rain on Calloway Street",
+        "genres": ["Crime"],
+        "tags": ["detective", "murder"],
+        "description": "A tired detective hunts a killer through the rainy streets of the city.",
+    },
+    {
+        "title": "The Vault Job",
+        "genres": ["Crime", "Comedy"],
+        "tags": ["heist", "bank", "thieves"],
+        "description": "Four clumsy thieves plan to rob the most secure bank vault in town.",
+    },
+    {
+        "title": "Glass Alibi",
+        "genres": ["Crime", "Thriller"],
+        "tags": ["detective", "alibi"],
+        "description": "A detective doubts the perfect alibi of a suspect in a murder case.",
+    },
+    {
+        "title": "Cold Case Conversations",
+        "genres": ["Crime", "Documentary"],
+        "tags": ["true crime", "investigation"],
+        "description": "Investigators revisit an unsolved robbery and the police detective who "
+        "never gave up.",
+        "path": "cold-case.mp3",
+    },
+]
+THEMES = {
+    "space": ["Orbit of Silence", "Red Planet Harvest", "The Comet Chasers", "Rockets and Dreams"],
+    "cooking": [
+        "Flour, Water, Salt",
+        "Sunday Dumplings",
+        "Spice Market Diaries",
+        "Kitchen Chemistry",
+    ],
+    "crime": ["Rain on Calloway Street", "The Vault Job", "Glass Alibi", "Cold Case Conversations"],
+}
+
+
+@pytest.fixture
+def themed_library(atlas: Atlas, tmp_path: Path) -> dict[str, int]:
+    """Twelve catalogue records in three themes (three of them audio); title -> media id."""
+    from atlas.media.catalog import CatalogEntry, store_entries
+
+    entries = []
+    for item in THEMED_ITEMS:
+        values = dict(item)
+        if "path" in values:
+            values["path"] = str(tmp_path / "files" / values["path"])
+        entries.append(CatalogEntry.model_validate(values))
+    created, _ = store_entries(atlas.engine, entries)
+    return {entry.title: media_id for entry, media_id in zip(entries, created, strict=True)}
+
+
+@pytest.fixture
+def embedded_library(
+    atlas: Atlas, themed_library: dict[str, int], embedding_model: Any
+) -> dict[str, int]:
+    """The themed library with every item embedded by the default model."""
+    from atlas.embeddings import embed_media
+
+    report = embed_media(atlas.dispatcher, all_media=True)
+    assert report.embedded == len(themed_library) and not report.failed
+    return themed_library
+
+
+class FakeEmbeddingServer:
+    """A tiny HTTP server speaking Ollama's ``/api/embed`` and OpenAI's ``/v1/embeddings``.
+
+    Vectors are 8-d bags of hashed words, so equal texts get equal vectors.
+    Every request body is kept in ``requests``; ``fail_with`` makes the next
+    answers an error (status, JSON body).
+    """
+
+    dimension = 8
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.fail_with: tuple[int, dict[str, Any]] | None = None
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append((self.path, body, dict(self.headers)))
+                if server.fail_with is not None:
+                    status, payload = server.fail_with
+                elif self.path == "/api/embed":
+                    status = 200
+                    payload = {
+                        "model": body["model"],
+                        "embeddings": [server.vector(t) for t in body["input"]],
+                    }
+                elif self.path == "/v1/embeddings":
+                    status = 200
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": server.vector(t)}
+                        for i, t in enumerate(body["input"])
+                    ]
+                    payload = {
+                        "object": "list",
+                        "model": body["model"],
+                        "data": list(reversed(data)),
+                    }  # out of order on purpose
+                else:
+                    status, payload = 404, {"error": "not found"}
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def vector(self, text: str) -> list[float]:
+        import zlib
+
+        values = [0.01] * self.dimension
+        for word in text.lower().split():
+            values[zlib.crc32(word.encode()) % self.dimension] += 1.0
+        return values
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_embedding_server() -> Iterator[FakeEmbeddingServer]:
+    server = FakeEmbeddingServer()
+    yield server
+    server.close()

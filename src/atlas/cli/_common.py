@@ -25,9 +25,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from sqlalchemy.exc import OperationalError
-from typer._click.core import Context as ClickContext  # typer vendors click
+from typer._click.core import Command as ClickCommand  # typer vendors click
+from typer._click.core import Context as ClickContext
 from typer._click.exceptions import ClickException, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from atlas.app import Atlas, open_atlas
 from atlas.config import LoadedSettings, Settings, load_settings
@@ -35,8 +36,10 @@ from atlas.errors import AtlasError
 
 __all__ = [
     "JSON_OPTION",
+    "AtlasCommand",
     "AtlasGroup",
     "CliState",
+    "ErrorEdge",
     "ProgressBar",
     "console",
     "emit_json",
@@ -186,8 +189,12 @@ def progress_bar(
     bar.close()
 
 
-class AtlasGroup(TyperGroup):
-    """The error edge: Atlas errors and usage errors become one line and an exit code."""
+class ErrorEdge(ClickCommand):
+    """The error edge: Atlas errors and usage errors become one line and an exit code.
+
+    Mixed into the ``atlas`` group and into the single-command console scripts
+    (``atlas-embed-media``, ...), so every entry point fails the same way.
+    """
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
@@ -219,7 +226,7 @@ class AtlasGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[safe-super]
             code = result if isinstance(result, int) else 0
         except UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
@@ -234,3 +241,11 @@ class AtlasGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+class AtlasGroup(ErrorEdge, TyperGroup):  # type: ignore[misc]
+    """The ``atlas`` command group, behind the error edge."""
+
+
+class AtlasCommand(ErrorEdge, TyperCommand):  # type: ignore[misc]
+    """A single-command console script, behind the same error edge."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import typer
 
@@ -11,15 +14,17 @@ from atlas.cli import (
     analytics_cmd,
     config_cmd,
     demo_cmd,
+    embed_cmd,
     feedback_cmd,
     media_cmd,
     migrate_cmd,
+    search_cmd,
     tasks_cmd,
     transcribe_cmd,
 )
-from atlas.cli._common import AtlasGroup, CliState
+from atlas.cli._common import AtlasCommand, AtlasGroup, CliState
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "standalone"]
 
 app = typer.Typer(
     cls=AtlasGroup,
@@ -72,6 +77,8 @@ for module in (
     migrate_cmd,
     media_cmd,
     transcribe_cmd,
+    embed_cmd,
+    search_cmd,
     tasks_cmd,
     analytics_cmd,
     feedback_cmd,
@@ -82,3 +89,49 @@ for module in (
 
 def main() -> None:
     app()
+
+
+def standalone(command: Callable[..., None], name: str) -> typer.Typer:
+    """A console script that runs one command, with the global flags of ``atlas``.
+
+    ``atlas-embed-media --home X --all`` is ``atlas --home X embed-media --all``:
+    the same root callback sets up the same ``CliState``, and the same error edge
+    turns failures into one line and an exit code.
+    """
+    hints = {**get_type_hints(root), **get_type_hints(command)}
+    global_params = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[parameter.name])
+        for parameter in inspect.signature(root).parameters.values()
+        if parameter.name != "ctx"
+    ]
+    command_params = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[parameter.name])
+        for parameter in inspect.signature(command).parameters.values()
+        if parameter.name != "ctx"
+    ]
+    global_names = {parameter.name for parameter in global_params}
+    clash = global_names & {parameter.name for parameter in command_params}
+    if clash:
+        raise ValueError(f"{name}: options {sorted(clash)} clash with the global flags")
+
+    def run(ctx: typer.Context, **values: Any) -> None:
+        root(ctx, **{key: values.pop(key) for key in global_names})
+        command(ctx, **values)
+
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    run.__signature__ = inspect.Signature([context, *command_params, *global_params])  # type: ignore[attr-defined]
+    run.__annotations__ = {
+        "ctx": typer.Context,
+        **{p.name: p.annotation for p in command_params + global_params},
+    }
+    run.__doc__ = command.__doc__
+    script = typer.Typer(
+        name=name,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    script.command(name=name, cls=AtlasCommand)(run)
+    return script

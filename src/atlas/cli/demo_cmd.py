@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.cli.search_cmd import render_clusters, render_search
 from atlas.demo import CORRUPT_FILE_NAME, run_demo
 from atlas.transcription import TranscriptSummary
 
@@ -65,6 +66,10 @@ def demo(
                     }
                     for item in report.media.items
                 ],
+                "embedding": report.embedding.to_dict(),
+                "search": report.search.to_dict() if report.search else None,
+                "similar": report.similar.to_dict() if report.similar else None,
+                "clusters": report.clusters.to_dict() if report.clusters else None,
             }
         )
     else:
@@ -95,8 +100,27 @@ def demo(
         for failure in report.ingest.failed:
             corrupt = failure.path.endswith(CORRUPT_FILE_NAME)
             console.print(f"failed{' (deliberately corrupt)' if corrupt else ''}: {failure.error}")
+        embedding = report.embedding
+        console.print(
+            f"embeddings: {embedding.embedded} new, {embedding.unchanged} already embedded "
+            f"by the processing chain, model {embedding.model}"
+        )
+        if report.search is not None:
+            console.print()
+            render_search(report.search)
+        if report.similar is not None:
+            console.print()
+            render_search(report.similar)
+        if report.clusters is not None:
+            console.print()
+            render_clusters(report.clusters)
         console.print(f"\nExplore it: ATLAS_HOME={atlas.settings.home} atlas media list")
-    if unexpected or report.transcription.failed:
+        console.print(
+            f"            ATLAS_HOME={atlas.settings.home} atlas search-similar --query 'ocean'"
+        )
+    for error in report.embedding.failed:
+        typer.echo(f"atlas: {error}", err=True)
+    if unexpected or report.transcription.failed or report.embedding.failed:
         raise typer.Exit(1)
 
 

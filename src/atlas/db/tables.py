@@ -38,9 +38,12 @@ __all__ = [
     "TAG_SOURCES",
     "TASK_STATUSES",
     "TRANSCRIPT_SOURCES",
+    "clusters",
     "learning_rules",
     "library_roots",
     "media",
+    "media_clusters",
+    "media_embeddings",
     "media_sidecars",
     "media_tag_rejections",
     "media_tags",
@@ -205,6 +208,58 @@ transcripts = Table(
     Column("source_detail", Text),
     CheckConstraint(_in("source", TRANSCRIPT_SOURCES), name="source"),
 )
+
+# --- embeddings --------------------------------------------------------------
+
+# One row per media item and embedding model, written only after the vector
+# store accepted the vector: the record of what the vector store holds.
+media_embeddings = Table(
+    "media_embeddings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False),
+    # The provider and model, e.g. 'sentence-transformers:all-MiniLM-L6-v2'.
+    Column("model", String(300), nullable=False),
+    Column("dimension", Integer, nullable=False),
+    # The vector store collection that holds the vector.
+    Column("collection", String(128), nullable=False),
+    # SHA-256 of the embedding document; a new hash means a new vector is due.
+    Column("doc_hash", String(64), nullable=False),
+    Column("doc_chars", Integer, nullable=False),
+    Column("embedded_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("media_id", "model"),
+    CheckConstraint("dimension > 0", name="dimension"),
+)
+Index("ix_media_embeddings_model", media_embeddings.c.model)
+
+# The latest clustering of the library, per embedding model.
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model", String(300), nullable=False),
+    # 0..k-1 within one clustering.
+    Column("cluster", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    # The most distinctive tags, best first.
+    Column("tags", JSON, nullable=False),
+    Column("size", Integer, nullable=False),
+    # e.g. 'kmeans k=12 (auto, silhouette 0.08)'.
+    Column("method", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("model", "cluster"),
+)
+
+media_clusters = Table(
+    "media_clusters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), nullable=False),
+    Column("model", String(300), nullable=False),
+    Column("cluster", Integer, nullable=False),
+    UniqueConstraint("media_id", "model"),
+)
+Index("ix_media_clusters_model_cluster", media_clusters.c.model, media_clusters.c.cluster)
 
 # --- tasks -----------------------------------------------------------------
 

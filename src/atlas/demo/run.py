@@ -8,6 +8,15 @@ from pathlib import Path
 
 from atlas.app import Atlas
 from atlas.demo.build import DemoLibrary, build_library, load_items
+from atlas.embeddings import (
+    ClusterReport,
+    EmbedReport,
+    SearchResult,
+    cluster_library,
+    embed_media,
+    search_media,
+    similar_media,
+)
 from atlas.media import IngestReport, MediaPage, ingest_paths, list_media
 from atlas.tasks import Dispatcher
 from atlas.transcription import (
@@ -17,7 +26,12 @@ from atlas.transcription import (
     transcript_summaries,
 )
 
-__all__ = ["DemoReport", "run_demo"]
+__all__ = ["DEMO_QUERY", "DemoReport", "run_demo"]
+
+#: The text search the demo runs.
+DEMO_QUERY = "astronauts exploring space"
+#: The item the demo asks "more like this" about (the first embedded item otherwise).
+_SIMILAR_TO = "The Quiet Orbit"
 
 
 @dataclass
@@ -30,6 +44,10 @@ class DemoReport:
     transcription: TranscribeReport
     #: media id -> its transcript, for the items that have one.
     transcripts: dict[int, TranscriptSummary]
+    embedding: EmbedReport
+    search: SearchResult | None = None
+    similar: SearchResult | None = None
+    clusters: ClusterReport | None = None
 
     def transcript_sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -46,41 +64,65 @@ def run_demo(
     on_step: Callable[[], None] | None = None,
     limit: int | None = None,
 ) -> DemoReport:
-    """Build the sample library in ``folder``, ingest it (and process it), list it.
+    """Build the sample library in ``folder``, run the whole pipeline on it, search it.
 
-    ``limit`` builds only the first items, for a quick try.
+    Ingest, then transcription (subtitle sidecars first, else Whisper) which goes
+    on down the chain (tagging, embedding) when ``auto_process`` is on; then
+    embeds whatever is left, runs one text search, one "more like this" and
+    clusters the library. ``limit`` builds only the first items, for a quick try.
     ``on_stage(name, total)`` announces each stage and ``on_step()`` reports one
     unit of progress within it.
     """
     tick = on_step or (lambda: None)
+
+    def stage(name: str, total: int) -> None:
+        if on_stage is not None and total:
+            on_stage(name, total)
+
     items = load_items()[:limit]
-    if on_stage is not None:
-        on_stage("making media", len(items))
+    stage("making media", len(items))
     library = build_library(folder, items=items, on_file=lambda _path: tick())
 
-    if on_stage is not None:
-        on_stage("ingesting", len(library.files) + 1)
     # Ingest first and transcribe as a stage of its own, so that the slow part
-    # has its own progress bar; transcription then goes on down the chain
-    # (tagging, embedding) when auto_process is on.
+    # has its own progress bar.
+    stage("ingesting", len(library.files) + 1)
     quiet = Dispatcher(atlas.settings.model_copy(update={"auto_process": False}), atlas.engine)
     ingest = ingest_paths(quiet, [folder], recursive=True, on_item=lambda _item: tick())
-
-    # Subtitle sidecars first, else Whisper (the bundled tiny.en by default).
     transcription = transcribe_library(
         atlas.dispatcher,
         all_media=True,
         chain=True,
-        on_start=lambda total: on_stage("transcribing", total) if on_stage and total else None,
+        on_start=lambda total: stage("transcribing", total),
         on_item=lambda _item: tick(),
     )
+
+    def embedded(count: int) -> None:
+        for _ in range(count):
+            tick()
+
+    embedding = embed_media(
+        atlas.dispatcher,
+        all_media=True,
+        on_start=lambda total: stage("embedding", total),
+        on_progress=embedded,
+    )
     media = list_media(atlas.engine, limit=1000)
-    transcripts = transcript_summaries(atlas.engine, [item.id for item in media.items])
-    return DemoReport(
+    report = DemoReport(
         folder=folder,
         library=library,
         ingest=ingest,
         media=media,
         transcription=transcription,
-        transcripts=transcripts,
+        transcripts=transcript_summaries(atlas.engine, [item.id for item in media.items]),
+        embedding=embedding,
     )
+    if embedding.failed or not media.items:
+        return report
+
+    settings, engine = atlas.settings, atlas.engine
+    report.search = search_media(settings, engine, DEMO_QUERY, top=5)
+    source = next((item for item in media.items if item.title == _SIMILAR_TO), media.items[0])
+    report.similar = similar_media(settings, engine, source.id, top=5)
+    if len(media.items) >= 3:
+        report.clusters = cluster_library(atlas.dispatcher)
+    return report

@@ -129,8 +129,12 @@ def upsert_tags(connection: Connection, media_id: int, tags: Iterable[Tag]) -> i
     }
     changed = 0
     now = utcnow()
+    seen: set[str] = set()
     for tag in tags:
         norm = tag.norm
+        if norm in seen:
+            continue  # the same tag twice in one call (a genre that is also a keyword)
+        seen.add(norm)
         current = existing.get(norm)
         if current is None:
             connection.execute(

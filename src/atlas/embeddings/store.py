@@ -1,0 +1,392 @@
+"""The vector store: ChromaDB, embedded in the data dir or a server.
+
+No ``chroma.host``: a ``PersistentClient`` at ``settings.chroma_path``. With
+``chroma.host`` (and ``port``, ``ssl``): an ``HttpClient``. Either way each
+embedding model gets its own collection, named from the model id and the vector
+dimension (:func:`collection_name`), in cosine space, so vectors of two models
+never meet. Vector ids are media ids, so writing a vector again replaces it.
+
+Every Chroma error a user can act on (a server that does not answer, a store
+that cannot be opened) becomes ``Unavailable`` with one clear line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from atlas.config import Settings
+from atlas.errors import Unavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Vectors = npt.NDArray[np.float32]
+
+__all__ = [
+    "Neighbour",
+    "VectorCollection",
+    "VectorStore",
+    "clear_store_cache",
+    "collection_name",
+    "get_store",
+]
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A media item near a query vector."""
+
+    media_id: int
+    #: Cosine similarity, -1..1 (1 = same direction).
+    similarity: float
+
+
+def collection_name(prefix: str, model_id: str, dimension: int) -> str:
+    """``atlas_media-sentence-transformers-all-minilm-l6-v2-384-1a2b3c4d``.
+
+    Readable, within Chroma's naming rules (3-63 characters of ``[A-Za-z0-9_-]``),
+    and unique per model id and dimension thanks to the hash of the full id.
+    """
+    slug = _SLUG.sub("-", model_id.lower()).strip("-")[:32].strip("-") or "model"
+    digest = hashlib.sha256(f"{model_id}|{dimension}".encode()).hexdigest()[:8]
+    return f"{prefix}-{slug}-{dimension}-{digest}"
+
+
+class VectorStore:
+    """One Chroma client for the settings' store; collections per model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.chroma.collection
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._collections: dict[str, VectorCollection] = {}
+
+    @property
+    def is_server(self) -> bool:
+        return self.settings.chroma.host is not None
+
+    def describe(self) -> str:
+        chroma = self.settings.chroma
+        if chroma.host is None:
+            return f"the embedded vector store in {self.settings.chroma_path}"
+        scheme = "https" if chroma.ssl else "http"
+        return f"the Chroma server at {scheme}://{chroma.host}:{chroma.port}"
+
+    def _unreachable(self, detail: str) -> Unavailable:
+        if self.is_server:
+            return Unavailable(
+                f"{self.describe()} is not reachable ({detail}); start it, fix chroma.host/"
+                "chroma.port/chroma.ssl, or unset chroma.host to use the embedded store"
+            )
+        return Unavailable(f"{self.describe()} cannot be used ({detail}); check the folder")
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        try:
+            import chromadb
+            from chromadb.config import Settings as ChromaConfig
+        except ModuleNotFoundError:
+            raise Unavailable(
+                "chromadb is not installed; install Atlas with the 'ml' extra"
+            ) from None
+        # Telemetry off: Atlas never talks to the internet on its own.
+        config = ChromaConfig(anonymized_telemetry=False, allow_reset=False)
+        chroma = self.settings.chroma
+        with self.errors():
+            if chroma.host is None:
+                self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
+                return chromadb.PersistentClient(
+                    path=str(self.settings.chroma_path), settings=config
+                )
+            self._ping()
+            client = chromadb.HttpClient(
+                host=chroma.host, port=chroma.port, ssl=chroma.ssl, settings=config
+            )
+            # Chroma's client waits forever by default; a host that swallows
+            # packets should fail within chroma.timeout_s instead.
+            session = getattr(getattr(client, "_server", None), "_session", None)
+            if isinstance(session, httpx.Client):
+                session.timeout = httpx.Timeout(None, connect=chroma.timeout_s)
+            return client
+
+    def _ping(self) -> None:
+        chroma = self.settings.chroma
+        scheme = "https" if chroma.ssl else "http"
+        url = f"{scheme}://{chroma.host}:{chroma.port}/api/v2/heartbeat"
+        try:
+            response = httpx.get(url, timeout=chroma.timeout_s)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(_first_line(exc) or type(exc).__name__) from None
+        if response.status_code >= 400:
+            raise self._unreachable(f"HTTP {response.status_code} from {url}")
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn Chroma and connection failures into ``Unavailable``."""
+        try:
+            yield
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if (self.is_server and _is_connection_error(exc)) or (
+                not self.is_server and _is_store_error(exc)
+            ):
+                raise self._unreachable(_first_line(exc) or type(exc).__name__) from None
+            raise
+
+    def check(self) -> None:
+        """Raise ``Unavailable`` unless the store answers."""
+        with self.errors():
+            self.client.heartbeat()
+
+    def collection(
+        self, model_id: str, dimension: int, *, create: bool = True
+    ) -> VectorCollection | None:
+        """The collection of ``model_id``; ``None`` if it does not exist and not ``create``."""
+        name = collection_name(self.prefix, model_id, dimension)
+        cached = self._collections.get(name)
+        if cached is not None:
+            return cached
+        with self.errors():
+            if create:
+                raw = self.client.get_or_create_collection(
+                    name,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata={"atlas_model": model_id, "atlas_dimension": dimension},
+                    embedding_function=None,
+                )
+            else:
+                try:
+                    raw = self.client.get_collection(name, embedding_function=None)
+                except Exception as exc:
+                    if _is_connection_error(exc):
+                        raise
+                    return None
+        found = VectorCollection(self, raw, model_id=model_id, dimension=dimension)
+        self._collections[name] = found
+        return found
+
+    def collections_of(self, model_id: str) -> list[VectorCollection]:
+        """Every collection holding vectors of ``model_id`` (any dimension)."""
+        with self.errors():
+            found = []
+            for raw in self.client.list_collections():
+                meta = raw.metadata or {}
+                if raw.name.startswith(f"{self.prefix}-") and meta.get("atlas_model") == model_id:
+                    dimension = int(meta.get("atlas_dimension", 0))
+                    collection = self.collection(model_id, dimension, create=False)
+                    if collection is not None:
+                        found.append(collection)
+        return found
+
+
+class VectorCollection:
+    """The vectors of one embedding model, keyed by media id."""
+
+    def __init__(self, store: VectorStore, raw: Any, *, model_id: str, dimension: int) -> None:
+        self.store = store
+        self.raw = raw
+        self.name: str = raw.name
+        self.model_id = model_id
+        self.dimension = dimension
+
+    def upsert(
+        self, media_ids: Sequence[int], vectors: Vectors, metadatas: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Write vectors (replacing any with the same media id); idempotent."""
+        if not media_ids:
+            return
+        if vectors.shape != (len(media_ids), self.dimension):
+            raise ValueError(
+                f"expected {len(media_ids)}x{self.dimension} vectors, got {vectors.shape}"
+            )
+        with self.store.errors():
+            step = self.store.client.get_max_batch_size()
+            for start in range(0, len(media_ids), step):
+                end = start + step
+                self.raw.upsert(
+                    ids=[str(media_id) for media_id in media_ids[start:end]],
+                    embeddings=vectors[start:end],
+                    metadatas=[
+                        {
+                            **_clean_metadata(meta),
+                            "model": self.model_id,
+                            "dimension": self.dimension,
+                        }
+                        for meta in metadatas[start:end]
+                    ],
+                )
+
+    def delete(self, media_ids: Sequence[int]) -> None:
+        if not media_ids:
+            return
+        with self.store.errors():
+            self.raw.delete(ids=[str(media_id) for media_id in media_ids])
+
+    def count(self) -> int:
+        with self.store.errors():
+            return int(self.raw.count())
+
+    def ids(self) -> set[int]:
+        """Every media id that has a vector here."""
+        result: set[int] = set()
+        with self.store.errors():
+            total = int(self.raw.count())
+            page = 10_000
+            for offset in range(0, total, page):
+                got = self.raw.get(include=[], limit=page, offset=offset)
+                result.update(int(value) for value in got["ids"])
+        return result
+
+    def vectors(self, media_ids: Sequence[int]) -> dict[int, Vectors]:
+        """The stored vectors of these media ids (missing ones are left out)."""
+        import numpy as np
+
+        if not media_ids:
+            return {}
+        with self.store.errors():
+            got = self.raw.get(ids=[str(m) for m in media_ids], include=["embeddings"])
+        return {
+            int(key): np.asarray(vector, dtype=np.float32)
+            for key, vector in zip(got["ids"], got["embeddings"], strict=True)
+        }
+
+    def present(self, media_ids: Sequence[int]) -> set[int]:
+        """Which of ``media_ids`` have a vector here."""
+        if not media_ids:
+            return set()
+        with self.store.errors():
+            got = self.raw.get(ids=[str(m) for m in media_ids], include=[])
+        return {int(key) for key in got["ids"]}
+
+    def metadata(self, media_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        if not media_ids:
+            return {}
+        with self.store.errors():
+            got = self.raw.get(ids=[str(m) for m in media_ids], include=["metadatas"])
+        return {
+            int(key): dict(meta or {})
+            for key, meta in zip(got["ids"], got["metadatas"], strict=True)
+        }
+
+    def all_vectors(self) -> tuple[list[int], Vectors]:
+        """Every (media id, vector), in media id order."""
+        import numpy as np
+
+        ids: list[int] = []
+        rows: list[Any] = []
+        with self.store.errors():
+            total = int(self.raw.count())
+            page = 5_000
+            for offset in range(0, total, page):
+                got = self.raw.get(include=["embeddings"], limit=page, offset=offset)
+                ids.extend(int(value) for value in got["ids"])
+                rows.extend(got["embeddings"])
+        if not ids:
+            return [], np.zeros((0, self.dimension), dtype=np.float32)
+        matrix = np.asarray(rows, dtype=np.float32)
+        order = np.argsort(np.asarray(ids))
+        return [ids[i] for i in order], matrix[order]
+
+    def query(
+        self,
+        vector: Vectors,
+        n: int,
+        *,
+        media_type: str | None = None,
+        genre: str | None = None,
+    ) -> list[Neighbour]:
+        """The ``n`` nearest media to ``vector``, most similar first, filtered by metadata."""
+        if n < 1:
+            return []
+        conditions: list[dict[str, Any]] = []
+        if media_type is not None:
+            conditions.append({"media_type": media_type})
+        if genre is not None:
+            conditions.append({"genres": {"$contains": genre}})
+        where: dict[str, Any] | None = None
+        if len(conditions) == 1:
+            where = conditions[0]
+        elif conditions:
+            where = {"$and": conditions}
+        with self.store.errors():
+            # Chroma returns fewer than n_results when fewer match.
+            got = self.raw.query(
+                query_embeddings=vector.reshape(1, -1),
+                n_results=n,
+                where=where,
+                include=["distances"],
+            )
+        return [
+            Neighbour(media_id=int(key), similarity=1.0 - float(distance))
+            for key, distance in zip(got["ids"][0], got["distances"][0], strict=True)
+        ]
+
+
+def _clean_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    # Chroma refuses None values and empty lists.
+    return {key: value for key, value in meta.items() if value is not None and value != []}
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc).lower()
+    return "could not connect" in text or "connection refused" in text
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    """A failure of the embedded store itself (disk, permissions, a damaged folder)."""
+    return isinstance(exc, OSError) or type(exc).__module__.startswith("chromadb")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200]
+
+
+# --- the per-process cache -----------------------------------------------------------
+
+_STORES: dict[tuple[Any, ...], VectorStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def get_store(settings: Settings) -> VectorStore:
+    """The vector store of these settings; one client per process and location."""
+    chroma = settings.chroma
+    key = (
+        (str(settings.chroma_path),)
+        if chroma.host is None
+        else (chroma.host, chroma.port, chroma.ssl)
+    ) + (chroma.collection,)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = VectorStore(settings)
+            _STORES[key] = store
+        return store
+
+
+def clear_store_cache() -> None:
+    """Forget every store client (tests)."""
+    with _STORES_LOCK:
+        _STORES.clear()

@@ -1,0 +1,265 @@
+"""Similar media and text search: vector, lexical (BM25) and hybrid (RRF)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import update
+
+from atlas.db.tables import media
+from atlas.embeddings import (
+    embed_texts,
+    get_provider,
+    media_vectors,
+    nearest_media,
+    search_media,
+    similar_media,
+)
+from atlas.embeddings.lexical import LexicalIndex, get_lexical_index, tokenize
+from atlas.errors import InvalidInput, NotFound
+from conftest import THEMES
+
+THEME_OF = {title: theme for theme, titles in THEMES.items() for title in titles}
+
+
+def _titles(result):
+    return [hit.title for hit in result.hits]
+
+
+# --- lexical building blocks (no model) -------------------------------------------------
+
+
+def test_tokenize_drops_stop_words_and_folds_plurals():
+    assert tokenize("The Robots of the Cities, and a Fox's boxes!") == [
+        "robot",
+        "city",
+        "fox",
+        "box",
+    ]
+    assert tokenize("glass bus analysis") == ["glass", "bus", "analysis"]
+
+
+def test_bm25_ranks_the_rarer_and_more_frequent_term_higher():
+    index = LexicalIndex(
+        [1, 2, 3],
+        [
+            tokenize("space station crew"),
+            tokenize("space space space opera"),
+            tokenize("bread and butter"),
+        ],
+        ["video", "audio", "video"],
+        [frozenset({"drama"}), frozenset(), frozenset()],
+    )
+    hits = index.search("space", 10)
+    assert [h.media_id for h in hits] == [2, 1]
+    assert [h.media_id for h in index.search("crew space", 10)] == [1, 2]
+    assert index.search("unknownword", 10) == []
+    assert [h.media_id for h in index.search("space", 10, media_type="video")] == [1]
+    assert [h.media_id for h in index.search("space", 10, genre="Drama")] == [1]
+
+
+def test_lexical_search_needs_no_embeddings_and_explains_where_words_matched(atlas, themed_library):
+    result = search_media(atlas.settings, atlas.engine, "detective murder", mode="lexical")
+    assert result.hits[0].title in ("Rain on Calloway Street", "Glass Alibi")
+    assert result.hits[0].similarity == pytest.approx(1.0)
+    assert {THEME_OF[t] for t in _titles(result)} == {"crime"}
+    assert "detective (tags, description)" in result.hits[0].why
+    assert result.model is None
+
+
+def test_lexical_index_is_rebuilt_when_the_library_changes(atlas, themed_library):
+    before = get_lexical_index(atlas.engine)
+    assert get_lexical_index(atlas.engine) is before
+    with atlas.engine.begin() as connection:
+        connection.execute(
+            update(media)
+            .where(media.c.id == themed_library["Sunday Dumplings"])
+            .values(description="Dumplings folded by a submarine captain.", updated_at=_later())
+        )
+    result = search_media(atlas.settings, atlas.engine, "submarine", mode="lexical")
+    assert _titles(result) == ["Sunday Dumplings"]
+
+
+def _later():
+    from datetime import timedelta
+
+    from atlas.db import utcnow
+
+    return utcnow() + timedelta(seconds=5)
+
+
+# --- with vectors (real model) ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_similar_media_ranks_items_of_the_same_theme_first(atlas, embedded_library):
+    agreeing = 0
+    for title, media_id in embedded_library.items():
+        result = similar_media(atlas.settings, atlas.engine, media_id, top=3)
+        assert title not in _titles(result) and len(result.hits) == 3
+        themes = [THEME_OF[t] for t in _titles(result)]
+        assert themes[0] == THEME_OF[title], title
+        agreeing += themes.count(THEME_OF[title])
+        assert all(-1.0 <= hit.similarity <= 1.0 for hit in result.hits)
+    assert agreeing >= 0.9 * 3 * len(embedded_library)
+
+
+@pytest.mark.slow
+def test_similar_media_explains_shared_tags(atlas, embedded_library):
+    result = similar_media(atlas.settings, atlas.engine, embedded_library["Orbit of Silence"])
+    rows = {hit.title: hit for hit in result.hits}
+    assert rows["Red Planet Harvest"].why == "shares tags: Science Fiction, space"
+    assert rows["The Vault Job"].why == "close in meaning"
+    assert len(result.hits) == 10
+    sims = [hit.similarity for hit in result.hits]
+    assert sims == sorted(sims, reverse=True)
+
+
+@pytest.mark.slow
+def test_similar_media_respects_top_threshold_type_and_genre(atlas, embedded_library):
+    source = embedded_library["Orbit of Silence"]
+    assert len(similar_media(atlas.settings, atlas.engine, source, top=2).hits) == 2
+    strict = similar_media(atlas.settings, atlas.engine, source, threshold=0.5)
+    assert strict.hits and all(hit.similarity >= 0.5 for hit in strict.hits)
+    assert len(strict.hits) < 11
+    audio = similar_media(atlas.settings, atlas.engine, source, media_type="audio")
+    assert sorted(_titles(audio)) == [
+        "Cold Case Conversations",
+        "Kitchen Chemistry",
+        "Rockets and Dreams",
+    ]
+    crime = similar_media(atlas.settings, atlas.engine, source, genre="crime")
+    assert {THEME_OF[t] for t in _titles(crime)} == {"crime"} and len(crime.hits) == 4
+
+
+@pytest.mark.slow
+def test_text_query_modes_all_find_the_theme(atlas, embedded_library):
+    for mode in ("vector", "lexical", "hybrid"):
+        result = search_media(
+            atlas.settings, atlas.engine, "baking bread in the kitchen", mode=mode, top=3
+        )
+        assert result.mode == mode
+        assert {THEME_OF[t] for t in _titles(result)} == {"cooking"}, mode
+
+
+@pytest.mark.slow
+def test_hybrid_fuses_both_rankings_by_reciprocal_rank(atlas, embedded_library):
+    query = "a detective on an unsolved robbery"
+    vector = search_media(atlas.settings, atlas.engine, query, mode="vector", top=12)
+    lexical = search_media(atlas.settings, atlas.engine, query, mode="lexical", top=12)
+    hybrid = search_media(atlas.settings, atlas.engine, query, mode="hybrid", top=12)
+    v_rank = {h.media_id: r for r, h in enumerate(vector.hits, 1)}
+    l_rank = {h.media_id: r for r, h in enumerate(lexical.hits, 1)}
+    expected = sorted(
+        set(v_rank) | set(l_rank),
+        key=lambda m: (
+            -(1 / (60 + v_rank[m]) if m in v_rank else 0)
+            - (1 / (60 + l_rank[m]) if m in l_rank else 0),
+            m,
+        ),
+    )
+    assert [h.media_id for h in hybrid.hits] == expected[:12]
+    top = hybrid.hits[0]
+    assert top.title == "Cold Case Conversations"
+    assert "words:" in top.why and "close in meaning" in top.why
+    cosines = {h.media_id: h.similarity for h in vector.hits}
+    for hit in hybrid.hits:
+        assert hit.similarity == pytest.approx(cosines[hit.media_id], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_cluster_option_groups_results_and_names_the_groups(atlas, embedded_library):
+    result = search_media(
+        atlas.settings, atlas.engine, "stories", mode="vector", top=12, cluster=True
+    )
+    assert result.groups is not None and len(result.groups) >= 2
+    grouped = [m for group in result.groups for m in group.media_ids]
+    assert sorted(grouped) == sorted(h.media_id for h in result.hits)
+    by_id = {hit.media_id: hit.title for hit in result.hits}
+    for group in result.groups:
+        themes = {THEME_OF[by_id[m]] for m in group.media_ids}
+        assert len(themes) == 1, group
+        assert group.name and group.tags
+
+
+@pytest.mark.slow
+def test_public_building_blocks_for_other_services(atlas, embedded_library):
+    [vector] = embed_texts(atlas.settings, ["rockets carrying astronauts into orbit"])
+    assert vector.shape == (384,) and np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
+    found = nearest_media(
+        atlas.settings,
+        atlas.engine,
+        vector,
+        top=2,
+        exclude=[embedded_library["Rockets and Dreams"]],
+    )
+    assert len(found) == 2
+    assert all(THEME_OF[_title(embedded_library, n.media_id)] == "space" for n in found)
+    stored = media_vectors(atlas.settings, atlas.engine, [embedded_library["Glass Alibi"], 999])
+    assert list(stored) == [embedded_library["Glass Alibi"]]
+    assert get_provider(atlas.settings).dimension == 384
+
+
+def _title(library, media_id):
+    return next(title for title, mid in library.items() if mid == media_id)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"top": 0}, "--top must be at least 1"),
+        ({"top": -3}, "--top must be at least 1"),
+        ({"threshold": 1.5}, "--threshold must be between 0 and 1"),
+        ({"threshold": -0.1}, "--threshold must be between 0 and 1"),
+        ({"media_type": "hologram"}, "unknown media type 'hologram'"),
+        ({"mode": "fuzzy"}, "unknown mode 'fuzzy'"),
+    ],
+)
+def test_bad_search_options_are_refused(atlas, options, message):
+    with pytest.raises(InvalidInput, match=message):
+        search_media(atlas.settings, atlas.engine, "space", **options)
+
+
+def test_empty_query_is_refused(atlas):
+    with pytest.raises(InvalidInput, match="the query is empty"):
+        search_media(atlas.settings, atlas.engine, "   ")
+
+
+def test_unknown_media_is_not_found(atlas):
+    with pytest.raises(NotFound, match="no media with id 4242"):
+        similar_media(atlas.settings, atlas.engine, 4242)
+
+
+def test_media_not_embedded_yet_says_how_to_embed_it(atlas, themed_library):
+    media_id = themed_library["Glass Alibi"]
+    with pytest.raises(NotFound, match=f"run: atlas embed-media --media {media_id}"):
+        similar_media(atlas.settings, atlas.engine, media_id)
+    with pytest.raises(NotFound, match="nothing is embedded with .* yet"):
+        search_media(atlas.settings, atlas.engine, "space", mode="vector")
+
+
+def test_transcripts_are_searched_and_part_of_the_document(atlas, themed_library):
+    from atlas.db import utcnow
+    from atlas.db.tables import transcripts
+    from atlas.embeddings.repository import load_documents
+
+    media_id = themed_library["Rockets and Dreams"]
+    with atlas.engine.begin() as connection:
+        connection.execute(
+            transcripts.insert().values(
+                media_id=media_id,
+                text="Today we talk about the thermodynamics of liquid hydrogen engines.",
+                segments=[],
+                source="whisper",
+                created_at=utcnow(),
+            )
+        )
+    result = search_media(atlas.settings, atlas.engine, "hydrogen engines", mode="lexical")
+    assert _titles(result) == ["Rockets and Dreams"]
+    assert result.hits[0].why == "words: engine (transcript); hydrogen (transcript)"
+    with atlas.engine.connect() as connection:
+        document = load_documents(connection, [media_id])[media_id]
+    assert document.text.splitlines()[-1].startswith("Transcript: Today we talk about")
