@@ -148,10 +148,13 @@ def parse_probe(path: Path, data: dict[str, Any]) -> ProbeResult:
 
     first_video = video[0] if video else {}
     first_audio = audio[0] if audio else {}
-    tags = {str(k).lower(): str(v) for k, v in (fmt.get("tags") or {}).items()}
+    # Ogg and Opus keep their comments on the stream, not the container.
+    tags: dict[str, str] = {}
+    for source in [*(s.get("tags") or {} for s in audio[:1]), fmt.get("tags") or {}]:
+        tags.update({str(k).lower(): str(v) for k, v in source.items()})
     return ProbeResult(
         media_type=media_type,
-        container=container,
+        container=_container_name(container, path),
         duration_s=None if media_type == "image" else duration,
         bitrate=_int(fmt.get("bit_rate")),
         video_codec=first_video.get("codec_name"),
@@ -164,6 +167,16 @@ def parse_probe(path: Path, data: dict[str, Any]) -> ProbeResult:
         streams=[_stream_summary(s) for s in streams],
         tags={k: v for k, v in tags.items() if k in _CONTAINER_TAG_KEYS},
     )
+
+
+def _container_name(format_name: str | None, path: Path) -> str | None:
+    """One name for the container: ffprobe lists several (``mov,mp4,m4a,3gp,3g2,mj2``);
+    prefer the one matching the file's extension, else the first."""
+    if not format_name:
+        return None
+    names = format_name.split(",")
+    extension = path.suffix.lower().lstrip(".")
+    return extension if extension in names else names[0]
 
 
 def _is_cover_art(stream: dict[str, Any]) -> bool:
