@@ -93,3 +93,30 @@ def test_k_larger_than_the_library_is_refused(atlas, themed_library, embedding_m
     embed_media(atlas.dispatcher, media_ids=list(themed_library.values())[:4])
     with pytest.raises(InvalidInput, match="--k 5 is more than the 4 embedded media"):
         cluster_library(atlas.dispatcher, k=5)
+
+
+def test_auto_takes_the_silhouette_choice_when_the_library_has_clear_groups():
+    import numpy as np
+
+    from atlas.embeddings.clusters import auto_clusters
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32))
+    points = np.concatenate([c + 0.05 * rng.normal(size=(20, 32)) for c in centres])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    k, labels, score, _tried, method = auto_clusters(points.astype("float32"))
+    assert (k, method) == (3, "k-means, k=3 chosen by silhouette")
+    assert score > 0.5 and len(set(labels.tolist())) == 3
+
+
+def test_auto_says_so_and_takes_about_sqrt_n_groups_when_there_is_no_structure():
+    import numpy as np
+
+    from atlas.embeddings.clusters import auto_clusters
+
+    points = np.random.default_rng(1).normal(size=(36, 64))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    k, labels, _score, tried, method = auto_clusters(points.astype("float32"))
+    assert k == max(tried) == 6
+    assert method.startswith("k-means, k=6 (about √n): no clear structure")
+    assert len(set(labels.tolist())) == 6

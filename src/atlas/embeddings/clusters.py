@@ -2,7 +2,11 @@
 
 The library is clustered with scikit-learn's k-means on the stored (unit) vectors,
 so Euclidean k-means ranks like cosine. ``--auto`` tries a ladder of k up to √n and
-keeps the one with the best silhouette (cosine, on a sample of up to 2,000 items). Each
+keeps the one with the best silhouette (cosine, on a sample of up to 2,000 items).
+Sentence embeddings of a library rarely separate cleanly: when even the best
+silhouette is below 0.1, the scores differ by noise (a k=2 split "wins" by
+chance), so Atlas says so and takes the largest k of the ladder, about √n, which
+gives browsable groups of about √n items each. Each
 item's cluster is stored in ``media_clusters``; the clusters in ``clusters``.
 
 A cluster is named by its most distinctive tags: class-based TF-IDF, where each
@@ -41,12 +45,15 @@ __all__ = [
     "AUTO_K_LADDER",
     "ClusterInfo",
     "ClusterReport",
+    "auto_clusters",
     "cluster_library",
     "compute_clusters",
     "distinctive_tags",
     "group_labels",
 ]
 
+#: Below this best silhouette the library shows no clear structure to choose k by.
+CLEAR_STRUCTURE = 0.1
 #: The k values ``--auto`` tries (those below the number of items).
 AUTO_K_LADDER = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40)
 MIN_ITEMS = 3
@@ -153,7 +160,9 @@ def distinctive_tags(
 def _kmeans(vectors: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     from sklearn.cluster import KMeans
 
-    model = KMeans(n_clusters=k, n_init=3, random_state=0)
+    # Several starts: with one or three, k-means on sentence embeddings lands in
+    # poor local optima often enough to swing the choice of k.
+    model = KMeans(n_clusters=k, n_init=10 if len(vectors) <= 5000 else 3, random_state=0)
     labels: npt.NDArray[np.int64] = model.fit_predict(vectors)
     return labels
 
@@ -194,6 +203,21 @@ def choose_k(
     if best is None:
         raise InvalidInput(f"clustering needs at least {MIN_ITEMS} embedded media")
     return best[0], best[1], best[2], tried
+
+
+def auto_clusters(
+    vectors: npt.NDArray[np.float32],
+) -> tuple[int, npt.NDArray[np.int64], float, dict[int, float], str]:
+    """k, labels, silhouette, the scores tried and how k was chosen, for ``--auto``."""
+    k, labels, score, tried = choose_k(vectors)
+    largest = max(tried)
+    if score >= CLEAR_STRUCTURE or k == largest:
+        return k, labels, score, tried, f"k-means, k={k} chosen by silhouette"
+    method = (
+        f"k-means, k={largest} (about √n): no clear structure to choose k by "
+        f"(best silhouette {score:.3f} < {CLEAR_STRUCTURE})"
+    )
+    return largest, _kmeans(vectors, largest), tried[largest], tried, method
 
 
 def group_labels(vectors: npt.NDArray[np.float32], *, max_groups: int = 6) -> list[int]:
@@ -291,8 +315,7 @@ def compute_clusters(settings: Settings, engine: Engine, *, k: int | None = None
 
     tried: dict[int, float] = {}
     if k is None:
-        k, labels, score, tried = choose_k(vectors)
-        method = f"k-means, k={k} chosen by silhouette"
+        k, labels, score, tried, method = auto_clusters(vectors)
     else:
         labels = _kmeans(vectors, k)
         score = _silhouette(vectors, labels) if k < len(ids) else -1.0
