@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
-from atlas.db.tables import user_feedback
+from atlas.db import utcnow
+from atlas.db.tables import media, user_feedback
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.media.tags import Tag, upsert_tags
 
@@ -151,6 +152,21 @@ def test_paths_that_are_not_library_media_are_refused(cli, item, tmp_path):
     for path, line, code in cases:
         result = cli("media-tags", "retag", str(path))
         assert (result.exit_code, result.stderr) == (code, line + "\n")
+
+
+def test_an_item_without_words_is_refused_when_named(cli, atlas):
+    now = utcnow()
+    with atlas.engine.begin() as connection:
+        empty = connection.execute(
+            insert(media)
+            .values(origin="file", media_type="other", created_at=now, updated_at=now)
+            .returning(media.c.id)
+        ).scalar_one()
+    result = cli("media-tags", "retag", str(empty))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"atlas: media {empty} has nothing to tag (no title, description or transcript)\n",
+    )
 
 
 def test_a_bad_vocabulary_file_is_one_line_before_any_task(cli, item, tmp_path):

@@ -93,8 +93,14 @@ def chunked(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]
         yield values[start : start + size]
 
 
-def load_texts(connection: Connection, media_ids: Sequence[int]) -> dict[int, TagInput]:
-    """The tagger texts of these items (without their tags), by id; unknown ids left out."""
+def load_texts(
+    connection: Connection, media_ids: Sequence[int], *, keep_sources: bool = True
+) -> dict[int, TagInput]:
+    """The tagger texts of these items (without their tags), by id; unknown ids left out.
+
+    ``keep_sources=False`` drops the full description and transcript once the
+    text is made (long transcripts of many items need not stay in memory).
+    """
     rows: list[Any] = []
     spoken: dict[int, str] = {}
     for part in chunked(sorted(set(media_ids))):
@@ -129,8 +135,8 @@ def load_texts(connection: Connection, media_ids: Sequence[int]) -> dict[int, Ta
             media_type=row.media_type,
             title=row.title,
             text=document.text if document.embeddable else "",
-            description=row.description,
-            transcript=transcript,
+            description=row.description if keep_sources else None,
+            transcript=transcript if keep_sources else None,
         )
     return result
 

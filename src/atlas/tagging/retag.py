@@ -114,15 +114,20 @@ def retag_media(
         raise InvalidInput(f"--batch must be between 1 and {MAX_BATCH}")
 
     ids = _select(dispatcher, targets, all_media=all_media, untagged=untagged)
-    with database_errors(engine), engine.connect() as connection:
-        texts = load_texts(connection, ids)
-        previous = tagged_hashes(connection, ids)
+    texts: dict[int, _Planned] = {}
+    hashes: dict[int, str] = {}
+    previous: dict[int, str] = {}
+    for part in chunked(ids):  # a whole library's transcripts need not fit in memory
+        with database_errors(engine), engine.connect() as connection:
+            loaded = load_texts(connection, part, keep_sources=False)
+            previous.update(tagged_hashes(connection, part))
+        hashes.update(hash_inputs(settings, list(loaded.values())))
+        texts.update({m: _Planned(item.title, item.has_words) for m, item in loaded.items()})
     ids = [media_id for media_id in ids if media_id in texts]  # deleted meanwhile
     if targets:
         empty = [media_id for media_id in ids if not texts[media_id].has_words]
         if empty:
             raise nothing_to_tag(empty[0])
-    hashes = hash_inputs(settings, list(texts.values()))
 
     report = RetagReport()
     items: dict[int, RetagItem] = {}
@@ -178,6 +183,12 @@ def retag_media(
     return report
 
 
+@dataclass(frozen=True)
+class _Planned:
+    title: str | None
+    has_words: bool
+
+
 def _select(
     dispatcher: Dispatcher, targets: Sequence[str], *, all_media: bool, untagged: bool
 ) -> list[int]:
@@ -194,7 +205,7 @@ def _select(
 def _settle(
     report: RetagReport,
     items: dict[int, RetagItem],
-    texts: dict[int, Any],
+    texts: dict[int, _Planned],
     hashes: dict[int, str],
     batch: list[int],
     outcome: TaskOutcome,

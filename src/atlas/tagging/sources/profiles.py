@@ -176,7 +176,7 @@ def _train(settings: Settings, engine: Engine) -> Profiles | None:
 
     needed = sorted({media_id for _, examples, _ in plans for media_id in examples})
     with database_errors(engine), engine.connect() as connection:
-        texts: dict[int, TagInput] = load_texts(connection, needed)
+        texts: dict[int, TagInput] = load_texts(connection, needed, keep_sources=False)
     usable = [media_id for media_id in needed if media_id in texts and texts[media_id].has_words]
     vectors = input_vectors(settings, engine, [texts[media_id] for media_id in usable])
     usable = [media_id for media_id in usable if media_id in vectors]
