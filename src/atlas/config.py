@@ -126,7 +126,7 @@ class TagSourceWeights(_Section):
     prior: float = Field(default=0.25, ge=0)
     zero_shot: float = Field(default=0.25, ge=0)
     neighbours: float = Field(default=0.75, ge=0)
-    profiles: float = Field(default=2.0, ge=0)
+    profiles: float = Field(default=1.5, ge=0)
     keyphrases: float = Field(default=0.5, ge=0)
     llm: float = Field(default=1.0, ge=0)
 
@@ -144,7 +144,7 @@ class TaggingSettings(_Section):
     #: Media items per ``tag`` task (and per model call).
     batch_size: int = Field(default=32, ge=1, le=1024)
     #: A tag is stored when its confidence reaches this.
-    threshold: float = Field(default=0.26, gt=0, le=1)
+    threshold: float = Field(default=0.24, gt=0, le=1)
     #: Automatic tags per item, at most (the most confident).
     max_tags: int = Field(default=12, ge=1, le=100)
     #: Nearest embedded items whose tags vote (the tagged ones among them).
