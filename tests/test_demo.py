@@ -34,6 +34,10 @@ def test_demo_builds_media_ingests_it_and_reports_the_corrupt_file(cli, tmp_path
     assert kinds <= {"video", "audio"} and report["media"]
     assert all(item["duration_s"] > 3 for item in report["media"])  # real speech
     assert list(folder.glob("videos/*.srt"))  # subtitle sidecars were written
+    # The tagging stage tagged every item (auto_process is off here: no chain did).
+    assert report["tagging"] == {"tagged": 4}
+    for item in report["media"]:
+        assert any(tag["source"] == "auto" for tag in item["tags"]), item["title"]
 
 
 @requires_ffmpeg
@@ -47,8 +51,13 @@ def test_demo_embeds_during_ingest_then_searches_and_clusters(
         atlas.close()
     assert report.ingest.summary() == {"new": 5, "error": 1}
     assert report.ingest.failed[0].path.endswith(CORRUPT_FILE_NAME)
-    # The pipeline embedded every file as it was ingested: nothing was left to do.
+    # The pipeline tagged and embedded every file as it was ingested: nothing was left to do.
+    assert report.tagging.summary() == {"unchanged": 5}
     assert report.embedding.embedded == 0 and report.embedding.unchanged == 5
+    assert all(
+        any(tag.source == "auto" and tag.explanation for tag in tags)
+        for tags in report.media.tags.values()
+    )
     assert report.search is not None and report.search.query == DEMO_QUERY
     assert report.search.hits
     assert report.similar is not None and report.similar.media_title == "The Quiet Orbit"

@@ -24,6 +24,7 @@ TASK_MODULES = (
     "atlas.media.ingest",
     "atlas.media.catalog",
     "atlas.transcription.service",
+    "atlas.tagging.batch",
     "atlas.feedback.loop",
     "atlas.analytics.cleanup",
     "atlas.embeddings.embed",

@@ -19,6 +19,7 @@ from atlas.cli import (
     media_cmd,
     migrate_cmd,
     search_cmd,
+    tags_cmd,
     tasks_cmd,
     transcribe_cmd,
 )
@@ -77,6 +78,7 @@ for module in (
     migrate_cmd,
     media_cmd,
     transcribe_cmd,
+    tags_cmd,
     embed_cmd,
     search_cmd,
     tasks_cmd,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
 from atlas.cli.search_cmd import render_clusters, render_search
+from atlas.cli.tags_cmd import tag_cell
 from atlas.demo import CORRUPT_FILE_NAME, run_demo
 from atlas.transcription import TranscriptSummary
 
@@ -63,9 +65,19 @@ def demo(
                     {
                         **item.to_dict(),
                         "transcript": _transcript_dict(report.transcripts.get(item.id)),
+                        "tags": [
+                            {
+                                "tag": tag.tag,
+                                "kind": tag.kind,
+                                "source": tag.source,
+                                "confidence": tag.confidence,
+                            }
+                            for tag in report.media.tags[item.id]
+                        ],
                     }
                     for item in report.media.items
                 ],
+                "tagging": report.tagging.summary(),
                 "embedding": report.embedding.to_dict(),
                 "search": report.search.to_dict() if report.search else None,
                 "similar": report.similar.to_dict() if report.similar else None,
@@ -77,7 +89,7 @@ def demo(
         for column in ("id", "type", "title", "duration", "container", "transcript", "tags"):
             table.add_column(column, overflow="fold")
         for item in report.media.items:
-            tags = ", ".join(tag.tag for tag in report.media.tags[item.id][:5])
+            tags = ", ".join(tag_cell(tag) for tag in report.media.tags[item.id][:5])
             duration = f"{item.duration_s:.1f}s" if item.duration_s else ""
             transcript = report.transcripts.get(item.id)
             table.add_row(
@@ -97,6 +109,12 @@ def demo(
         console.print(f"transcripts: {len(report.transcripts)} ({sources or 'none'})")
         for failed in report.transcription.failed:
             console.print(f"transcription failed: {failed.error}")
+        by_tag_source = Counter(t.source for tags in report.media.tags.values() for t in tags)
+        counted = ", ".join(f"{n} {source}" for source, n in sorted(by_tag_source.items()))
+        console.print(
+            f"tags: {counted or 'none'} (auto: set by the tagger; see why with "
+            "atlas media-tags list ID --explain)"
+        )
         for failure in report.ingest.failed:
             corrupt = failure.path.endswith(CORRUPT_FILE_NAME)
             console.print(f"failed{' (deliberately corrupt)' if corrupt else ''}: {failure.error}")
@@ -120,7 +138,14 @@ def demo(
         )
     for error in report.embedding.failed:
         typer.echo(f"atlas: {error}", err=True)
-    if unexpected or report.transcription.failed or report.embedding.failed:
+    for error in report.tagging.failed_tasks:
+        typer.echo(f"atlas: {error}", err=True)
+    if (
+        unexpected
+        or report.transcription.failed
+        or report.tagging.failed_tasks
+        or report.embedding.failed
+    ):
         raise typer.Exit(1)
 
 

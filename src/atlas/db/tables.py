@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -45,6 +46,7 @@ __all__ = [
     "media_clusters",
     "media_embeddings",
     "media_sidecars",
+    "media_tag_inputs",
     "media_tag_rejections",
     "media_tags",
     "metadata",
@@ -177,6 +179,29 @@ media_tags = Table(
     CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence"),
 )
 Index("ix_media_tags_tag_norm", media_tags.c.tag_norm)
+
+# What the automatic tagger read of each item (added by 0006): the vector of its
+# text without tags (the tagger's query, and the training data of learned tag
+# profiles), and the hash of everything its last tagging depended on, so that
+# tagging again with unchanged input does nothing.
+media_tag_inputs = Table(
+    "media_tag_inputs",
+    metadata,
+    Column("media_id", Integer, ForeignKey("media.id", ondelete="CASCADE"), primary_key=True),
+    # The embedding model of the vector, e.g. 'sentence-transformers:all-MiniLM-L6-v2'.
+    Column("model", String(300), nullable=False),
+    # SHA-256 of the model and the text the vector was made from.
+    Column("text_hash", String(64), nullable=False),
+    Column("dimension", Integer, nullable=False),
+    # float32, little-endian.
+    Column("vector", LargeBinary, nullable=False),
+    # SHA-256 of text, model, vocabulary and tagger settings at the last tagging;
+    # NULL: the item was never tagged (only its vector is known).
+    Column("input_hash", String(64)),
+    Column("tagged_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    CheckConstraint("dimension > 0", name="dimension"),
+)
 
 transcripts = Table(
     "transcripts",

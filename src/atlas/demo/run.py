@@ -18,6 +18,7 @@ from atlas.embeddings import (
     similar_media,
 )
 from atlas.media import IngestReport, MediaPage, ingest_paths, list_media
+from atlas.tagging import RetagReport, retag_media
 from atlas.tasks import Dispatcher
 from atlas.transcription import (
     TranscribeReport,
@@ -44,6 +45,8 @@ class DemoReport:
     transcription: TranscribeReport
     #: media id -> its transcript, for the items that have one.
     transcripts: dict[int, TranscriptSummary]
+    #: The tagging stage (items the processing chain tagged already are ``unchanged``).
+    tagging: RetagReport
     embedding: EmbedReport
     search: SearchResult | None = None
     similar: SearchResult | None = None
@@ -68,8 +71,8 @@ def run_demo(
 
     Ingest, then transcription (subtitle sidecars first, else Whisper) which goes
     on down the chain (tagging, embedding) when ``auto_process`` is on; then
-    embeds whatever is left, runs one text search, one "more like this" and
-    clusters the library. ``limit`` builds only the first items, for a quick try.
+    tags and embeds whatever is left, runs one text search, one "more like this"
+    and clusters the library. ``limit`` builds only the first items, for a quick try.
     ``on_stage(name, total)`` announces each stage and ``on_step()`` reports one
     unit of progress within it.
     """
@@ -96,15 +99,22 @@ def run_demo(
         on_item=lambda _item: tick(),
     )
 
-    def embedded(count: int) -> None:
+    def advanced(count: int) -> None:
         for _ in range(count):
             tick()
+
+    tagging = retag_media(
+        atlas.dispatcher,
+        all_media=True,
+        on_start=lambda total: stage("tagging", total),
+        on_progress=advanced,
+    )
 
     embedding = embed_media(
         atlas.dispatcher,
         all_media=True,
         on_start=lambda total: stage("embedding", total),
-        on_progress=embedded,
+        on_progress=advanced,
     )
     media = list_media(atlas.engine, limit=1000)
     report = DemoReport(
@@ -114,6 +124,7 @@ def run_demo(
         media=media,
         transcription=transcription,
         transcripts=transcript_summaries(atlas.engine, [item.id for item in media.items]),
+        tagging=tagging,
         embedding=embedding,
     )
     if embedding.failed or not media.items:

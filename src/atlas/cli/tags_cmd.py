@@ -1,0 +1,207 @@
+"""``atlas media-tags list|add|remove|retag``: see, edit and automatically set tags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.media import Tag
+from atlas.tagging import (
+    MediaTags,
+    RetagReport,
+    TagEdit,
+    add_media_tags,
+    list_media_tags,
+    remove_media_tags,
+    retag_media,
+)
+
+tags_app = typer.Typer(
+    help="See and edit an item's tags, or let the automatic tagger set them.",
+    no_args_is_help=True,
+)
+
+_TARGET_HELP = "A media id, or the path of an ingested file."
+_EXPLAIN = typer.Option(False, "--explain", help="Say why each tag was given.")
+
+
+@tags_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help=_TARGET_HELP),
+    explain: bool = _EXPLAIN,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List an item's tags with their source (user, rule, auto) and confidence."""
+    found = list_media_tags(state(ctx).atlas().engine, target)
+    if as_json:
+        emit_json(found.to_dict())
+        return
+    _render_item(found, explain=explain)
+
+
+@tags_app.command("add")
+def add_command(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help=_TARGET_HELP),
+    tags: list[str] = typer.Argument(..., help="Tags to add."),
+    kind: str = typer.Option("topic", "--kind", help="genre, topic or keyword."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add tags as yours (an automatic tag added again is confirmed); Atlas learns from it."""
+    atlas = state(ctx).atlas()
+    edit = add_media_tags(atlas.engine, atlas.settings.feedback, target, tags, kind=kind)
+    _render_edit(edit, as_json)
+
+
+@tags_app.command("remove")
+def remove_command(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help=_TARGET_HELP),
+    tags: list[str] = typer.Argument(..., help="Tags to remove."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Remove tags; the tagger and learned rules never add them back to this item."""
+    atlas = state(ctx).atlas()
+    edit = remove_media_tags(atlas.engine, atlas.settings.feedback, target, tags)
+    _render_edit(edit, as_json)
+
+
+@tags_app.command("retag")
+def retag_command(
+    ctx: typer.Context,
+    targets: list[str] | None = typer.Argument(None, help="Media ids or paths of ingested files."),
+    all_media: bool = typer.Option(False, "--all", help="Every item in the library."),
+    untagged: bool = typer.Option(False, "--untagged", help="Every item without any tag."),
+    force: bool = typer.Option(
+        False, "--force", help="Tag again even when the item's input is unchanged."
+    ),
+    explain: bool = _EXPLAIN,
+    batch: int | None = typer.Option(
+        None, "--batch", help="Items per task (default: tagging.batch_size)."
+    ),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="With a task queue: wait for the workers to finish."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the automatic tagger (zero-shot, keyphrases, neighbours, learned profiles, rules)."""
+    atlas = state(ctx).atlas()
+    with progress_bar("tagging", unit="items", disable=as_json) as bar:
+        report = retag_media(
+            atlas.dispatcher,
+            targets=targets or [],
+            all_media=all_media,
+            untagged=untagged,
+            force=force,
+            batch_size=batch,
+            wait=wait,
+            on_start=bar.start,
+            on_progress=bar.advance,
+        )
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _render_report(report, explain=explain)
+    for reason in dict.fromkeys(report.failed_tasks):
+        typer.echo(f"atlas: {reason}", err=True)
+    if report.failed_tasks:
+        raise typer.Exit(1)
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+def tag_cell(tag: Tag) -> str:
+    """``Space (user)``, ``Drama (auto 0.41)``."""
+    if tag.source == "user":
+        return f"{tag.tag} (user)"
+    return f"{tag.tag} ({tag.source} {tag.confidence:.2f})"
+
+
+def _explain_lines(tags: Sequence[Tag]) -> None:
+    for tag in tags:
+        why = tag.explanation or "no explanation stored"
+        console.print(
+            escape(f"  {tag.tag} ({tag.kind}, {tag.source} {tag.confidence:.2f}): {why}"),
+            soft_wrap=True,
+        )
+
+
+def _render_item(found: MediaTags, *, explain: bool) -> None:
+    name = found.title or found.path or ""
+    console.print(escape(f"media {found.media_id}: {name}"), soft_wrap=True)
+    if not found.tags:
+        console.print(
+            f"no tags yet; let Atlas suggest some: atlas media-tags retag {found.media_id}"
+        )
+        return
+    if explain:
+        _explain_lines(found.tags)
+        return
+    table = Table()
+    for column in ("tag", "kind", "source", "confidence"):
+        table.add_column(column, overflow="fold")
+    for tag in found.tags:
+        table.add_row(escape(tag.tag), tag.kind, tag.source, f"{tag.confidence:.2f}")
+    console.print(table)
+
+
+def _render_edit(edit: TagEdit, as_json: bool) -> None:
+    if as_json:
+        emit_json(edit.to_dict())
+        return
+    for change in edit.report.changes:
+        parts = []
+        if change.added:
+            parts.append("added " + ", ".join(change.added))
+        if change.confirmed:
+            parts.append("confirmed " + ", ".join(change.confirmed))
+        if change.removed:
+            parts.append("removed " + ", ".join(change.removed))
+        typer.echo(f"media {edit.media.media_id}: " + "; ".join(parts))
+    if not edit.report.changes:
+        typer.echo(f"media {edit.media.media_id}: nothing changed (already your tags)")
+    typer.echo("tags: " + (", ".join(tag_cell(tag) for tag in edit.media.tags) or "none"))
+
+
+def _render_report(report: RetagReport, *, explain: bool) -> None:
+    shown = [item for item in report.items if item.status != "error"]
+    if shown and not explain:
+        table = Table(title="Tagging", title_justify="left")
+        for column in ("id", "title", "status", "tags"):
+            table.add_column(column, overflow="fold")
+        for item in shown:
+            table.add_row(
+                str(item.media_id),
+                escape(item.title or ""),
+                item.status,
+                escape(", ".join(tag_cell(tag) for tag in item.tags)),
+            )
+        console.print(table)
+    if explain:
+        for item in shown:
+            console.print(
+                escape(f"media {item.media_id}: {item.title or ''} ({item.status})"),
+                soft_wrap=True,
+            )
+            _explain_lines(item.tags)
+    for item in shown:
+        for note in item.notes:
+            console.print(escape(f"media {item.media_id}: {note}"), soft_wrap=True)
+        if item.removed:
+            stale = ", ".join(item.removed)
+            console.print(escape(f"media {item.media_id}: replaced {stale}"), soft_wrap=True)
+    summary = ", ".join(f"{n} {status}" for status, n in report.summary().items())
+    console.print(f"{len(report.items)} item(s): {summary or 'nothing to do'}")
+    queued = report.count("queued")
+    if queued:
+        console.print(f"queued {queued} item(s) for `atlas worker`")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tags_app, name="media-tags")

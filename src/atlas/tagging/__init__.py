@@ -1,0 +1,59 @@
+"""Automatic tagging: zero-shot, keyphrases, neighbours, learned profiles, rules, an LLM.
+
+The tagger (:func:`predict_tags`) combines the evidence of its sources
+(:mod:`atlas.tagging.sources`) into one confidence per tag
+(:mod:`atlas.tagging.combine`); :func:`store_prediction` stores it after the
+learned rules acted, in one transaction. The ``tag`` task (the chain's stage
+between ``transcribe`` and ``embed``) and :func:`retag_media` (``media-tags
+retag``) run it in batches; :func:`list_media_tags`, :func:`add_media_tags` and
+:func:`remove_media_tags` serve ``media-tags list|add|remove``.
+"""
+
+from atlas.tagging.batch import TagItemResult, tag_batch
+from atlas.tagging.combine import TagPrediction, combine
+from atlas.tagging.edits import (
+    MediaTags,
+    TagEdit,
+    add_media_tags,
+    list_media_tags,
+    remove_media_tags,
+    resolve_target,
+)
+from atlas.tagging.inputs import TagInput, input_vectors, load_inputs
+from atlas.tagging.retag import RetagItem, RetagReport, retag_media
+from atlas.tagging.sources import SOURCES, Evidence, SourceResult
+from atlas.tagging.sources.profiles import clear_profile_cache
+from atlas.tagging.store import StoredTags, store_prediction
+from atlas.tagging.tagger import ItemPrediction, predict_tags
+from atlas.tagging.vocabulary import Vocabulary, VocabularyEntry, load_vocabulary, parse_vocabulary
+
+__all__ = [
+    "SOURCES",
+    "Evidence",
+    "ItemPrediction",
+    "MediaTags",
+    "RetagItem",
+    "RetagReport",
+    "SourceResult",
+    "StoredTags",
+    "TagEdit",
+    "TagInput",
+    "TagItemResult",
+    "TagPrediction",
+    "Vocabulary",
+    "VocabularyEntry",
+    "add_media_tags",
+    "clear_profile_cache",
+    "combine",
+    "input_vectors",
+    "list_media_tags",
+    "load_inputs",
+    "load_vocabulary",
+    "parse_vocabulary",
+    "predict_tags",
+    "remove_media_tags",
+    "resolve_target",
+    "retag_media",
+    "store_prediction",
+    "tag_batch",
+]

@@ -1,0 +1,166 @@
+"""The tagger's parts that need no model: vocabulary, combination, phrases, neighbour votes."""
+
+from __future__ import annotations
+
+import pytest
+
+from atlas.config import TaggingSettings, TagSourceWeights
+from atlas.embeddings import Neighbour
+from atlas.errors import InvalidInput, NotFound
+from atlas.media.tags import Tag
+from atlas.tagging import Evidence, SourceResult, combine, load_vocabulary, parse_vocabulary
+from atlas.tagging.sources.keyphrases import candidate_phrases
+from atlas.tagging.sources.neighbours import VOTE_PRIOR, _vote
+
+# --- vocabulary ------------------------------------------------------------------------
+
+
+def test_the_default_vocabulary_holds_general_genres_and_topics_with_descriptions():
+    vocabulary = load_vocabulary(TaggingSettings())
+    assert vocabulary.origin == "the default vocabulary"
+    kinds = {entry.kind for entry in vocabulary.entries}
+    assert kinds == {"genre", "topic"}
+    scifi = vocabulary.get("science fiction")
+    assert scifi is not None and scifi.kind == "genre"
+    assert scifi.label.startswith("Science Fiction: space, aliens, the future")
+    assert all(entry.description for entry in vocabulary.entries)
+
+
+def test_a_vocabulary_line_has_an_optional_kind_and_description():
+    vocabulary = parse_vocabulary(
+        "# mine\n\ngenre: Sci-Fi: space and robots\nTravel\ntopic:  Slow TV : long, calm\n",
+        "mine.txt",
+    )
+    assert [(e.name, e.kind, e.description) for e in vocabulary.entries] == [
+        ("Sci-Fi", "genre", "space and robots"),
+        ("Travel", "topic", ""),
+        ("Slow TV", "topic", "long, calm"),
+    ]
+    assert vocabulary.get("slow tv").label == "Slow TV: long, calm"
+    assert "travel" in vocabulary and len(vocabulary) == 3
+    same = parse_vocabulary(
+        "genre: Sci-Fi: space and robots\nTravel\ntopic: Slow TV: long, calm", "x"
+    )
+    assert same.digest == vocabulary.digest
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Travel\ntravel\n", "mine.txt, line 2: 'travel' is already on line 1"),
+        ("genre: : no name\n", "mine.txt, line 1: a tag cannot be empty"),
+        ("keyword: cats\n", "mine.txt, line 1: the kind must be genre or topic, not keyword"),
+        ("# only a comment\n\n", "mine.txt: the vocabulary has no tags"),
+    ],
+)
+def test_a_bad_vocabulary_is_refused_with_its_line(text, message):
+    with pytest.raises(InvalidInput) as error:
+        parse_vocabulary(text, "mine.txt")
+    assert error.value.message == message
+
+
+def test_the_vocabulary_file_replaces_the_default(tmp_path):
+    path = tmp_path / "vocabulary.txt"
+    path.write_text("genre: Western: cowboys\n", encoding="utf-8")
+    vocabulary = load_vocabulary(TaggingSettings(vocabulary_file=path))
+    assert [entry.name for entry in vocabulary.entries] == ["Western"]
+    assert vocabulary.origin == str(path)
+    with pytest.raises(NotFound) as error:
+        load_vocabulary(TaggingSettings(vocabulary_file=tmp_path / "gone.txt"))
+    assert error.value.message == (
+        f"the tag vocabulary {tmp_path / 'gone.txt'} does not exist; "
+        "fix or unset tagging.vocabulary_file"
+    )
+
+
+# --- combination --------------------------------------------------------------------------
+
+
+def _result(source, judged=(), **scores):
+    result = SourceResult(source, judged=set(judged))
+    for norm, score in scores.items():
+        result.add(Evidence(norm.title(), norm, "genre", score, f"{source} says {norm}"))
+    return result
+
+
+def test_confidence_is_the_weighted_mean_over_the_sources_that_judged_the_tag():
+    weights = TagSourceWeights(prior=1.0, zero_shot=0.5, neighbours=1.0, profiles=2.0)
+    results = {
+        "zero_shot": _result("zero_shot", judged={"drama", "horror"}, drama=0.8),
+        "neighbours": _result("neighbours", judged={"drama", "horror"}, drama=0.6, horror=0.2),
+        # profiles know nothing of horror: their silence does not count against it
+        "profiles": _result("profiles", judged={"drama"}, drama=0.9),
+    }
+    kept, candidates = combine(results, weights, threshold=0.1, max_tags=10)
+    by_norm = {p.norm: p for p in candidates}
+    assert by_norm["drama"].confidence == round((0.5 * 0.8 + 0.6 + 2 * 0.9) / (1 + 0.5 + 1 + 2), 4)
+    assert by_norm["horror"].confidence == round(0.2 / (1 + 0.5 + 1), 4)
+    assert by_norm["drama"].scores == {"zero_shot": 0.8, "profiles": 0.9, "neighbours": 0.6}
+    # The explanation names each source's evidence, zero-shot first.
+    assert by_norm["drama"].explanation == (
+        "zero_shot says drama; profiles says drama; neighbours says drama"
+    )
+    assert [p.norm for p in kept] == ["drama"]
+
+
+def test_a_tag_one_source_alone_speaks_for_is_damped_by_the_prior():
+    results = {"keyphrases": _result("keyphrases", rocket=0.8)}
+    with_prior = combine(
+        results, TagSourceWeights(prior=1.0, keyphrases=1.0), threshold=0.3, max_tags=5
+    )
+    without = combine(
+        results, TagSourceWeights(prior=0.0, keyphrases=1.0), threshold=0.3, max_tags=5
+    )
+    assert with_prior[1][0].confidence == 0.4 and without[1][0].confidence == 0.8
+
+
+def test_threshold_cap_exclusions_and_switched_off_sources():
+    results = {
+        "neighbours": _result("neighbours", a=0.9, b=0.8, c=0.7, d=0.1),
+        "llm": _result("llm", e=1.0),
+    }
+    weights = TagSourceWeights(prior=0.0, llm=0.0)
+    kept, candidates = combine(results, weights, threshold=0.5, max_tags=2, exclude={"a"})
+    assert [p.norm for p in kept] == ["b", "c"]
+    assert "e" not in {p.norm for p in candidates}  # weight 0: the source is off
+    assert kept[0].as_tag() == Tag("B", "genre", "auto", 0.8, "neighbours says b")
+
+
+# --- keyphrase candidates --------------------------------------------------------------------
+
+
+def test_candidate_phrases_skip_stopwords_and_common_verbs_and_keep_names_capitalised():
+    text = (
+        "A spaceship crew follows a comet beyond Jupiter. The crew mines the comet's ice, "
+        "and the comet keeps falling towards Jupiter."
+    )
+    phrases = candidate_phrases(text)
+    assert phrases[:3] == ["comet", "crew", "Jupiter"]
+    assert "spaceship crew" in phrases
+    assert not any("follows" in phrase or "keeps" in phrase for phrase in phrases)
+    assert "jupiter" not in phrases
+
+
+# --- neighbour votes ------------------------------------------------------------------------
+
+
+def test_confirmed_neighbour_tags_outvote_automatic_ones():
+    vocabulary = parse_vocabulary("genre: Crime\ngenre: Comedy\ngenre: Horror\n", "v")
+    near = [Neighbour(1, 0.8), Neighbour(2, 0.8), Neighbour(3, 0.4), Neighbour(4, 0.9)]
+    tags = {
+        1: [Tag("Crime", "genre", "user")],
+        2: [Tag("Comedy", "genre", "auto", confidence=0.9)],
+        3: [Tag("Crime", "genre", "rule"), Tag("heist", "keyword", "user")],
+        4: [],  # untagged neighbours do not vote
+    }
+    result = _vote(0.5, vocabulary, near, tags)
+    # Votes over the voters' weight (an automatic voter weighs half), plus one of doubt.
+    total = 0.8 + 0.8 * 0.5 + 0.4 + VOTE_PRIOR
+    assert result.evidence["crime"].score == pytest.approx((0.8 + 0.4) / total)
+    assert result.evidence["comedy"].score == pytest.approx(0.8 * 0.5 * 0.9 / total)
+    assert result.evidence["crime"].detail == "2 of 3 nearest tagged items carry it (2 confirmed)"
+    # Only one neighbour carries keywords: it alone votes on them.
+    assert result.evidence["heist"].score == pytest.approx(0.4 / (0.4 + VOTE_PRIOR))
+    assert result.evidence["heist"].detail == "1 of 1 nearest tagged items carry it (1 confirmed)"
+    # Horror is a genre nobody near carries: judged, and no evidence.
+    assert result.judges("horror") and "horror" not in result.evidence
