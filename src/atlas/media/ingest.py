@@ -220,6 +220,9 @@ def ingest_paths(
     elif submitted:
         for queued_path, outcome in submitted:
             record(IngestItem(queued_path, "queued", task_id=outcome.task_id))
+    # Files finish in any order when several run at once; report them in walk order.
+    position = {str(path): index for index, path in enumerate(files)}
+    report.items.sort(key=lambda item: position.get(item.path, len(position)))
     return report
 
 
