@@ -201,8 +201,9 @@ def test_learned_rules_act_on_the_new_predictions_when_they_are_stored(
         )
     )
     try:
-        # The user replaces Atlas's 'sci-fi' by 'Science Fiction' four times: a rule.
-        for n in range(4):
+        # The user replaces Atlas's 'sci-fi' by 'Science Fiction' ten times: a rule
+        # (10 of 10 gives confidence 0.92, over the default floor 0.9).
+        for n in range(10):
             item = add_item(atlas.engine, f"Taught {n}", auto=["sci-fi", f"extra{n}"])
             track_tag_edits(
                 atlas.engine, atlas.settings.feedback, item, tags=f"Science Fiction, extra{n}"
@@ -225,6 +226,47 @@ def test_learned_rules_act_on_the_new_predictions_when_they_are_stored(
                 )
             ).all()
         assert (rule.id, "tagger") in [tuple(row) for row in applied]
+    finally:
+        atlas.close()
+
+
+def test_a_tag_kind_the_user_always_removes_stops_being_proposed(make_settings, embedded_library):
+    atlas = open_atlas(
+        make_settings(
+            auto_process=False,
+            **{"tagging.profile_min_examples": 3, "tagging.cutoff_min_reviews": 6},
+        )
+    )
+    try:
+        station = _new_item(atlas, **STATION)
+        with atlas.engine.connect() as connection:
+            (item,) = load_inputs(connection, [station]).values()
+        before = predict_tags(atlas.settings, atlas.engine, [item])[station]
+        assert any(tag.kind == "keyword" for tag in before.tags)
+
+        # Six reviews: the user keeps Atlas's genre and removes its two keyphrases.
+        for n in range(6):
+            reviewed = _new_item(atlas, title=f"Reviewed {n}", description="a film")
+            with atlas.engine.begin() as connection:
+                upsert_tags(
+                    connection,
+                    reviewed,
+                    [
+                        Tag("Drama", kind="genre", source="auto", confidence=0.5),
+                        Tag(f"phrase {n}", kind="keyword", source="auto", confidence=0.4),
+                        Tag(f"words {n}", kind="keyword", source="auto", confidence=0.6),
+                    ],
+                )
+            track_tag_edits(atlas.engine, atlas.settings.feedback, reviewed, tags="Drama")
+
+        after = predict_tags(atlas.settings, atlas.engine, [item])[station]
+        assert not any(tag.kind == "keyword" for tag in after.tags)
+        assert {tag.norm for tag in after.tags} == {
+            tag.norm for tag in before.tags if tag.kind != "keyword"
+        }
+        assert "keyword tags not proposed: you kept 0 of the last 12 (0%)" in after.notes
+        report = retag_media(atlas.dispatcher, targets=[str(station)])
+        assert not any(tag.kind == "keyword" for tag in report.items[0].tags)
     finally:
         atlas.close()
 

@@ -9,6 +9,7 @@ from atlas.embeddings import Neighbour
 from atlas.errors import InvalidInput, NotFound
 from atlas.media.tags import Tag
 from atlas.tagging import Evidence, SourceResult, combine, load_vocabulary, parse_vocabulary
+from atlas.tagging.cutoffs import NEVER, Cutoff, Cutoffs, Reviews, learn_cutoff
 from atlas.tagging.sources.keyphrases import candidate_phrases
 from atlas.tagging.sources.neighbours import VOTE_PRIOR, _vote
 
@@ -164,3 +165,72 @@ def test_confirmed_neighbour_tags_outvote_automatic_ones():
     assert result.evidence["heist"].detail == "1 of 1 nearest tagged items carry it (1 confirmed)"
     # Horror is a genre nobody near carries: judged, and no evidence.
     assert result.judges("horror") and "horror" not in result.evidence
+
+
+# --- learned cut-offs -------------------------------------------------------------------
+
+
+def test_a_cutoff_is_the_confidence_that_would_have_saved_the_most_edits():
+    genres = [(0.9, True), (0.8, True), (0.7, True), (0.6, False), (0.5, True), (0.4, False)]
+    genres += [(0.35, False), (0.3, False)]
+    cutoff = learn_cutoff("genre", genres, threshold=0.24)
+    # At 0.7 and at 0.5 the net is 3 kept over removed (showing everything nets 0):
+    # the lower one shows more.
+    assert (cutoff.cutoff, cutoff.reviewed, cutoff.kept, cutoff.saved) == (0.5, 8, 4, 3)
+    assert cutoff.note() == (
+        "genre tags need confidence 0.50: you kept 4 of the last 8 (50%); "
+        "this cut-off would have saved 3 edits"
+    )
+
+
+def test_a_kind_almost_always_removed_is_not_proposed_and_one_always_kept_keeps_the_threshold():
+    keywords = [(0.3 + i / 100, i == 7) for i in range(20)]
+    never = learn_cutoff("keyword", keywords, threshold=0.24)
+    assert never.cutoff == NEVER and never.never and never.saved == 18
+    assert never.note() == "keyword tags not proposed: you kept 1 of the last 20 (5%)"
+    always = learn_cutoff("topic", [(0.5 + i / 100, True) for i in range(10)], threshold=0.24)
+    assert always.cutoff == 0.24 and always.saved == 0
+
+
+def test_reviews_make_cutoffs_per_kind_and_per_tag_with_enough_reviews():
+    reviews = Reviews()
+    for n in range(12):
+        # 'drama' is kept 3 times in 4; the other topics almost never.
+        reviews.add(
+            {"tag": "Drama", "norm": "drama", "kind": "topic", "confidence": 0.4}, n % 4 != 0, 100
+        )
+        reviews.add(
+            {"tag": f"t{n}", "norm": f"t{n}", "kind": "topic", "confidence": 0.5}, False, 100
+        )
+    reviews.add({"tag": "Noir", "norm": "noir", "kind": "genre", "confidence": 0.6}, True, 100)
+    cutoffs = reviews.cutoffs(threshold=0.24, min_reviews=10)
+    assert set(cutoffs.kinds) == {"topic"} and set(cutoffs.tags) == {"drama"}
+    assert cutoffs.kinds["topic"].cutoff == NEVER  # 9 kept of 24: nothing pays
+    assert cutoffs.level("drama", "topic") == 0.24  # its own reviews say: show it
+    assert cutoffs.level("t99", "topic") == NEVER
+    assert cutoffs.level("noir", "genre") == 0.0  # too few reviews: no cut-off
+    assert cutoffs.notes(0.24) == ["topic tags not proposed: you kept 9 of the last 24 (38%)"]
+    assert reviews.kinds["topic"][:2] == [(0.4, False), (0.5, False)]  # newest first
+
+
+def test_combine_holds_each_tag_to_its_cutoff():
+    found = SourceResult("zero_shot")
+    for tag, kind, score in (
+        ("Drama", "genre", 0.5),
+        ("Crime", "genre", 0.9),
+        ("Heist", "keyword", 0.8),
+        ("Noir", "genre", 0.3),
+    ):
+        found.add(Evidence(tag, tag.lower(), kind, score, f"zero-shot {score}"))
+    weights = TagSourceWeights(zero_shot=1.0, prior=0.0)
+    kept, _ = combine({"zero_shot": found}, weights, threshold=0.2, max_tags=10)
+    assert [p.norm for p in kept] == ["crime", "heist", "drama", "noir"]
+    cutoffs = Cutoffs(
+        kinds={
+            "genre": Cutoff("genre", 0.6, 50, 30, 5),
+            "keyword": Cutoff("keyword", NEVER, 50, 1, 48),
+        },
+        tags={"noir": Cutoff("genre", 0.24, 50, 40, 0, tag="Noir")},
+    )
+    kept, _ = combine({"zero_shot": found}, weights, threshold=0.2, max_tags=10, cutoffs=cutoffs)
+    assert [p.norm for p in kept] == ["crime", "noir"]

@@ -8,7 +8,8 @@ neighbours on a genre none of them carries) pulls its confidence down; a source
 that could not have named it (the vocabulary does not hold a keyphrase) does not.
 ``w_prior`` stands for a source that never finds evidence: a tag that one
 source alone speaks for gets less confidence than one that several agree on.
-A tag is kept when its confidence reaches ``tagging.threshold``; at most
+A tag is kept when its confidence reaches ``tagging.threshold`` (and the cut-off
+learned for its kind or itself from the user's reviews, :mod:`atlas.tagging.cutoffs`); at most
 ``tagging.max_tags`` per item, the most confident first. The explanation names
 each source's evidence, e.g. ``zero-shot 0.41 vs label 'Science Fiction'; 6 of
 10 nearest tagged items carry it (4 confirmed)``.
@@ -22,6 +23,7 @@ from typing import Any
 
 from atlas.config import TagSourceWeights
 from atlas.media.tags import Tag
+from atlas.tagging.cutoffs import Cutoffs
 from atlas.tagging.sources import SOURCES, SourceResult
 
 __all__ = ["TagPrediction", "combine"]
@@ -65,8 +67,10 @@ def combine(
     threshold: float,
     max_tags: int,
     exclude: Collection[str] = (),
+    cutoffs: Cutoffs | None = None,
 ) -> tuple[list[TagPrediction], list[TagPrediction]]:
-    """(kept tags, every candidate), most confident first; ``exclude``: norms never kept."""
+    """(kept tags, every candidate), most confident first; ``exclude``: norms never kept;
+    ``cutoffs``: learned, per kind and tag, a confidence above ``threshold`` to reach."""
     weight = {name: float(getattr(weights, name)) for name in SOURCES}
     ordered = [results[name] for name in SOURCES if name in results and weight[name] > 0]
     norms = dict.fromkeys(norm for result in ordered for norm in result.evidence)
@@ -101,5 +105,10 @@ def combine(
         )
     candidates.sort(key=lambda p: (-p.confidence, p.norm))
     skip = set(exclude)
-    kept = [p for p in candidates if p.confidence >= threshold and p.norm not in skip]
+    learned = cutoffs or Cutoffs()
+    kept = [
+        p
+        for p in candidates
+        if p.confidence >= max(threshold, learned.level(p.norm, p.kind)) and p.norm not in skip
+    ]
     return kept[:max_tags], candidates

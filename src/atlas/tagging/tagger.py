@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from atlas.config import Settings
 from atlas.embeddings import get_provider
 from atlas.tagging.combine import TagPrediction, combine
+from atlas.tagging.cutoffs import learned_cutoffs
 from atlas.tagging.inputs import TagInput, input_hash, input_vectors
 from atlas.tagging.sources import SourceResult
 from atlas.tagging.sources.keyphrases import keyphrases
@@ -122,6 +123,8 @@ def predict_tags(
         for media_id, note in unread.items():
             notes[media_id].append(note)
 
+    cutoffs = learned_cutoffs(config, engine)
+    raised = cutoffs.notes(config.threshold)
     predictions = {}
     for item in usable:
         results = {name: found[item.media_id] for name, found in per_source.items()}
@@ -132,6 +135,7 @@ def predict_tags(
             threshold=config.threshold,
             max_tags=config.max_tags,
             exclude=settled | item.rejected,
+            cutoffs=cutoffs,
         )
         predictions[item.media_id] = ItemPrediction(
             media_id=item.media_id,
@@ -140,7 +144,7 @@ def predict_tags(
             input_hash=input_hash(item, model_id, fingerprint),
             text_hash=item.text_hash(model_id),
             vector=vectors[item.media_id],
-            notes=notes[item.media_id],
+            notes=notes[item.media_id] + raised,
             sources=results,
         )
     return predictions
