@@ -186,7 +186,7 @@ class FeedbackSettings(_Section):
     """Learning from corrections."""
 
     min_frequency: int = Field(default=3, ge=1)
-    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    min_confidence: float = Field(default=0.9, ge=0, le=1)
     #: Rules whose measured success rate falls below this are disabled.
     disable_below: float = Field(default=0.5, ge=0, le=1)
     #: ...once at least this many of their applications have been judged.

@@ -17,7 +17,11 @@ For every pattern, counted over distinct items:
 * **confidence** — the same share, weighted, with one imagined hit and one
   imagined miss added (Laplace's rule of succession): ``(hits_w + 1) /
   (observed_w + 2)``, the rule's expected precision. 3 of 3 gives 0.80, 30 of 30
-  0.97: a few lucky coincidences do not make a confident rule.
+  0.97: a few lucky coincidences do not make a confident rule. Additions are
+  sought over every context and every tag, so chance finds some that hold on a
+  handful of items; their confidence is shrunk harder, towards how often the user
+  adds the tag anyway (``base``, over reviewed items that lacked it):
+  ``(hits_w + 10 * base) / (observed_w + 10)``.
 
 A pattern must also have been an actual correction on at least ``min_frequency``
 items. Families: tag mappings (A predicted, replaced by B), tag removals (A
@@ -38,7 +42,7 @@ import contextlib
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,6 +61,10 @@ from atlas.media.tags import normalise_tag
 
 __all__ = ["MAX_REPORTED", "MiningResult", "Pattern", "mine_patterns"]
 
+#: Additions are searched over every context (each word, each tag) and every tag
+#: the user adds, so some hold on a few items by chance: their confidence is
+#: shrunk towards the tag's base rate as if this many more items had been seen.
+ADDITION_PRIOR = 10.0
 #: At most this many patterns add the same tag (the most precise ones).
 MAX_CONTEXTS_PER_TAG = 5
 #: A report lists at most this many patterns (the rules are all stored).
@@ -240,6 +248,10 @@ class _Miner:
         self.kinds: dict[str, str] = {}
         self.contexts: dict[int, MediaContext] = {}
         self._norms: dict[str, str] = {}
+        # Per tag, the weight of reviewed items Atlas showed it on, and that the user added it to.
+        self.pre_w: dict[str, float] = defaultdict(float)
+        self.added_w: dict[str, float] = defaultdict(float)
+        self.total_w = 0.0
 
     # -- reading ---------------------------------------------------------------
 
@@ -367,6 +379,11 @@ class _Miner:
             predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
             removed = predicted - final
             added = final - pre.keys()
+            self.total_w += obs.w
+            for norm in pre:
+                self.pre_w[norm] += obs.w
+            for norm in added:
+                self.added_w[norm] += obs.w
             context = self._context(media_id)
             narrow = _narrow_features(context)
             features = {_ANY, *narrow}
@@ -488,6 +505,11 @@ class _Miner:
                 "kind": self.kinds.get(b, "topic"),
             }
             parts = (rule_type, b, feature)
+            # Shrunk towards how often the user adds b anyway (see ADDITION_PRIOR).
+            shown_w = self.pre_w[b]
+            base = self.added_w[b] / (self.total_w - shown_w) if self.total_w > shown_w else 0.0
+            confidence = (found.hit_w + ADDITION_PRIOR * base) / (found.held_w + ADDITION_PRIOR)
+            return _pattern(rule_type, parts, condition, action, found, confidence)
         return _pattern(rule_type, parts, condition, action, found)
 
     # -- genres ----------------------------------------------------------------------
@@ -621,8 +643,9 @@ def _pattern(
     condition: dict[str, Any],
     action: dict[str, Any],
     found: _Measure,
+    confidence: float | None = None,
 ) -> Pattern:
-    confidence = found.confidence
+    confidence = found.confidence if confidence is None else confidence
     return Pattern(
         rule_type=rule_type,
         key=pattern_key(*parts),
