@@ -46,7 +46,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import product
+from itertools import chain, product
 from typing import Any
 
 from sqlalchemy import Connection, or_, select
@@ -373,7 +373,9 @@ class _Miner:
         added_count: Counter[str] = Counter()
         pre_count: Counter[str] = Counter()
         predicted_count: Counter[str] = Counter()
-        feature_count: Counter[str] = Counter()
+        feature_count: Counter[str] = Counter()  # every feature but words (counted below)
+        removals: list[tuple[set[str], set[str], list[str]]] = []
+        tag_feature: dict[str, str] = {}
         for media_id, obs in self.tags.items():
             pre, final = obs.pre, obs.final
             predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
@@ -387,30 +389,31 @@ class _Miner:
             context = self._context(media_id)
             narrow = _narrow_features(context)
             features = {_ANY, *narrow}
-            features.update(["tag" + _SEP + norm for norm in pre])
-            if context is not None:
-                features.update(["word" + _SEP + word for word in context.words])
-            observations.append((media_id, obs, predicted, added, narrow, features))
+            for norm in pre:
+                feature = tag_feature.get(norm)
+                if feature is None:
+                    feature = tag_feature[norm] = "tag" + _SEP + norm
+                features.add(feature)
+            observations.append((media_id, obs, predicted, added, narrow, features, context))
             pre_count.update(pre.keys())
             predicted_count.update(predicted)
             feature_count.update(features)
             added_count.update(added)
             if removed:
                 rem_count.update(removed)
+                removals.append((removed, added, narrow))
+        # Pairs of a removed tag with a context or an added tag count only for tags
+        # removed, and added, on min_frequency items.
+        often_removed = {a for a, count in rem_count.items() if count >= min_frequency}
+        often_added = {b for b, count in added_count.items() if count >= min_frequency}
+        for removed, added, narrow in removals:
+            removed = removed & often_removed
+            if removed:
                 rem_ctx_count.update(product(removed, narrow))
+                added = added & often_added
                 if added:
                     map_count.update(product(removed, added))
-
-        # Only tags added, and contexts seen, on min_frequency items can make an
-        # addition pattern: count the pairs of those alone.
-        frequent_tags = {b for b, count in added_count.items() if count >= min_frequency}
-        frequent_features = {f for f, count in feature_count.items() if count >= min_frequency}
-        add_count: Counter[tuple[str, str]] = Counter()
-        for _media_id, _obs, _predicted, added, _narrow, features in observations:
-            if added:
-                tags = added & frequent_tags
-                if tags:
-                    add_count.update(product(tags, features & frequent_features))
+        del removals
 
         # A candidate is measured only if its confidence could reach the floor:
         # its corrections are its only hits, and it held on at least (items with
@@ -424,6 +427,54 @@ class _Miner:
             best = heavy * hits + 1.0
             return best >= min_confidence * (best + light * misses + 1.0)
 
+        # An addition's confidence is shrunk towards its tag's base rate, so it needs
+        # at least this many hits to reach the floor even if it never missed.
+        def fewest_hits(b: str) -> float:
+            base = self._base_rate(b)
+            if base >= min_confidence:
+                return float(min_frequency)
+            if min_confidence >= 1.0:
+                return float("inf")
+            needed = ADDITION_PRIOR * (min_confidence - base) / (heavy * (1.0 - min_confidence))
+            return max(float(min_frequency), needed)
+
+        def may_qualify_addition(b: str, hits: int, held_at_least: int) -> bool:
+            misses = max(0, held_at_least - hits)
+            best = heavy * hits + ADDITION_PRIOR * self._base_rate(b)
+            return best >= min_confidence * (heavy * hits + light * misses + ADDITION_PRIOR)
+
+        # Only tags added, and contexts seen, on that many items can make an
+        # addition pattern: count the pairs of those alone. The words of the items'
+        # texts are by far the most features: only the frequent ones take part.
+        needed = {b: fewest_hits(b) for b, count in added_count.items() if count >= min_frequency}
+        frequent_tags = {b for b, hits in needed.items() if added_count[b] >= hits}
+        floor = min((needed[b] for b in frequent_tags), default=float("inf"))
+        frequent_words: dict[str, str] = {}
+        if frequent_tags:
+            word_count = Counter(
+                chain.from_iterable(
+                    context.words for *_, context in observations if context is not None
+                )
+            )
+            for word, count in word_count.items():
+                if count >= floor:
+                    feature = frequent_words[word] = "word" + _SEP + word
+                    feature_count[feature] = count
+            del word_count
+            for *_, features, context in observations:
+                if context is not None:
+                    features.update(
+                        [frequent_words[w] for w in context.words & frequent_words.keys()]
+                    )
+        frequent_features = {f for f, count in feature_count.items() if count >= floor}
+        add_count: Counter[tuple[str, str]] = Counter()
+        if frequent_tags and frequent_features:
+            for _media_id, _obs, _predicted, added, _narrow, features, _context in observations:
+                if added:
+                    tags = added & frequent_tags
+                    if tags:
+                        add_count.update(product(tags, features & frequent_features))
+
         map_by_a: dict[str, list[str]] = {}
         for (a, b), count in map_count.items():
             if count >= min_frequency and may_qualify(count, predicted_count[a] - pre_count[b]):
@@ -432,13 +483,15 @@ class _Miner:
         rem_ctx = {key for key, count in rem_ctx_count.items() if count >= min_frequency}
         add_by_feature: dict[str, list[str]] = {}
         for (b, feature), count in add_count.items():
-            if count >= min_frequency and may_qualify(count, feature_count[feature] - pre_count[b]):
+            if count >= needed[b] and may_qualify_addition(
+                b, count, feature_count[feature] - pre_count[b]
+            ):
                 add_by_feature.setdefault(feature, []).append(b)
         del map_count, rem_count, rem_ctx_count, add_count
 
         measures: dict[tuple[str, str, str], _Measure] = {}
         add_features = add_by_feature.keys()
-        for media_id, obs, predicted, _added, narrow, features in observations:
+        for media_id, obs, predicted, _added, narrow, features, _context in observations:
             pre, final, w = obs.pre, obs.final, obs.w
             for a in predicted & map_by_a.keys():
                 gone = a not in final
@@ -468,6 +521,11 @@ class _Miner:
                 pattern.paired = self.paired.get((key[1], key[2]), 0)
             patterns.append(pattern)
         return patterns
+
+    def _base_rate(self, b: str) -> float:
+        """How often the user adds ``b`` to a reviewed item Atlas did not show it on."""
+        lacking = self.total_w - self.pre_w.get(b, 0.0)
+        return self.added_w.get(b, 0.0) / lacking if lacking > 0 else 0.0
 
     def _tag_pattern(self, key: tuple[str, str, str], found: _Measure) -> Pattern:
         family = key[0]
@@ -506,8 +564,7 @@ class _Miner:
             }
             parts = (rule_type, b, feature)
             # Shrunk towards how often the user adds b anyway (see ADDITION_PRIOR).
-            shown_w = self.pre_w[b]
-            base = self.added_w[b] / (self.total_w - shown_w) if self.total_w > shown_w else 0.0
+            base = self._base_rate(b)
             confidence = (found.hit_w + ADDITION_PRIOR * base) / (found.held_w + ADDITION_PRIOR)
             return _pattern(rule_type, parts, condition, action, found, confidence)
         return _pattern(rule_type, parts, condition, action, found)

@@ -7,6 +7,7 @@ a weaker source never overwrites a stronger one.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -47,6 +48,7 @@ class Tag:
         return normalise_tag(self.tag)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalise_tag(tag: str) -> str:
     """The comparable form of a tag: NFKC, case-folded, single spaces, trimmed."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", tag).casefold()).strip()
