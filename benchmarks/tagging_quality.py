@@ -22,9 +22,10 @@ items only.
 * Per source: one prediction pass over the untagged half records every
   source's evidence (nothing stored). Each source alone predicts the genres
   whose score reaches a threshold chosen on the development items.
-* Combined: the tagger's own decision with the default settings, in the same
-  pass; and what ``media-tags retag --untagged`` stores afterwards (in batches of
-  64, where the automatic tags of earlier batches vote too, at half weight).
+* Combined: the tagger's own decision with the default settings (genre floor
+  included), in the same pass; and what ``media-tags retag --untagged`` stores
+  afterwards (in batches of 64, where the automatic tags of earlier batches vote
+  too, at half weight).
 * Baseline: plain 10-nearest-neighbour voting over the stored vectors (the ten
   nearest tagged movies; a genre is predicted with at least k votes, k chosen on
   the development items).
@@ -34,9 +35,16 @@ learned profiles 1.5, keyphrases 0.5, prior 0.25) and the threshold (0.24) were
 chosen by ``--tune``, a grid search on the development items only (zero-shot
 kept above 0 so that a new library without confirmed tags still gets vocabulary
 tags; prior and keyphrase weight fixed for the same reason: they matter for
-tags one source alone speaks for, not for genres). The test items never
-informed a choice. The printed tuning lines show the test score of each
-candidate for information only.
+tags one source alone speaks for, not for genres). The genre floor (0.11: when
+no genre reaches the threshold, the most confident one is kept if it reaches the
+floor) was chosen by the same search, for the best weights and threshold, on the
+development items: first by their score as the library is; where floors tie
+there, by their score before any tag is confirmed (zero-shot and keyphrases
+only, the sources that need no confirmed tag), then the lowest. With every
+source, each development item already has a genre above the threshold, so all
+floors tie on the first score and the choice rests on the second. The test
+items never informed a choice. The printed tuning lines show the test score of
+each candidate for information only.
 
 Transcription check: espeak-ng reads 20 movie overviews from the TMDB sample;
 ``smart-transcribe``'s service (ingest, then one ``transcribe`` task per file
@@ -380,6 +388,7 @@ class TaggingCheck:
     stored_summary: dict[str, int]
     baseline: tuple[int, Scores]
     threshold: float
+    genre_floor: float
     profiles: int
     tuned: list[str]
     seconds: dict[str, float]
@@ -401,8 +410,15 @@ def _source_matrix(predictions: dict[int, Any], ids: list[int], genres: list[str
     return matrix
 
 
-def _sets(matrix, genres: list[str], threshold: float) -> list[set[str]]:
-    return [{genres[c] for c in range(len(genres)) if row[c] >= threshold} for row in matrix]
+def _sets(matrix, genres: list[str], threshold: float, floor: float = 0.0) -> list[set[str]]:
+    """Per row, the genres at or above the threshold; or the best one at or above the floor."""
+    found = []
+    for row in matrix:
+        chosen = {genres[c] for c in range(len(genres)) if row[c] >= threshold}
+        if not chosen and floor > 0 and row.max() >= floor:
+            chosen = {genres[int(row.argmax())]}
+        found.append(chosen)
+    return found
 
 
 def _best_threshold(matrix, genres: list[str], truth: list[set[str]]) -> tuple[float, Scores]:
@@ -434,7 +450,7 @@ def _combine(matrices: dict[str, Any], weights: dict[str, float], prior: float):
 def _tune(
     matrices, dev_rows, test_rows, genres, truth_dev, truth_test, prior, keyphrases
 ) -> list[str]:
-    """Grid-search the source weights and the threshold on the development items only.
+    """Grid-search the source weights, the threshold and the genre floor on the development items.
 
     Zero-shot keeps a weight above 0: in a new library, before any tag is
     confirmed, it is the only source that knows the vocabulary.
@@ -463,7 +479,51 @@ def _tune(
             f"  dev micro-F1 {dev_f1:.3f} with {shown}, threshold {threshold:.2f} "
             f"(test: {test.f1:.3f})"
         )
+
+    # The genre floor, for the best weights and threshold.
+    _, weights, threshold, combined = results[0]
+    cold = _combine(
+        {n: m for n, m in matrices.items() if n not in ("neighbours", "profiles")}, weights, prior
+    )
+    floor = _best_floor(combined[dev_rows], cold[dev_rows], threshold, genres, truth_dev)
+
+    def f1(matrix, truth, floor: float) -> str:
+        return f"{micro_scores(_sets(matrix, genres, threshold, floor), truth).f1:.3f}"
+
+    lines.append(
+        f"tagging genre floor search on the development items (the best weights, threshold "
+        f"{threshold:.2f}): floor {floor:.2f}; dev micro-F1 without a floor and with it "
+        f"{f1(combined[dev_rows], truth_dev, 0)} -> {f1(combined[dev_rows], truth_dev, floor)}, "
+        f"before any tag is confirmed (zero-shot and keyphrases only) "
+        f"{f1(cold[dev_rows], truth_dev, 0)} -> {f1(cold[dev_rows], truth_dev, floor)} "
+        f"(test: {f1(combined[test_rows], truth_test, 0)} -> "
+        f"{f1(combined[test_rows], truth_test, floor)}, before any tag is confirmed "
+        f"{f1(cold[test_rows], truth_test, 0)} -> {f1(cold[test_rows], truth_test, floor)})"
+    )
     return lines
+
+
+def _best_floor(
+    combined, cold, threshold: float, genres: list[str], truth: list[set[str]]
+) -> float:
+    """The genre floor (0: off, or 0.01 .. below the threshold) chosen on development rows.
+
+    First what the library as it is scores (``combined``); among floors that tie
+    there, what a library without confirmed tags scores (``cold``: the sources
+    that need none); then the lowest floor.
+    """
+    import numpy as np
+
+    best: tuple[tuple[float, float], float] | None = None
+    for floor in (0.0, *(round(float(f), 2) for f in np.arange(0.01, threshold, 0.01))):
+        key = (
+            micro_scores(_sets(combined, genres, threshold, floor), truth).f1,
+            micro_scores(_sets(cold, genres, threshold, floor), truth).f1,
+        )
+        if best is None or key > best[0]:
+            best = (key, floor)
+    assert best is not None
+    return best[1]
 
 
 def tagging_check(data: Path, *, limit: int | None = None, tune: bool = False) -> TaggingCheck:
@@ -633,6 +693,7 @@ def tagging_check(data: Path, *, limit: int | None = None, tune: bool = False) -
         stored_summary=report.summary(),
         baseline=(best_k, baseline),
         threshold=settings.tagging.threshold,
+        genre_floor=settings.tagging.genre_floor,
         profiles=len(trained) if trained is not None else 0,
         tuned=tuned,
         seconds=seconds,
@@ -666,7 +727,8 @@ def print_tagging(check: TaggingCheck) -> None:
             f"tagging genres, {label} alone (threshold {threshold:.2f} from dev): {scores.line()}"
         )
     print(
-        f"tagging genres, combined (default weights, threshold {check.threshold:.2f}): "
+        f"tagging genres, combined (default weights, threshold {check.threshold:.2f}, "
+        f"genre floor {check.genre_floor:.2f}): "
         f"{check.combined.line()} (target >= {TAGGING_TARGET})"
     )
     summary = ", ".join(f"{n} {status}" for status, n in check.stored_summary.items())

@@ -271,6 +271,53 @@ def test_a_tag_kind_the_user_always_removes_stops_being_proposed(make_settings, 
         atlas.close()
 
 
+def test_the_genre_floor_gives_an_item_a_genre_unless_it_has_one_of_its_own(
+    make_settings, embedding_model, tmp_path
+):
+    vocabulary = tmp_path / "vocabulary.txt"
+    vocabulary.write_text(
+        "genre: Sci-Fi: space, aliens, the future, advanced technology\n"
+        "genre: Cookery: recipes, chefs, kitchens, baking\n"
+        "topic: Travel: journeys, trips, holidays\n",
+        encoding="utf-8",
+    )
+    atlas = open_atlas(
+        make_settings(
+            auto_process=False,
+            **{
+                "tagging.vocabulary_file": str(vocabulary),
+                "tagging.threshold": 0.99,  # no tag reaches it
+                "tagging.genre_floor": 0.01,
+                "tagging.keyphrases": 0,
+            },
+        )
+    )
+    try:
+        station = _new_item(atlas, **STATION)
+        retag_media(atlas.dispatcher, targets=[str(station)])
+        tags = _tags(atlas, station)
+        assert list(tags) == ["Sci-Fi"]
+        scifi = tags["Sci-Fi"]
+        assert scifi.source == "auto" and 0.01 <= scifi.confidence < 0.99
+        assert scifi.explanation.startswith("zero-shot ")
+        assert scifi.explanation.endswith(
+            "; below the threshold 0.99, kept as the item's most likely genre (genre floor 0.01)"
+        )
+
+        # The user's tag is a genre of the vocabulary (whatever kind it was added
+        # with): the item has a genre, and the floor adds none.
+        other = _new_item(
+            atlas,
+            title="Moon Crew",
+            description="A crew of astronauts repairs a rocket on the moon.",
+        )
+        add_media_tags(atlas.engine, atlas.settings.feedback, str(other), ["Cookery"])
+        retag_media(atlas.dispatcher, targets=[str(other)])
+        assert {tag.tag: tag.source for tag in _tags(atlas, other).values()} == {"Cookery": "user"}
+    finally:
+        atlas.close()
+
+
 def test_a_failing_item_ends_its_batch_in_error_and_the_others_are_tagged(tagger):
     station = _new_item(tagger, **STATION)
     now = utcnow()

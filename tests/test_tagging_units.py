@@ -127,6 +127,51 @@ def test_threshold_cap_exclusions_and_switched_off_sources():
     assert kept[0].as_tag() == Tag("B", "genre", "auto", 0.8, "neighbours says b")
 
 
+def _floor_results():
+    """Neighbours that speak weakly for two genres and strongly for a topic."""
+    neighbours = _result("neighbours", drama=0.2, horror=0.15)
+    neighbours.add(Evidence("Space", "space", "topic", 0.7, "neighbours says space"))
+    return {"neighbours": neighbours}
+
+
+def test_the_genre_floor_keeps_the_most_confident_genre_when_none_reaches_the_threshold():
+    weights = TagSourceWeights(prior=0.0)
+    results = _floor_results()
+    kept, _ = combine(results, weights, threshold=0.5, max_tags=5)
+    assert [p.norm for p in kept] == ["space"]  # no floor: no genre
+    kept, candidates = combine(results, weights, threshold=0.5, max_tags=5, genre_floor=0.1)
+    assert [(p.norm, p.confidence) for p in kept] == [("space", 0.7), ("drama", 0.2)]
+    assert kept[1].explanation == (
+        "neighbours says drama; below the threshold 0.5, kept as the item's most likely genre "
+        "(genre floor 0.1)"
+    )
+    # The candidate itself is unchanged; only the kept tag says why it was kept.
+    assert next(p for p in candidates if p.norm == "drama").explanation == "neighbours says drama"
+    # A rejected genre is not kept by the floor; the next one is, if it reaches the floor.
+    kept, _ = combine(
+        results, weights, threshold=0.5, max_tags=5, exclude={"drama"}, genre_floor=0.1
+    )
+    assert [p.norm for p in kept] == ["space", "horror"]
+    kept, _ = combine(
+        results, weights, threshold=0.5, max_tags=5, exclude={"drama"}, genre_floor=0.16
+    )
+    assert [p.norm for p in kept] == ["space"]
+
+
+def test_the_genre_floor_adds_nothing_when_a_genre_reaches_the_threshold_and_fits_the_cap():
+    weights = TagSourceWeights(prior=0.0)
+    results = _floor_results()
+    kept, _ = combine(results, weights, threshold=0.18, max_tags=5, genre_floor=0.1)
+    assert [p.norm for p in kept] == ["space", "drama"]  # horror (0.15) stays out
+    assert "genre floor" not in kept[1].explanation
+    # With the cap reached, the floor's genre takes the place of the least confident tag.
+    results["neighbours"].add(Evidence("Robots", "robots", "topic", 0.6, "robots"))
+    kept, _ = combine(results, weights, threshold=0.5, max_tags=2, genre_floor=0.1)
+    assert [p.norm for p in kept] == ["space", "drama"]
+    kept, _ = combine(results, weights, threshold=0.5, max_tags=1, genre_floor=0.1)
+    assert [p.norm for p in kept] == ["drama"]
+
+
 # --- keyphrase candidates --------------------------------------------------------------------
 
 
@@ -234,3 +279,16 @@ def test_combine_holds_each_tag_to_its_cutoff():
     )
     kept, _ = combine({"zero_shot": found}, weights, threshold=0.2, max_tags=10, cutoffs=cutoffs)
     assert [p.norm for p in kept] == ["crime", "noir"]
+
+
+def test_the_genre_floor_does_not_overrule_what_the_users_reviews_taught():
+    found = SourceResult("zero_shot")
+    found.add(Evidence("Drama", "drama", "genre", 0.15, "zero-shot 0.15"))
+    weights = TagSourceWeights(zero_shot=1.0, prior=0.0)
+    kept, _ = combine({"zero_shot": found}, weights, threshold=0.2, max_tags=5, genre_floor=0.1)
+    assert [p.norm for p in kept] == ["drama"]
+    taught = Cutoffs(kinds={"genre": Cutoff("genre", NEVER, 60, 2, 56)})
+    kept, _ = combine(
+        {"zero_shot": found}, weights, threshold=0.2, max_tags=5, genre_floor=0.1, cutoffs=taught
+    )
+    assert kept == []

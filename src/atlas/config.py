@@ -145,6 +145,10 @@ class TaggingSettings(_Section):
     batch_size: int = Field(default=32, ge=1, le=1024)
     #: A tag is stored when its confidence reaches this.
     threshold: float = Field(default=0.24, gt=0, le=1)
+    #: When no genre reaches the threshold, the most confident genre is stored
+    #: all the same if its confidence reaches this (0: off); an item with a
+    #: genre of its own (user or rule) gets none this way.
+    genre_floor: float = Field(default=0.11, ge=0, le=1)
     #: Automatic tags per item, at most (the most confident).
     max_tags: int = Field(default=12, ge=1, le=100)
     #: Nearest embedded items whose tags vote (the tagged ones among them).

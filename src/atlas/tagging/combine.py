@@ -8,17 +8,20 @@ neighbours on a genre none of them carries) pulls its confidence down; a source
 that could not have named it (the vocabulary does not hold a keyphrase) does not.
 ``w_prior`` stands for a source that never finds evidence: a tag that one
 source alone speaks for gets less confidence than one that several agree on.
-A tag is kept when its confidence reaches ``tagging.threshold`` (and the cut-off
-learned for its kind or itself from the user's reviews, :mod:`atlas.tagging.cutoffs`); at most
-``tagging.max_tags`` per item, the most confident first. The explanation names
-each source's evidence, e.g. ``zero-shot 0.41 vs label 'Science Fiction'; 6 of
-10 nearest tagged items carry it (4 confirmed)``.
+A tag is kept when its confidence reaches ``tagging.threshold`` and the cut-off
+learned for its kind or itself from the user's reviews (:mod:`atlas.tagging.cutoffs`);
+at most ``tagging.max_tags`` per item, the most confident first. Most items have a
+genre: when no genre reaches the threshold, the most confident genre is kept
+all the same if its confidence reaches ``tagging.genre_floor`` (0: never) and the
+user's reviews raised no cut-off for it, and its explanation says so. The
+explanation names each source's evidence, e.g. ``zero-shot 0.41 vs label 'Science
+Fiction'; 6 of 10 nearest tagged items carry it (4 confirmed)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from atlas.config import TagSourceWeights
@@ -67,10 +70,16 @@ def combine(
     threshold: float,
     max_tags: int,
     exclude: Collection[str] = (),
+    genre_floor: float = 0.0,
     cutoffs: Cutoffs | None = None,
 ) -> tuple[list[TagPrediction], list[TagPrediction]]:
-    """(kept tags, every candidate), most confident first; ``exclude``: norms never kept;
-    ``cutoffs``: learned, per kind and tag, a confidence above ``threshold`` to reach."""
+    """(kept tags, every candidate), most confident first; ``exclude``: norms never kept.
+
+    ``genre_floor`` > 0: when no genre reaches ``threshold``, the most confident
+    genre that is not excluded is kept if its confidence reaches the floor (in
+    the place of the least confident tag when ``max_tags`` are kept already).
+    ``cutoffs``: learned, per kind and tag, a confidence above ``threshold`` to reach.
+    """
     weight = {name: float(getattr(weights, name)) for name in SOURCES}
     ordered = [results[name] for name in SOURCES if name in results and weight[name] > 0]
     norms = dict.fromkeys(norm for result in ordered for norm in result.evidence)
@@ -106,9 +115,20 @@ def combine(
     candidates.sort(key=lambda p: (-p.confidence, p.norm))
     skip = set(exclude)
     learned = cutoffs or Cutoffs()
-    kept = [
-        p
-        for p in candidates
-        if p.confidence >= max(threshold, learned.level(p.norm, p.kind)) and p.norm not in skip
-    ]
+    allowed = [p for p in candidates if p.norm not in skip]
+    kept = [p for p in allowed if p.confidence >= max(threshold, learned.level(p.norm, p.kind))]
+    if genre_floor > 0 and not any(p.kind == "genre" for p in kept):
+        genre = next((p for p in allowed if p.kind == "genre"), None)
+        if (
+            genre is not None
+            and genre.confidence >= genre_floor
+            and learned.level(genre.norm, genre.kind) <= threshold
+        ):
+            note = (
+                f"below the threshold {threshold:g}, kept as the item's most likely genre "
+                f"(genre floor {genre_floor:g})"
+            )
+            floored = replace(genre, explanation=f"{genre.explanation}; {note}")
+            # Every kept tag reached the threshold, so it is more confident.
+            return [*kept[: max_tags - 1], floored], candidates
     return kept[:max_tags], candidates

@@ -39,6 +39,7 @@ __all__ = ["ItemPrediction", "hash_inputs", "predict_tags", "tagging_fingerprint
 _HASHED_SETTINGS = (
     "ollama_model",
     "threshold",
+    "genre_floor",
     "max_tags",
     "neighbours",
     "auto_weight",
@@ -135,6 +136,8 @@ def predict_tags(
             threshold=config.threshold,
             max_tags=config.max_tags,
             exclude=settled | item.rejected,
+            # An item that has a genre of its own needs none kept by the floor.
+            genre_floor=0.0 if _has_genre(item, vocabulary) else config.genre_floor,
             cutoffs=cutoffs,
         )
         predictions[item.media_id] = ItemPrediction(
@@ -148,3 +151,14 @@ def predict_tags(
             sources=results,
         )
     return predictions
+
+
+def _has_genre(item: TagInput, vocabulary: Vocabulary) -> bool:
+    """Whether the item carries a genre the user or a rule gave it."""
+    for tag in item.tags:
+        if tag.source == "auto":
+            continue
+        entry = vocabulary.get(tag.norm)
+        if tag.kind == "genre" or (entry is not None and entry.kind == "genre"):
+            return True
+    return False
