@@ -548,17 +548,21 @@ def print_simulation(runs: dict[str, Run], block: int) -> bool:
             f"the user had never used before): {on:.2f} on, {off:.2f} off, "
             f"{1 - on / off if off else 0.0:.1%} fewer"
         )
-    if "on" in runs:
-        run = runs["on"]
+    for name, run in runs.items():
+        if not VARIANTS[name][1]:
+            continue  # no feedback loop, no rules
         applications = sum(b.applications for b in run.blocks)
         kept = sum(b.kept for b in run.blocks)
         share = kept / applications if applications else 0.0
         met = applications > 0 and share >= KEPT_TARGET
-        ok &= met
+        if name == "on":
+            ok &= met
         print(
-            f"rule applications while tagging: {applications}, kept by the user {kept} "
+            f"{name}: rule applications while tagging: {applications}, kept by the user {kept} "
             f"({share:.1%}; target >= {KEPT_TARGET:.0%}: {'met' if met else 'MISSED'})"
         )
+    if "on" in runs:
+        run = runs["on"]
         loops = sum(b.loop_s for b in run.blocks)
         met = run.seconds < LOOP_TARGET_S
         ok &= met

@@ -161,10 +161,10 @@ class TaggingSettings(_Section):
     profile_min_examples: int = Field(default=8, ge=2)
     #: Learned profiles, at most (the most used tags).
     profile_max_tags: int = Field(default=100, ge=0, le=5000)
-    #: Learn from the user's reviews how confident a tag of each kind must be to be
-    #: shown (see ``atlas.tagging.cutoffs``).
+    #: Learn from the user's reviews how confident a tag of each kind, and each tag,
+    #: must be to be shown (see ``atlas.tagging.cutoffs``).
     learn_cutoffs: bool = True
-    #: ...once this many automatic tags of the kind were reviewed,
+    #: ...once this many automatic tags of the kind (or of the tag) were reviewed,
     cutoff_min_reviews: int = Field(default=50, ge=1)
     #: ...over the latest this many.
     cutoff_window: int = Field(default=300, ge=10, le=20_000)
