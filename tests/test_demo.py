@@ -8,6 +8,8 @@ import pytest
 
 from atlas.app import open_atlas
 from atlas.demo import CORRUPT_FILE_NAME, DEMO_QUERY, load_items, run_demo
+from atlas.media import normalise_tag
+from atlas.tagging import list_media_tags
 from conftest import requires_ffmpeg
 
 pytestmark = pytest.mark.slow
@@ -47,6 +49,8 @@ def test_demo_embeds_during_ingest_then_searches_and_clusters(
     atlas = open_atlas(make_settings(auto_process=True))
     try:
         report = run_demo(atlas, tmp_path / "demo", limit=5)
+        first = report.media.items[0]
+        first_tags = list_media_tags(atlas.engine, str(first.id)).tags
     finally:
         atlas.close()
     assert report.ingest.summary() == {"new": 5, "error": 1}
@@ -63,3 +67,12 @@ def test_demo_embeds_during_ingest_then_searches_and_clusters(
     assert report.similar is not None and report.similar.media_title == "The Quiet Orbit"
     assert len(report.similar.hits) == 4
     assert report.clusters is not None and report.clusters.media_count == 5
+    # Learning: every other item corrected to the sample's tags, the rest tagged again.
+    learning = report.learning
+    assert learning is not None and (learning.reviewed, learning.held_out) == (3, 2)
+    assert learning.review_edits > 0 and learning.edits_before > 0
+    sample = next(item for item in load_items() if item.title == first.title)
+    assert {tag.norm for tag in first_tags} == {
+        normalise_tag(t) for t in sample.genres + sample.tags
+    }
+    assert {tag.source for tag in first_tags} == {"user"}

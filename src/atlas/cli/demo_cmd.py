@@ -13,7 +13,7 @@ from rich.table import Table
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
 from atlas.cli.search_cmd import render_clusters, render_search
 from atlas.cli.tags_cmd import tag_cell
-from atlas.demo import CORRUPT_FILE_NAME, run_demo
+from atlas.demo import CORRUPT_FILE_NAME, LearningReport, run_demo
 from atlas.transcription import TranscriptSummary
 
 
@@ -82,6 +82,7 @@ def demo(
                 "search": report.search.to_dict() if report.search else None,
                 "similar": report.similar.to_dict() if report.similar else None,
                 "clusters": report.clusters.to_dict() if report.clusters else None,
+                "learning": report.learning.to_dict() if report.learning else None,
             }
         )
     else:
@@ -132,6 +133,9 @@ def demo(
         if report.clusters is not None:
             console.print()
             render_clusters(report.clusters)
+        if report.learning is not None:
+            console.print()
+            _render_learning(report.learning)
         console.print(f"\nExplore it: ATLAS_HOME={atlas.settings.home} atlas media list")
         console.print(
             f"            ATLAS_HOME={atlas.settings.home} atlas search-similar --query 'ocean'"
@@ -147,6 +151,30 @@ def demo(
         or report.embedding.failed
     ):
         raise typer.Exit(1)
+
+
+def _render_learning(learning: LearningReport) -> None:
+    console.print(
+        f"learning: a sample user corrected the tags of {learning.reviewed} items "
+        f"({learning.review_edits} edits); Atlas learned from them and tagged the other "
+        f"{learning.held_out} again"
+    )
+    per_item = max(1, learning.held_out)
+    console.print(
+        f"  edits those {learning.held_out} items need: {learning.edits_before} before "
+        f"({learning.edits_before / per_item:.1f} per item), {learning.edits_after} after "
+        f"({learning.edits_after / per_item:.1f} per item)"
+    )
+    for note in learning.notes:
+        console.print(f"  the tagger learned: {note}")
+    if learning.rules:
+        for rule in learning.rules[:5]:
+            console.print(f"  rule: {rule}")
+    else:
+        console.print(
+            "  no rule yet: a rule needs a correction made consistently on many items "
+            "(see atlas run-feedback-loop --analyze-only)"
+        )
 
 
 def _transcript_dict(summary: TranscriptSummary | None) -> dict[str, object] | None:

@@ -1,4 +1,10 @@
-"""Run Atlas end to end on the sample library and report what it found."""
+"""Run Atlas end to end on the sample library and report what it found.
+
+The last stage shows Atlas learning: a sample user corrects the tags of half the
+items (to the tags and genres the sample library ships with), the feedback loop
+runs, and Atlas tags the other half again; the edits those items would need
+before and after are counted the same way (tags removed plus tags added).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
+
 from atlas.app import Atlas
-from atlas.demo.build import DemoLibrary, build_library, load_items
+from atlas.db.tables import media
+from atlas.demo.build import DemoItem, DemoLibrary, build_library, load_items
 from atlas.embeddings import (
     ClusterReport,
     EmbedReport,
@@ -17,7 +26,9 @@ from atlas.embeddings import (
     search_media,
     similar_media,
 )
-from atlas.media import IngestReport, MediaPage, ingest_paths, list_media
+from atlas.feedback import feedback_loop, list_rules, track_tag_edits
+from atlas.media import IngestReport, MediaPage, ingest_paths, list_media, normalise_tag
+from atlas.media.tags import Tag, tags_by_media
 from atlas.tagging import RetagReport, retag_media
 from atlas.tasks import Dispatcher
 from atlas.transcription import (
@@ -27,12 +38,31 @@ from atlas.transcription import (
     transcript_summaries,
 )
 
-__all__ = ["DEMO_QUERY", "DemoReport", "run_demo"]
+__all__ = ["DEMO_QUERY", "DemoReport", "LearningReport", "run_demo"]
 
 #: The text search the demo runs.
 DEMO_QUERY = "astronauts exploring space"
 #: The item the demo asks "more like this" about (the first embedded item otherwise).
 _SIMILAR_TO = "The Quiet Orbit"
+
+
+@dataclass
+class LearningReport:
+    """What the learning stage showed."""
+
+    #: Items the sample user corrected, and the edits that took.
+    reviewed: int
+    review_edits: int
+    #: The other items: the edits their tags needed before and after the learning.
+    held_out: int
+    edits_before: int
+    edits_after: int
+    #: The rules the feedback loop made (plain words), and what the tagger learned.
+    rules: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -51,6 +81,7 @@ class DemoReport:
     search: SearchResult | None = None
     similar: SearchResult | None = None
     clusters: ClusterReport | None = None
+    learning: LearningReport | None = None
 
     def transcript_sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -136,4 +167,58 @@ def run_demo(
     report.similar = similar_media(settings, engine, source.id, top=5)
     if len(media.items) >= 3:
         report.clusters = cluster_library(atlas.dispatcher)
+    if len(media.items) >= 2:
+        report.learning = _learn(atlas, items, [item.id for item in media.items], stage, advanced)
     return report
+
+
+def _learn(
+    atlas: Atlas,
+    items: list[DemoItem],
+    media_ids: list[int],
+    stage: Callable[[str, int], None],
+    advanced: Callable[[int], None],
+) -> LearningReport:
+    """The sample user corrects every other item; Atlas learns and tags the rest again."""
+    settings, engine = atlas.settings, atlas.engine
+    by_title = {item.title: [*item.genres, *item.tags] for item in items}
+    with engine.connect() as connection:
+        tags = tags_by_media(connection, media_ids)
+        titles = dict(
+            connection.execute(select(media.c.id, media.c.title).where(media.c.id.in_(media_ids)))
+            .tuples()
+            .all()
+        )
+    truth = {m: by_title[titles[m]] for m in media_ids if titles.get(m) in by_title}
+    reviewed, held_out = list(truth)[::2], list(truth)[1::2]
+
+    def edits(media_id: int, shown: list[Tag]) -> int:
+        wanted = {normalise_tag(tag) for tag in truth[media_id]}
+        return len(wanted ^ {normalise_tag(tag.tag) for tag in shown})
+
+    stage("learning", len(reviewed) + len(held_out))
+    review_edits = 0
+    for media_id in reviewed:
+        review_edits += edits(media_id, tags[media_id])
+        track_tag_edits(engine, settings.feedback, media_id, tags=truth[media_id])
+        advanced(1)
+    feedback_loop(atlas.dispatcher)
+    before = sum(edits(media_id, tags[media_id]) for media_id in held_out)
+    again = retag_media(
+        atlas.dispatcher,
+        targets=[str(media_id) for media_id in held_out],
+        force=True,
+        on_progress=advanced,
+    )
+    with engine.connect() as connection:
+        after_tags = tags_by_media(connection, held_out)
+    notes = list(dict.fromkeys(note for item in again.items for note in item.notes))
+    return LearningReport(
+        reviewed=len(reviewed),
+        review_edits=review_edits,
+        held_out=len(held_out),
+        edits_before=before,
+        edits_after=sum(edits(media_id, after_tags[media_id]) for media_id in held_out),
+        rules=[rule.description or rule.label for rule in list_rules(engine) if rule.enabled],
+        notes=notes,
+    )
