@@ -12,10 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from atlas.app import Atlas
-from atlas.db.tables import media
 from atlas.demo.build import DemoItem, DemoLibrary, build_library, load_items
 from atlas.embeddings import (
     ClusterReport,
@@ -168,28 +165,24 @@ def run_demo(
     if len(media.items) >= 3:
         report.clusters = cluster_library(atlas.dispatcher)
     if len(media.items) >= 2:
-        report.learning = _learn(atlas, items, [item.id for item in media.items], stage, advanced)
+        titles = {item.id: item.title for item in media.items}
+        report.learning = _learn(atlas, items, titles, stage, advanced)
     return report
 
 
 def _learn(
     atlas: Atlas,
     items: list[DemoItem],
-    media_ids: list[int],
+    titles: dict[int, str | None],
     stage: Callable[[str, int], None],
     advanced: Callable[[int], None],
 ) -> LearningReport:
     """The sample user corrects every other item; Atlas learns and tags the rest again."""
     settings, engine = atlas.settings, atlas.engine
     by_title = {item.title: [*item.genres, *item.tags] for item in items}
+    truth = {m: by_title[title] for m, title in titles.items() if title in by_title}
     with engine.connect() as connection:
-        tags = tags_by_media(connection, media_ids)
-        titles = dict(
-            connection.execute(select(media.c.id, media.c.title).where(media.c.id.in_(media_ids)))
-            .tuples()
-            .all()
-        )
-    truth = {m: by_title[titles[m]] for m in media_ids if titles.get(m) in by_title}
+        tags = tags_by_media(connection, list(truth))
     reviewed, held_out = list(truth)[::2], list(truth)[1::2]
 
     def edits(media_id: int, shown: list[Tag]) -> int:
