@@ -479,15 +479,10 @@ def embedded_library(
     return themed_library
 
 
-class FakeEmbeddingServer:
-    """A tiny HTTP server speaking Ollama's ``/api/embed`` and OpenAI's ``/v1/embeddings``.
-
-    Vectors are 8-d bags of hashed words, so equal texts get equal vectors.
-    Every request body is kept in ``requests``; ``fail_with`` makes the next
-    answers an error (status, JSON body).
-    """
-
-    dimension = 8
+class JsonServer:
+    """A small threaded HTTP server answering JSON POSTs, for remote services that
+    cannot run here. Subclasses implement :meth:`answer`; every request (path,
+    body, headers) is kept in ``requests``."""
 
     def __init__(self) -> None:
         import json
@@ -495,7 +490,6 @@ class FakeEmbeddingServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-        self.fail_with: tuple[int, dict[str, Any]] | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -505,27 +499,7 @@ class FakeEmbeddingServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append((self.path, body, dict(self.headers)))
-                if server.fail_with is not None:
-                    status, payload = server.fail_with
-                elif self.path == "/api/embed":
-                    status = 200
-                    payload = {
-                        "model": body["model"],
-                        "embeddings": [server.vector(t) for t in body["input"]],
-                    }
-                elif self.path == "/v1/embeddings":
-                    status = 200
-                    data = [
-                        {"object": "embedding", "index": i, "embedding": server.vector(t)}
-                        for i, t in enumerate(body["input"])
-                    ]
-                    payload = {
-                        "object": "list",
-                        "model": body["model"],
-                        "data": list(reversed(data)),
-                    }  # out of order on purpose
-                else:
-                    status, payload = 404, {"error": "not found"}
+                status, payload = server.answer(self.path, body)
                 raw = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -536,8 +510,45 @@ class FakeEmbeddingServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeEmbeddingServer(JsonServer):
+    """Speaks Ollama's ``/api/embed`` and OpenAI's ``/v1/embeddings``.
+
+    Vectors are 8-d bags of hashed words, so equal texts get equal vectors.
+    ``fail_with`` makes the next answers an error (status, JSON body).
+    """
+
+    dimension = 8
+
+    def __init__(self) -> None:
+        self.fail_with: tuple[int, dict[str, Any]] | None = None
+        super().__init__()
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if self.fail_with is not None:
+            return self.fail_with
+        if path == "/api/embed":
+            return 200, {
+                "model": body["model"],
+                "embeddings": [self.vector(t) for t in body["input"]],
+            }
+        if path == "/v1/embeddings":
+            data = [
+                {"object": "embedding", "index": i, "embedding": self.vector(t)}
+                for i, t in enumerate(body["input"])
+            ]
+            # Out of order on purpose.
+            return 200, {"object": "list", "model": body["model"], "data": list(reversed(data))}
+        return 404, {"error": "not found"}
 
     def vector(self, text: str) -> list[float]:
         import zlib
@@ -546,10 +557,6 @@ class FakeEmbeddingServer:
         for word in text.lower().split():
             values[zlib.crc32(word.encode()) % self.dimension] += 1.0
         return values
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -13,58 +11,33 @@ import pytest
 from atlas.app import open_atlas
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.tagging import list_media_tags, retag_media
-from conftest import free_port
+from conftest import JsonServer, free_port
 
 pytestmark = pytest.mark.slow
 
 
-class FakeOllama:
+class FakeOllama(JsonServer):
     """``POST /api/chat`` (non-streaming) answering with ``content`` set by the test."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
         self.content = json.dumps(
             {"tags": [{"tag": "science fiction", "confidence": 0.9}, {"tag": "Zero Gravity"}]}
         )
         self.status = 200
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append((self.path, body))
-                if self.path != "/api/chat":
-                    status, payload = 404, {"error": "not found"}
-                elif server.status != 200:
-                    status, payload = server.status, {"error": f"model '{body['model']}' not found"}
-                else:
-                    status, payload = (
-                        200,
-                        {
-                            "model": body["model"],
-                            "created_at": "2026-11-28T10:00:00Z",
-                            "message": {"role": "assistant", "content": server.content},
-                            "done": True,
-                            "done_reason": "stop",
-                        },
-                    )
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if path != "/api/chat":
+            return 404, {"error": "not found"}
+        if self.status != 200:
+            return self.status, {"error": f"model '{body['model']}' not found"}
+        return 200, {
+            "model": body["model"],
+            "created_at": "2026-11-28T10:00:00Z",
+            "message": {"role": "assistant", "content": self.content},
+            "done": True,
+            "done_reason": "stop",
+        }
 
 
 @pytest.fixture
@@ -110,7 +83,7 @@ def test_the_llm_suggests_vocabulary_and_free_tags_that_are_stored_and_explained
     assert scifi.kind == "genre" and "LLM llama3.2 suggested it (0.90)" in scifi.explanation
     free = tags["Zero Gravity"]
     assert free.kind == "topic" and free.explanation == "LLM llama3.2 suggested it (0.80)"
-    (path, body), *_ = ollama.requests
+    (path, body, _headers), *_ = ollama.requests
     assert path == "/api/chat"
     assert body["model"] == "llama3.2" and body["stream"] is False and body["format"] == "json"
     assert body["options"] == {"temperature": 0}
