@@ -230,7 +230,9 @@ def test_learned_rules_act_on_the_new_predictions_when_they_are_stored(
         atlas.close()
 
 
-def test_a_tag_kind_the_user_always_removes_stops_being_proposed(make_settings, embedded_library):
+def test_a_tag_kind_the_user_always_removes_stops_being_proposed(
+    make_settings, embedded_library, cli
+):
     atlas = open_atlas(
         make_settings(
             auto_process=False,
@@ -267,6 +269,20 @@ def test_a_tag_kind_the_user_always_removes_stops_being_proposed(make_settings, 
         assert "keyword tags not proposed: you kept 0 of the last 12 (0%)" in after.notes
         report = retag_media(atlas.dispatcher, targets=[str(station)])
         assert not any(tag.kind == "keyword" for tag in report.items[0].tags)
+
+        # The CLI says what the library taught the tagger once, not once per item.
+        other = _new_item(atlas, title="Moon Crew", description="Astronauts repair a rocket.")
+        result = cli(
+            "media-tags",
+            "retag",
+            str(station),
+            str(other),
+            "--force",
+            env={"ATLAS_TAGGING__CUTOFF_MIN_REVIEWS": "6"},
+        )
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.stdout.splitlines() if "not proposed" in line]
+        assert lines == ["2 items: keyword tags not proposed: you kept 0 of the last 12 (0%)"]
     finally:
         atlas.close()
 

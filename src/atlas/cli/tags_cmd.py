@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import typer
@@ -190,9 +191,16 @@ def _render_report(report: RetagReport, *, explain: bool) -> None:
                 soft_wrap=True,
             )
             _explain_lines(item.tags)
+    # What the tagger says of the whole library (learned cut-offs, too few tagged
+    # neighbours) comes with every item: say it once.
+    counts = Counter(note for item in shown for note in item.notes)
+    for note, count in counts.items():
+        if count > 1:
+            console.print(escape(f"{count} items: {note}"), soft_wrap=True)
     for item in shown:
         for note in item.notes:
-            console.print(escape(f"media {item.media_id}: {note}"), soft_wrap=True)
+            if counts[note] == 1:
+                console.print(escape(f"media {item.media_id}: {note}"), soft_wrap=True)
         if item.removed:
             stale = ", ".join(item.removed)
             console.print(escape(f"media {item.media_id}: replaced {stale}"), soft_wrap=True)
