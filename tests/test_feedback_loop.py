@@ -11,21 +11,7 @@ from _feedback import add_item, feedback_rows, snapshot, tag_new_item, tags_of
 from atlas.db.tables import learning_rules, media, rule_applications, task_logs
 from atlas.feedback import list_rules, run_feedback_loop, track_tag_edits
 
-
-@pytest.fixture
-def settings(make_settings):
-    # These tests build small feedback sets, where 3 of 3 corrections (confidence
-    # 0.8) must make a rule; the shipped floor (0.9) wants more evidence
-    # (test_feedback_mining.py::test_the_default_floor_wants_more_evidence).
-    return make_settings(auto_process=False, **{"feedback.min_confidence": 0.6})
-
-
-@pytest.fixture
-def cli(cli):
-    def run(*args, env=None, **kwargs):
-        return cli(*args, env={"ATLAS_FEEDBACK__MIN_CONFIDENCE": "0.6", **(env or {})}, **kwargs)
-
-    return run
+pytestmark = pytest.mark.small_feedback
 
 
 def _correct(atlas, item, tags=None, **kwargs):

@@ -14,21 +14,7 @@ from atlas.db.tables import user_feedback
 from atlas.feedback import mine_patterns, move_media, track_tag_edits
 from atlas.feedback.records import insert_feedback
 
-
-@pytest.fixture
-def settings(make_settings):
-    # These tests build small feedback sets, where 3 of 3 corrections (confidence
-    # 0.8) must make a rule; the shipped floor (0.9) wants more evidence
-    # (test_feedback_mining.py::test_the_default_floor_wants_more_evidence).
-    return make_settings(auto_process=False, **{"feedback.min_confidence": 0.6})
-
-
-@pytest.fixture
-def cli(cli):
-    def run(*args, env=None, **kwargs):
-        return cli(*args, env={"ATLAS_FEEDBACK__MIN_CONFIDENCE": "0.6", **(env or {})}, **kwargs)
-
-    return run
+pytestmark = pytest.mark.small_feedback
 
 
 def _mine(atlas, **kwargs):

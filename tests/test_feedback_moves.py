@@ -13,24 +13,7 @@ from atlas.feedback import move_media, run_feedback_loop, undo_application
 from atlas.media import ingest_paths
 from atlas.media.tags import Tag, upsert_tags
 
-
-@pytest.fixture
-def settings(make_settings):
-    # These tests build small feedback sets, where 3 of 3 corrections (confidence
-    # 0.8) must make a rule; the shipped floor (0.9) wants more evidence
-    # (test_feedback_mining.py::test_the_default_floor_wants_more_evidence).
-    return make_settings(auto_process=False, **{"feedback.min_confidence": 0.6})
-
-
-@pytest.fixture
-def cli(cli):
-    def run(*args, env=None, **kwargs):
-        return cli(*args, env={"ATLAS_FEEDBACK__MIN_CONFIDENCE": "0.6", **(env or {})}, **kwargs)
-
-    return run
-
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.small_feedback]
 
 _PATTERNS = ("testsrc2", "testsrc", "smptebars", "rgbtestsrc")
 
