@@ -72,9 +72,31 @@ def test_removal_is_learned_only_in_the_context_where_it_happens(atlas):
     assert (in_docs.support, in_docs.observed, in_docs.confidence) == (4, 4, 5 / 6)
     assert in_docs.qualifies
     assert in_docs.description.startswith(
-        "'music' is removed when the genre is 'documentary': 4 of 4 items where Atlas "
-        "predicted 'music' with genre 'documentary'"
+        "'music' is removed when the genre is 'documentary': 4 of 4 items with genre "
+        "'documentary' where Atlas predicted 'music' or you added it"
     )
+
+
+def test_no_removal_rule_for_a_tag_the_user_adds_elsewhere(atlas):
+    # Atlas's early guesses of 'History' were wrong, but the user tags other items so.
+    for n in range(6):
+        wrong = add_item(atlas.engine, f"Guess {n}", auto=["History", f"t{n}"])
+        _correct(atlas, wrong, f"t{n}")
+    for n in range(5):
+        right = add_item(atlas.engine, f"Epic {n}", auto=[f"e{n}"])
+        _correct(atlas, right, f"e{n}, History")
+    # 'Sci-Fi' is Atlas's name for something the user never calls so.
+    for n in range(6):
+        renamed = add_item(atlas.engine, f"Space {n}", auto=["Sci-Fi", f"s{n}"])
+        _correct(atlas, renamed, f"s{n}")
+
+    result = _mine(atlas)
+    (history,) = _find(result, "tag_removal", tag="history")
+    # 6 of 6 removals alone would make a rule; the 5 items the user tagged so count against it.
+    assert (history.support, history.observed) == (6, 11)
+    assert not history.qualifies
+    (scifi,) = _find(result, "tag_removal", tag="sci-fi")
+    assert (scifi.support, scifi.observed) == (6, 6) and scifi.qualifies
 
 
 def test_addition_is_learned_from_words_of_the_description(atlas):

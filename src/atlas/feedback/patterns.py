@@ -12,7 +12,8 @@ For every pattern, counted over distinct items:
 
 * **observed** — reviewed items where the pattern's condition held (for a tag
   mapping: every reviewed item where Atlas predicted the tag and the user's tag
-  was not there yet, corrected or not);
+  was not there yet, corrected or not; for a tag removal, also every item the
+  user added the tag to themselves);
 * **support** — of those, the items the user left the way the rule would have;
 * **confidence** — the same share, weighted, with one imagined hit and one
   imagined miss added (Laplace's rule of succession): ``(hits_w + 1) /
@@ -491,7 +492,7 @@ class _Miner:
 
         measures: dict[tuple[str, str, str], _Measure] = {}
         add_features = add_by_feature.keys()
-        for media_id, obs, predicted, _added, narrow, features, _context in observations:
+        for media_id, obs, predicted, added, narrow, features, _context in observations:
             pre, final, w = obs.pre, obs.final, obs.w
             for a in predicted & map_by_a.keys():
                 gone = a not in final
@@ -500,7 +501,10 @@ class _Miner:
                         key = ("map", a, b)
                         found = measures.get(key) or measures.setdefault(key, _Measure())
                         found.add(w, gone and b in final, media_id)
-            for a in predicted & rem_keys:
+            # Where the user added the tag themselves, removing it would have been
+            # wrong: a tag the user wants elsewhere is not removed always (the
+            # tagger's learned cut-offs raise the bar for it instead).
+            for a in chain(predicted & rem_keys, added & rem_keys):
                 gone = a not in final
                 for feature in (_ANY, *narrow):
                     if feature is _ANY or (a, feature) in rem_ctx:

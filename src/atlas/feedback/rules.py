@@ -442,7 +442,10 @@ def _words(
     if rule_type == "tag_removal":
         name = action.get("display") or action["tag"]
         when, where = _context_words(context)
-        return f"'{name}' is removed{when}", f"items where Atlas predicted '{name}'{where}"
+        return (
+            f"'{name}' is removed{when}",
+            f"items{where} where Atlas predicted '{name}' or you added it",
+        )
     if rule_type == "tag_addition":
         when, where = _context_words(context)
         scope = f"reviewed items{where}" if where else "reviewed items"
