@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from _feedback import add_item, feedback_rows, tag_new_item, tags_of
-from atlas.db.tables import media, media_tag_rejections, media_tags
+from atlas.db.tables import media, media_tag_rejections
 from atlas.errors import NotFound
 from atlas.feedback import add_user_tags, edit_metadata, remove_user_tags, track_tag_edits
-from atlas.media.tags import Tag, upsert_tags
 
 
 def _settings(atlas):
@@ -118,25 +117,6 @@ def test_single_tag_add_and_remove_are_feedback(atlas):
     # The user's tags already: nothing changes, nothing is recorded.
     add_user_tags(atlas.engine, _settings(atlas), item, "sports")
     assert len(feedback_rows(atlas.engine, item)) == 2
-
-
-def test_a_tag_the_user_adds_takes_the_kind_it_has_in_the_library(atlas):
-    raiders = add_item(atlas.engine, "Raiders")
-    with atlas.engine.begin() as connection:
-        upsert_tags(connection, raiders, [Tag("Adventure", kind="genre", source="auto")])
-    item = add_item(atlas.engine, "Treasure Island")
-    track_tag_edits(atlas.engine, _settings(atlas), item, tags="adventure, pirates")
-    other = add_item(atlas.engine, "Hook")
-    add_user_tags(atlas.engine, _settings(atlas), other, ["Adventure"], kind="keyword")
-
-    with atlas.engine.connect() as connection:
-        kinds = {
-            (row.media_id, row.tag): row.kind
-            for row in connection.execute(select(media_tags)).all()
-        }
-    assert kinds[(item, "adventure")] == "genre"  # as Atlas's vocabulary has it
-    assert kinds[(item, "pirates")] == "topic"  # new to the library
-    assert kinds[(other, "Adventure")] == "keyword"  # the user said so
 
 
 def test_removing_a_tag_the_item_lacks_changes_nothing(atlas):

@@ -165,8 +165,7 @@ def test_user_tags_are_never_overridden_and_removed_tags_never_come_back(tagger)
     tags = _tags(tagger, station)
     assert tags["Science Fiction"].source == "user" and tags["Science Fiction"].confidence == 1
     assert tags["Science Fiction"].explanation == "set by the user"
-    # The kind the tag has in the library (Atlas's vocabulary tagged other items so).
-    assert tags["Science Fiction"].kind == "genre"
+    assert tags["Science Fiction"].kind == "topic"  # as the user added it
 
     auto = [tag.tag for tag in tags.values() if tag.source == "auto"]
     assert auto

@@ -50,11 +50,7 @@ def add_command(
     ctx: typer.Context,
     target: str = typer.Argument(..., help=_TARGET_HELP),
     tags: list[str] = typer.Argument(..., help="Tags to add."),
-    kind: str | None = typer.Option(
-        None,
-        "--kind",
-        help="genre, topic or keyword (default: the kind the tag has in the library, else topic).",
-    ),
+    kind: str = typer.Option("topic", "--kind", help="genre, topic or keyword."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add tags as yours (an automatic tag added again is confirmed); Atlas learns from it."""

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from atlas.config import FeedbackSettings
 from atlas.db import database_errors, utcnow
-from atlas.db.tables import media, media_tags
+from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
 from atlas.feedback.context import TagState, current_tags
@@ -189,18 +189,17 @@ def add_user_tags(
     media_id: int,
     tags: str | Sequence[str],
     *,
-    kind: str | None = None,
+    kind: str = "topic",
     confidence: float = 1.0,
 ) -> EditReport:
     """Add tags to an item as the user's (``media-tags add``), recorded as feedback.
 
     An automatic tag the user adds again becomes theirs (a confirmation). Adding
-    tags the user already set changes and records nothing. ``kind``: of the new
-    tags; ``None``: the kind each already has in the library (else ``topic``).
+    tags the user already set changes and records nothing.
     """
     confidence = check_confidence(confidence)
     wanted = parse_tag_set(tags)
-    if kind is not None and kind not in ("genre", "topic", "keyword"):
+    if kind not in ("genre", "topic", "keyword"):
         raise InvalidInput(f"unknown tag kind {kind!r}; use genre, topic or keyword")
     report = EditReport(media_id)
     with database_errors(engine), engine.begin() as connection:
@@ -290,7 +289,7 @@ def _edit_tags(
     set_to: Sequence[str] | None = None,
     add: Sequence[str] = (),
     remove: Sequence[str] = (),
-    kind: str | None = None,
+    kind: str = "topic",
     confidence: float,
     now: datetime,
 ) -> None:
@@ -335,15 +334,13 @@ def _edit_tags(
     if set_to is not None:
         after = list(keep.values())
     remove_tags(connection, media_id, sorted(removed_norms))
-    new = [normalise_tag(tag) for tag in added]
-    kinds = {norm: kind for norm in new} if kind else established_kinds(connection, new)
     upsert_tags(
         connection,
         media_id,
         [
             Tag(
                 display,
-                kind=current[norm].kind if norm in current else kinds.get(norm, "topic"),
+                kind=current[norm].kind if norm in current else kind,
                 source="user",
                 confidence=confidence,
                 explanation="set by the user",
@@ -427,23 +424,3 @@ def _edit_field(
         connection, settings, report.media_id, feedback_id=feedback_id, now=now, **extra
     )
     report.changes.append(ValueChange(name=name, before=old, after=value, feedback_id=feedback_id))
-
-
-def established_kinds(connection: Connection, norms: Sequence[str]) -> dict[str, str]:
-    """The kind each tag has on most items of the library (tags it does not hold yet: none).
-
-    A tag the user adds takes it: 'Adventure' stays a genre whether Atlas predicted
-    it or the user typed it, so what is learned per kind holds together.
-    """
-    if not norms:
-        return {}
-    counted = connection.execute(
-        select(media_tags.c.tag_norm, media_tags.c.kind, func.count())
-        .where(media_tags.c.tag_norm.in_(sorted(set(norms))))
-        .group_by(media_tags.c.tag_norm, media_tags.c.kind)
-        .order_by(func.count().desc(), media_tags.c.kind)
-    )
-    kinds: dict[str, str] = {}
-    for norm, kind, _count in counted:
-        kinds.setdefault(norm, kind)
-    return kinds

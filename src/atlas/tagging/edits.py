@@ -121,7 +121,7 @@ def add_media_tags(
     target: str,
     tags: Sequence[str],
     *,
-    kind: str | None = None,
+    kind: str = "topic",
 ) -> TagEdit:
     """Add tags as the user's, recorded as feedback; an automatic tag added again is confirmed.
 
@@ -129,7 +129,7 @@ def add_media_tags(
     kind or target changes nothing.
     """
     cleaned = _check_tags(tags)
-    if kind is not None and kind not in _KINDS:
+    if kind not in _KINDS:
         raise InvalidInput(f"unknown tag kind {kind!r}; use genre, topic or keyword")
     media_id = resolve_target(engine, target)
     report = add_user_tags(engine, settings, media_id, cleaned, kind=kind)
