@@ -570,13 +570,13 @@ def print_simulation(runs: dict[str, Run], block: int) -> bool:
             continue  # no feedback loop, no rules
         applications = sum(b.applications for b in run.blocks)
         kept = sum(b.kept for b in run.blocks)
-        share = kept / applications if applications else 0.0
-        met = applications > 0 and share >= KEPT_TARGET
+        met = applications > 0 and kept / applications >= KEPT_TARGET
         if name == "on":
             ok &= met
+        share = f"{kept / applications:.1%}" if applications else "none to judge"
         print(
             f"{name}: rule applications while tagging: {applications}, kept by the user {kept} "
-            f"({share:.1%}; target >= {KEPT_TARGET:.0%}: {'met' if met else 'MISSED'})"
+            f"({share}; target >= {KEPT_TARGET:.0%}: {'met' if met else 'MISSED'})"
         )
     if "on" in runs:
         run = runs["on"]

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from _feedback import add_item, feedback_rows, snapshot, tag_new_item, tags_of
 from atlas.db.tables import learning_rules, media, rule_applications, task_logs
 from atlas.feedback import list_rules, run_feedback_loop, track_tag_edits
+from atlas.tagging.cutoffs import NEVER, learned_cutoffs
 
 pytestmark = pytest.mark.small_feedback
 
@@ -297,3 +298,20 @@ def test_the_loop_runs_as_a_logged_task_and_refuses_contradicting_flags(atlas, c
     with atlas.engine.connect() as connection:
         logs = connection.execute(select(task_logs.c.task_type, task_logs.c.status)).all()
     assert [tuple(row) for row in logs] == [("feedback-loop", "completed")]
+
+
+def test_tags_a_rule_takes_away_are_not_evidence_about_their_kind(atlas):
+    # Atlas's 'sci-fi' is always replaced; its 'drama' is kept on 4 of 6 items.
+    for n in range(6):
+        item = add_item(atlas.engine, f"Film {n}", auto=["sci-fi", "drama"])
+        _correct(atlas, item, "Science Fiction, drama" if n < 4 else "Science Fiction")
+    config = atlas.settings.tagging.model_copy(update={"cutoff_min_reviews": 6})
+
+    # 4 kept of 12 reviewed topics: nothing pays, so no new topic would be proposed.
+    assert learned_cutoffs(config, atlas.engine).level("western", "topic") == NEVER
+    run_feedback_loop(atlas.engine, atlas.settings.feedback)
+    assert _rule(atlas).takes_away == "sci-fi"
+    # The rule answers for 'sci-fi': 4 of the 6 other topics were kept, so they are shown.
+    cutoffs = learned_cutoffs(config, atlas.engine)
+    assert cutoffs.level("western", "topic") == config.threshold
+    assert cutoffs.kinds["topic"].reviewed == 6

@@ -143,3 +143,16 @@ def test_rules_change_only_automatic_tags_in_order_and_respect_rejections_and_re
     # A disabled rule is not in the index at all.
     mapping.enabled = False
     assert [e.rule.id for e in plan_tag_effects(RuleIndex([mapping]), _context(), tags)] == []
+
+
+def test_a_rule_takes_a_tag_away_when_its_only_condition_is_the_tag():
+    alone = {"all": [{"has_tag": "sci-fi", "sources": ["auto"]}]}
+    in_docs = {"all": [{"has_tag": "sci-fi", "sources": ["auto"]}, {"genre": "documentary"}]}
+    removal = {"op": "remove_tag", "tag": "sci-fi"}
+    mapping = {"op": "replace_tag", "from": "sci-fi", "to": "science fiction", "display": "SF"}
+    addition = {"all": [{"lacks_tag": "space"}]}
+    assert _rule(1, "tag_removal", alone, removal).takes_away == "sci-fi"
+    assert _rule(2, "tag_mapping", alone, mapping).takes_away == "sci-fi"
+    assert _rule(3, "tag_removal", in_docs, removal).takes_away is None
+    add = {"op": "add_tag", "tag": "space", "display": "space"}
+    assert _rule(4, "tag_addition", addition, add).takes_away is None

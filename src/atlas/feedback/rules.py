@@ -109,6 +109,23 @@ class Rule:
     def label(self) -> str:
         return f"rule {self.id}" if self.id is not None else "new rule"
 
+    @property
+    def takes_away(self) -> str | None:
+        """The automatic tag this rule takes off every item it is predicted on, if any.
+
+        That is a removal or a mapping whose only condition is the tag itself.
+        """
+        if self.rule_type not in ("tag_removal", "tag_mapping"):
+            return None
+        clauses = self.condition.get("all")
+        if not isinstance(clauses, list) or len(clauses) != 1:
+            return None
+        tag = clauses[0].get("has_tag")
+        if clauses[0] != {"has_tag": tag, "sources": ["auto"]}:
+            return None
+        name = "tag" if self.rule_type == "tag_removal" else "from"
+        return tag if self.action.get(name) == tag else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

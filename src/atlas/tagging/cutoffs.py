@@ -17,6 +17,11 @@ kind, e.g. keyphrases a user does not tag by), the kind is not proposed at all
 of its tags were reviewed; a tag's own cut-off takes precedence over its kind's.
 ``tagging.learn_cutoffs = false`` switches this off.
 
+Tags that an enabled learned rule takes off every item (a removal or a mapping
+of the tag alone: 'Sci-Fi', when the user says 'Science Fiction') are the rule's
+business, not evidence about their kind: they are left out of its reviews, so a
+few renamed vocabulary entries do not hold back every genre.
+
 When the best cut-off is the lowest confidence reviewed (showing everything
 paid), the threshold stands, so a cut-off raised while the tagger knew little
 comes down again once the newer reviews say so. A kind or tag that is not
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +42,7 @@ from sqlalchemy import Engine, func, select
 from atlas.config import TaggingSettings
 from atlas.db import database_errors
 from atlas.db.tables import user_feedback
+from atlas.feedback.rules import load_rules
 from atlas.media.tags import normalise_tag
 
 __all__ = [
@@ -175,8 +181,11 @@ class Reviews:
         return found
 
 
-def reviewed_tags(engine: Engine, window: int) -> Reviews:
-    """The automatic tags of the latest full reviews (``track-tag-edits --tags``)."""
+def reviewed_tags(engine: Engine, window: int, skip: Collection[str] = ()) -> Reviews:
+    """The automatic tags of the latest full reviews (``track-tag-edits --tags``).
+
+    ``skip``: tags left out (those learned rules take away).
+    """
     query = (
         select(user_feedback.c.original_value, user_feedback.c.corrected_value)
         .where(
@@ -195,7 +204,7 @@ def reviewed_tags(engine: Engine, window: int) -> Reviews:
                     continue
                 final = {normalise_tag(tag) for tag in after["tags"]}
                 for state in json.loads(original)["tags"]:
-                    if state.get("source") == "auto":
+                    if state.get("source") == "auto" and state["norm"] not in skip:
                         reviews.add(state, state["norm"] in final, window)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a row in a layout this version does not know is not evidence
@@ -221,11 +230,14 @@ def learned_cutoffs(config: TaggingSettings, engine: Engine) -> Cutoffs:
         return Cutoffs()
     with database_errors(engine), engine.connect() as connection:
         newest = connection.execute(select(func.max(user_feedback.c.id))).scalar()
+        ruled = load_rules(connection, enabled_only=True, types=("tag_removal", "tag_mapping"))
     if newest is None:
         return Cutoffs()
+    taken = tuple(sorted({tag for rule in ruled if (tag := rule.takes_away) is not None}))
     key = (
         engine.url.render_as_string(hide_password=False),
         newest,
+        taken,
         config.threshold,
         config.cutoff_min_reviews,
         config.cutoff_window,
@@ -233,7 +245,7 @@ def learned_cutoffs(config: TaggingSettings, engine: Engine) -> Cutoffs:
     with _lock:
         if key in _cache:
             return _cache[key]
-    found = reviewed_tags(engine, config.cutoff_window).cutoffs(
+    found = reviewed_tags(engine, config.cutoff_window, taken).cutoffs(
         threshold=config.threshold, min_reviews=config.cutoff_min_reviews
     )
     with _lock:
