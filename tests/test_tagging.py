@@ -263,6 +263,7 @@ def test_a_tag_kind_the_user_always_removes_stops_being_proposed(
 
         after = predict_tags(atlas.settings, atlas.engine, [item])[station]
         assert not any(tag.kind == "keyword" for tag in after.tags)
+        assert "keyphrases" in before.sources and "keyphrases" not in after.sources
         assert {tag.norm for tag in after.tags} == {
             tag.norm for tag in before.tags if tag.kind != "keyword"
         }

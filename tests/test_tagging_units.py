@@ -258,6 +258,15 @@ def test_reviews_make_cutoffs_per_kind_and_per_tag_with_enough_reviews():
     assert reviews.kinds["topic"][:2] == [(0.4, False), (0.5, False)]  # newest first
 
 
+def test_a_kind_is_proposed_unless_it_and_each_of_its_own_tags_are_off():
+    off = Cutoff("keyword", NEVER, 50, 1, 48)
+    assert Cutoffs().proposes("keyword")
+    assert not Cutoffs(kinds={"keyword": off}).proposes("keyword")
+    assert Cutoffs(kinds={"keyword": Cutoff("keyword", 0.5, 50, 30, 5)}).proposes("keyword")
+    heist = Cutoff("keyword", 0.3, 50, 40, 0, tag="heist")
+    assert Cutoffs(kinds={"keyword": off}, tags={"heist": heist}).proposes("keyword")
+
+
 def test_combine_holds_each_tag_to_its_cutoff():
     found = SourceResult("zero_shot")
     for tag, kind, score in (

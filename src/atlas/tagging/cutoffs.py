@@ -13,7 +13,8 @@ cut-off is the confidence ``c`` that would have saved the most edits::
 Tags below ``tagging.threshold`` are never shown, so the cut-off only ever raises
 it. When no cut-off saves anything (the user removes nearly every tag of the
 kind, e.g. keyphrases a user does not tag by), the kind is not proposed at all
-(cut-off above 1). A kind or a tag is judged once ``tagging.cutoff_min_reviews``
+(cut-off above 1); when no keyword can be shown, the tagger does not run its
+keyphrase source. A kind or a tag is judged once ``tagging.cutoff_min_reviews``
 of its tags were reviewed; a tag's own cut-off takes precedence over its kind's.
 ``tagging.learn_cutoffs = false`` switches this off.
 
@@ -101,6 +102,13 @@ class Cutoffs:
         """The confidence a tag must reach (0.0: no cut-off learned for it)."""
         found = self.tags.get(norm) or self.kinds.get(kind)
         return found.cutoff if found is not None else 0.0
+
+    def proposes(self, kind: str) -> bool:
+        """Whether a tag of this kind can still be shown (by the kind's or its own cut-off)."""
+        found = self.kinds.get(kind)
+        if found is None or not found.never:
+            return True
+        return any(c.kind == kind and not c.never for c in self.tags.values())
 
     def notes(self, threshold: float) -> list[str]:
         """What the tagger says about them: each kind's, and a count of the tags'."""

@@ -106,6 +106,7 @@ def predict_tags(
     matrix = np.stack([vectors[item.media_id] for item in usable]).astype(np.float32)
     ids = [item.media_id for item in usable]
 
+    cutoffs = learned_cutoffs(config, engine)
     per_source: dict[str, dict[int, SourceResult]] = {}
     notes: dict[int, list[str]] = {media_id: [] for media_id in ids}
     if weights.zero_shot > 0:
@@ -117,14 +118,15 @@ def predict_tags(
         if note:
             for media_id in ids:
                 notes[media_id].append(note)
-    if weights.keyphrases > 0 and config.keyphrases > 0:
+    # Keyphrases are most of the tagging time; when the user's reviews say keyword
+    # tags are not wanted, they are not worth computing for the rest alone.
+    if weights.keyphrases > 0 and config.keyphrases > 0 and cutoffs.proposes("keyword"):
         per_source["keyphrases"] = keyphrases(settings, vocabulary, usable, matrix)
     if config.ollama_model and weights.llm > 0:
         per_source["llm"], unread = llm_tags(config, vocabulary, usable)
         for media_id, note in unread.items():
             notes[media_id].append(note)
 
-    cutoffs = learned_cutoffs(config, engine)
     raised = cutoffs.notes(config.threshold)
     predictions = {}
     for item in usable:
