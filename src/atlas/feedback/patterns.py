@@ -248,7 +248,6 @@ class _Miner:
         self.atlas_display: dict[str, str] = {}
         self.kinds: dict[str, str] = {}
         self.contexts: dict[int, MediaContext] = {}
-        self._norms: dict[str, str] = {}
         # Per tag, the weight of reviewed items Atlas showed it on, and that the user added it to.
         self.pre_w: dict[str, float] = defaultdict(float)
         self.added_w: dict[str, float] = defaultdict(float)
@@ -300,12 +299,6 @@ class _Miner:
                 self._tag_item(media_id, first, last)
         return count
 
-    def _norm(self, tag: str) -> str:
-        norm = self._norms.get(tag)
-        if norm is None:
-            norm = self._norms[tag] = normalise_tag(tag)
-        return norm
-
     def _tag_item(
         self, media_id: int, first: tuple[str, str, float], last: tuple[str, str, float] | None
     ) -> None:
@@ -331,13 +324,13 @@ class _Miner:
         after = json.loads(corrected)
         final = {state["norm"] for state in before["tags"]}
         for tag in after["removed"]:
-            final.discard(self._norm(tag))
+            final.discard(normalise_tag(tag))
         for tag in after["added"]:
-            norm = self._norm(tag)
+            norm = normalise_tag(tag)
             final.add(norm)
             self.user_display[norm] = tag
         for old, new in after.get("replaced", ()):
-            self.paired[(self._norm(old), self._norm(new))] += 1
+            self.paired[(normalise_tag(old), normalise_tag(new))] += 1
         obs = self.tags[media_id] = _TagObs()
         obs.pre, obs.final, obs.w = pre, final, weight
 
