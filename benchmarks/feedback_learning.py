@@ -384,9 +384,9 @@ def simulate(
 def mining_scale(
     movies: list[dict[str, str]], scratch: Path, *, rows: int, per_item: int
 ) -> tuple[int, int, float, int]:
-    """Mine ``rows`` feedback rows about ``rows / per_item`` items.
+    """Mine ``rows`` feedback rows, ``per_item`` about each item (``rows / per_item`` items).
 
-    Returns (rows, items, seconds, patterns found).
+    Returns (rows, items they are about, seconds, patterns found).
     """
     from atlas.app import open_atlas
     from atlas.config import load_settings
@@ -431,18 +431,17 @@ def mining_scale(
 
         def write(media_id: int, kind: str, original: Any, corrected: Any, stamp: Any) -> None:
             nonlocal written
-            if written < rows:
-                insert_feedback(
-                    connection,
-                    media_id,
-                    kind,
-                    original,
-                    corrected,
-                    confidence=rng.choice((1.0, 1.0, 0.8)),
-                    source="user",
-                    now=stamp,
-                )
-                written += 1
+            insert_feedback(
+                connection,
+                media_id,
+                kind,
+                original,
+                corrected,
+                confidence=rng.choice((1.0, 1.0, 0.8)),
+                source="user",
+                now=stamp,
+            )
+            written += 1
 
         with atlas.engine.begin() as connection:
             for index, media_id in enumerate(ids):
@@ -450,6 +449,9 @@ def mining_scale(
                 truth = user_tags(movie) or ["Drama"]
                 genres = genre_names(movie) or ["Drama"]
                 stamp = now - timedelta(hours=rng.randrange(24 * 365))
+                # Each item's first ``per_item`` rows of these four (the last item: what
+                # is left of ``rows``).
+                wanted_rows = min(per_item, rows - written)
                 # 1. The first review: Atlas's genres (some renamed) and keyphrases.
                 predicted = [renamed.get(g, g) for g in genres[:2]]
                 predicted += [" ".join(rng.sample(words, 2)) for _ in range(3)]
@@ -468,6 +470,8 @@ def mining_scale(
                     rule_removed=[],
                 )
                 write(media_id, "tag_correction", original, corrected, stamp)
+                if wanted_rows < 2:
+                    continue
                 # 2. Later, one more tag.
                 mine = {normalise_tag(t): state(t, "user", "topic") for t in truth}
                 extra = rng.choice(words)
@@ -482,6 +486,8 @@ def mining_scale(
                 )
                 write(media_id, "tag_correction", original, corrected, stamp + timedelta(days=1))
                 # 3. The genre, and 4. a rating.
+                if wanted_rows < 3:
+                    continue
                 write(
                     media_id,
                     "metadata_edit",
@@ -489,6 +495,8 @@ def mining_scale(
                     {"field": "genre", "value": genres[0]},
                     stamp,
                 )
+                if wanted_rows < 4:
+                    continue
                 write(
                     media_id,
                     "rating",
@@ -500,7 +508,7 @@ def mining_scale(
         with atlas.engine.connect() as connection:
             result = mine_patterns(connection, settings.feedback)
         seconds = time.perf_counter() - clock
-        return result.feedback_rows, len(ids), seconds, len(result.patterns)
+        return result.feedback_rows, result.items, seconds, len(result.patterns)
     finally:
         atlas.close()
 

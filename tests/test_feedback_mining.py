@@ -251,3 +251,22 @@ def test_the_default_floor_wants_more_evidence(make_settings):
         assert mapping.confidence == pytest.approx(11 / 12)
     finally:
         atlas.close()
+
+
+def test_many_contexts_are_read_by_scanning_and_only_the_wanted_ones_kept(atlas, monkeypatch):
+    from atlas.feedback import context
+
+    items = [
+        add_item(atlas.engine, f"Item {n}", auto=["noir"], user=[f"t{n}"], description="rain city")
+        for n in range(6)
+    ]
+    _correct(atlas, items[1], ["t1", "femme fatale"])
+    wanted = [items[1], items[3], items[4], 10_000]  # and an id that is not in the library
+    with atlas.engine.connect() as connection:
+        by_id = context.load_contexts(connection, wanted)
+        monkeypatch.setattr(context, "_SCAN_ABOVE", 1)
+        scanned = context.load_contexts(connection, wanted)
+    assert sorted(scanned) == sorted(by_id) == sorted(wanted[:3])
+    assert scanned == by_id
+    assert scanned[items[1]].tags.keys() == {"t1", "femme fatale"}
+    assert scanned[items[3]].words == {"item", "rain", "city"}

@@ -56,6 +56,8 @@ get gets got make makes made take takes took new year years life find finds must
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _CHUNK = 500
+#: More items than this: :func:`load_contexts` reads whole tables.
+_SCAN_ABOVE = 2000
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,15 @@ def _tag_state(row: Any) -> TagState:
 def load_contexts(
     connection: Connection, media_ids: Iterable[int] | None = None, *, words: bool = True
 ) -> dict[int, MediaContext]:
-    """Contexts of the given items (all items when ``None``), read in bulk."""
+    """Contexts of the given items (all items when ``None``), read in bulk.
+
+    Up to :data:`_SCAN_ABOVE` items are read by id; more, by one pass over each
+    table that skips the rows of other items (fewer round trips than thousands
+    of id lists).
+    """
     ids = None if media_ids is None else sorted(set(media_ids))
+    wanted = None if ids is None else set(ids)
+    by_id = None if ids is None or len(ids) > _SCAN_ABOVE else ids
     contexts: dict[int, MediaContext] = {}
     columns = (
         media.c.id,
@@ -182,8 +191,10 @@ def load_contexts(
         media.c.description,
     )
     descriptions: dict[int, str | None] = {}
-    for where in _id_filters(media.c.id, ids):
+    for where in _id_filters(media.c.id, by_id):
         for row in connection.execute(select(*columns).where(*where)):
+            if wanted is not None and row.id not in wanted:
+                continue
             contexts[row.id] = MediaContext(
                 media_id=row.id,
                 media_type=row.media_type,
@@ -196,13 +207,13 @@ def load_contexts(
             descriptions[row.id] = row.description
     if not contexts:
         return contexts
-    known = sorted(contexts)
-    only = None if ids is None else known
+    only = None if by_id is None else sorted(contexts)
 
     tag_lists: dict[int, list[TagState]] = {}
     for where in _id_filters(media_tags.c.media_id, only):
         for row in connection.execute(select(media_tags).where(*where)):
-            tag_lists.setdefault(row.media_id, []).append(_tag_state(row))
+            if row.media_id in contexts:
+                tag_lists.setdefault(row.media_id, []).append(_tag_state(row))
     for media_id, states in tag_lists.items():
         ordered = sorted(states, key=lambda s: SOURCE_RANK[s.source])
         if media_id in contexts:
@@ -254,7 +265,7 @@ def load_contexts(
             rows = connection.execute(
                 select(transcripts.c.media_id, transcripts.c.text).where(*where)
             )
-            texts.update({media_id: text for media_id, text in rows})
+            texts.update({media_id: text for media_id, text in rows if media_id in contexts})
         for media_id, context in contexts.items():
             context.words = text_words(
                 context.title, descriptions.get(media_id), texts.get(media_id)

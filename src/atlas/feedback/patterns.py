@@ -70,7 +70,6 @@ ADDITION_PRIOR = 10.0
 MAX_CONTEXTS_PER_TAG = 5
 #: A report lists at most this many patterns (the rules are all stored).
 MAX_REPORTED = 1000
-_LOAD_ALL_ABOVE = 2000
 _EXAMPLES = 5
 #: Context features are ``kind<SEP>value`` strings (cheap to hash, many of them).
 _SEP = "\x1f"
@@ -208,8 +207,7 @@ def mine_patterns(
     items = miner.items()
     result.items = len(items)
     if items:
-        load = None if len(items) > _LOAD_ALL_ABOVE else items
-        miner.contexts = load_contexts(connection, load)
+        miner.contexts = load_contexts(connection, items)
     found: list[Pattern] = []
     found += miner.tag_patterns(min_frequency, min_confidence)
     found += miner.genre_patterns(min_frequency)
