@@ -44,7 +44,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, product
@@ -218,6 +218,7 @@ def mine_patterns(
             pattern.support >= min_frequency and pattern.confidence >= min_confidence
         )
     result.patterns = _prune([p for p in found if p.support >= min_frequency])
+    miner.find_examples(result.patterns)
     for pattern in result.patterns:
         pattern.description = describe(
             pattern.rule_type,
@@ -246,6 +247,9 @@ class _Miner:
         self.atlas_display: dict[str, str] = {}
         self.kinds: dict[str, str] = {}
         self.contexts: dict[int, MediaContext] = {}
+        self.additions: _Additions | None = None
+        #: Addition patterns (by key) -> (tag, feature): their examples are found once kept.
+        self.addition_keys: dict[str, tuple[str, str]] = {}
         # Per tag, the weight of reviewed items Atlas showed it on, and that the user added it to.
         self.pre_w: dict[str, float] = defaultdict(float)
         self.added_w: dict[str, float] = defaultdict(float)
@@ -346,6 +350,13 @@ class _Miner:
             known = self.genres[media_id] = [normalise_genre(old), old, None, None, weight]
         known[2], known[3], known[4] = normalise_genre(value), value, weight
 
+    def find_examples(self, patterns: list[Pattern]) -> None:
+        """Fill in the examples of the addition patterns (measured without them)."""
+        for pattern in patterns:
+            where = self.addition_keys.get(pattern.key)
+            if where is not None and self.additions is not None:
+                pattern.examples = sorted(self.additions.examples(*where))
+
     def items(self) -> list[int]:
         return sorted(set(self.tags) | set(self.genres) | set(self.moves))
 
@@ -430,11 +441,6 @@ class _Miner:
             needed = ADDITION_PRIOR * (min_confidence - base) / (heavy * (1.0 - min_confidence))
             return max(float(min_frequency), needed)
 
-        def may_qualify_addition(b: str, hits: int, held_at_least: int) -> bool:
-            misses = max(0, held_at_least - hits)
-            best = heavy * hits + ADDITION_PRIOR * self._base_rate(b)
-            return best >= min_confidence * (heavy * hits + light * misses + ADDITION_PRIOR)
-
         # Only tags added, and contexts seen, on that many items can make an
         # addition pattern: count the pairs of those alone. The words of the items'
         # texts are by far the most features: only the frequent ones take part.
@@ -458,14 +464,7 @@ class _Miner:
                     features.update(
                         [frequent_words[w] for w in context.words & frequent_words.keys()]
                     )
-        frequent_features = {f for f, count in feature_count.items() if count >= floor}
-        add_count: Counter[tuple[str, str]] = Counter()
-        if frequent_tags and frequent_features:
-            for _media_id, _obs, _predicted, added, _narrow, features, _context in observations:
-                if added:
-                    tags = added & frequent_tags
-                    if tags:
-                        add_count.update(product(tags, features & frequent_features))
+        frequent_features = [f for f, count in feature_count.items() if count >= floor]
 
         map_by_a: dict[str, list[str]] = {}
         for (a, b), count in map_count.items():
@@ -473,17 +472,10 @@ class _Miner:
                 map_by_a.setdefault(a, []).append(b)
         rem_keys = {a for a, count in rem_count.items() if count >= min_frequency}
         rem_ctx = {key for key, count in rem_ctx_count.items() if count >= min_frequency}
-        add_by_feature: dict[str, list[str]] = {}
-        for (b, feature), count in add_count.items():
-            if count >= needed[b] and may_qualify_addition(
-                b, count, feature_count[feature] - pre_count[b]
-            ):
-                add_by_feature.setdefault(feature, []).append(b)
-        del map_count, rem_count, rem_ctx_count, add_count
+        del map_count, rem_count, rem_ctx_count
 
         measures: dict[tuple[str, str, str], _Measure] = {}
-        add_features = add_by_feature.keys()
-        for media_id, obs, predicted, added, narrow, features, _context in observations:
+        for media_id, obs, predicted, added, narrow, _features, _context in observations:
             pre, final, w = obs.pre, obs.final, obs.w
             for a in predicted & map_by_a.keys():
                 gone = a not in final
@@ -502,18 +494,32 @@ class _Miner:
                         key = ("rem", a, feature)
                         found = measures.get(key) or measures.setdefault(key, _Measure())
                         found.add(w, gone, media_id)
-            for feature in features & add_features:
-                for b in add_by_feature[feature]:
-                    if b not in pre:
-                        key = ("add", b, feature)
-                        found = measures.get(key) or measures.setdefault(key, _Measure())
-                        found.add(w, b in final, media_id)
+        if frequent_tags and frequent_features:
+            import numpy as np
+
+            tags = sorted(frequent_tags)
+            needed_of = np.array([needed[b] for b in tags])
+            base_of = np.array([self._base_rate(b) for b in tags])
+            shown_of = np.array([pre_count[b] for b in tags], dtype=np.float64)
+
+            def may_qualify_additions(b: Any, feature_items: Any, hits: Any) -> Any:
+                """Per pair (tag index, its hits, items of its feature): may it qualify?"""
+                misses = np.maximum(0.0, feature_items - shown_of[b] - hits)
+                best = heavy * hits + ADDITION_PRIOR * base_of[b]
+                return (hits >= needed_of[b]) & (
+                    best >= min_confidence * (heavy * hits + light * misses + ADDITION_PRIOR)
+                )
+
+            self.additions = _Additions(observations, tags, frequent_features)
+            measures.update(self.additions.measure(may_qualify_additions))
 
         patterns = []
         for key, found in measures.items():
             pattern = self._tag_pattern(key, found)
             if key[0] == "map":
                 pattern.paired = self.paired.get((key[1], key[2]), 0)
+            elif key[0] == "add":
+                self.addition_keys[pattern.key] = (key[1], key[2])
             patterns.append(pattern)
         return patterns
 
@@ -662,6 +668,99 @@ class _Miner:
                 _pattern(rule_type, (rule_type, feature, folder), condition, action, found)
             )
         return patterns
+
+
+class _Additions:
+    """Count, choose and measure the additions "tag b is added where feature f holds".
+
+    Every frequent tag is paired with every frequent feature, too many pairs to
+    count one by one, so the reviewed items become sparse 0/1 matrices (rows in
+    ``observations`` order): ``added`` (the user added b), ``shown`` (Atlas
+    showed b, so adding it was not needed) and ``held`` (f holds). ``added.T @
+    held`` counts each pair's corrections; ``may_qualify(b, items with f, hits)``
+    keeps the candidates; a candidate is measured over the items where f holds
+    and b was not shown (``held`` less ``shown.T @ held``). Its examples (the
+    first :data:`_EXAMPLES` items where b was added and f holds) are looked up
+    only for the patterns kept (:meth:`examples`).
+    """
+
+    def __init__(self, observations: list[Any], tags: list[str], features: list[str]) -> None:
+        import numpy as np
+
+        self.tags, self.features = tags, features
+        self.tag_index = {b: i for i, b in enumerate(tags)}
+        self.feature_index = {f: i for i, f in enumerate(features)}
+        rows = len(observations)
+        self.media_ids = np.fromiter((o[0] for o in observations), np.int64, rows)
+        self.weights = np.fromiter((o[1].w for o in observations), np.float64, rows)
+        tag_index, feature_index = self.tag_index, self.feature_index
+        self.added = _incidence(
+            [[tag_index[b] for b in o[3] if b in tag_index] for o in observations], len(tags)
+        )
+        self.shown = _incidence(
+            [[tag_index[b] for b in o[1].pre if b in tag_index] for o in observations], len(tags)
+        )
+        self.held = _incidence(
+            [[i for i in map(feature_index.get, o[5]) if i is not None] for o in observations],
+            len(features),
+        )
+
+    def measure(
+        self, may_qualify: Callable[[Any, Any, Any], Any]
+    ) -> dict[tuple[str, str, str], _Measure]:
+        import numpy as np
+        from scipy import sparse
+
+        added, shown, held = self.added, self.shown, self.held
+        feature_items = np.asarray(held.sum(axis=0)).ravel()
+        counts = (added.T @ held).tocoo()
+        chosen = may_qualify(counts.row, feature_items[counts.col], counts.data)
+        b, f = counts.row[chosen], counts.col[chosen]
+        if not len(b):
+            return {}
+        weighted = sparse.diags(self.weights)
+        hit_n = counts.data[chosen]
+        hit_w = np.asarray(((weighted @ added).T @ held)[b, f]).ravel()
+        held_n = feature_items[f] - np.asarray((shown.T @ held)[b, f]).ravel()
+        held_w = (held.T @ self.weights)[f] - np.asarray(
+            ((weighted @ shown).T @ held)[b, f]
+        ).ravel()
+        measures = {}
+        for i, (tag, feature) in enumerate(zip(b.tolist(), f.tolist(), strict=True)):
+            found = measures[("add", self.tags[tag], self.features[feature])] = _Measure()
+            found.hit_n, found.hit_w = int(hit_n[i]), float(hit_w[i])
+            found.held_n, found.held_w = int(held_n[i]), float(held_w[i])
+        return measures
+
+    def examples(self, tag: str, feature: str) -> list[int]:
+        """The first items (in reading order) where ``tag`` was added and ``feature`` holds."""
+        import numpy as np
+
+        b, f = self.tag_index[tag], self.feature_index[feature]
+        if not hasattr(self, "_by_tag"):
+            self._by_tag = self.added.tocsc()
+            self._by_tag.sort_indices()
+            self._by_feature = self.held.tocsc()
+            self._by_feature.sort_indices()
+        items = self._by_tag.indices[self._by_tag.indptr[b] : self._by_tag.indptr[b + 1]]
+        holding = self._by_feature.indices[
+            self._by_feature.indptr[f] : self._by_feature.indptr[f + 1]
+        ]
+        both = items[np.isin(items, holding, assume_unique=True)][:_EXAMPLES]
+        return self.media_ids[both].tolist()
+
+
+def _incidence(rows: list[list[int]], columns: int) -> Any:
+    """A sparse 0/1 matrix (CSR, sorted indices): row i has ones in the columns ``rows[i]``."""
+    import numpy as np
+    from scipy import sparse
+
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(row) for row in rows], out=indptr[1:])
+    indices = np.fromiter(chain.from_iterable(rows), np.int64, int(indptr[-1]))
+    matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows), columns))
+    matrix.sort_indices()
+    return matrix
 
 
 def _narrow_features(context: MediaContext | None) -> list[str]:
