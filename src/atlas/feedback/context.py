@@ -134,15 +134,12 @@ def folder_of(path: str | None) -> str | None:
 
 def text_words(*texts: str | None) -> frozenset[str]:
     """The first :data:`MAX_WORDS` distinct content words of the texts, normalised."""
-    found: dict[str, None] = {}
-    for text in texts:
-        if not text:
-            continue
-        folded = unicodedata.normalize("NFKC", text[:_MAX_TEXT]).casefold()
-        found.update(dict.fromkeys(_WORD.findall(folded)))
-        if len(found) > 4 * MAX_WORDS:
-            break
-    words = [w for w in found if len(w) > 2 and w not in _STOPWORDS]
+    joined = "\n".join(text[:_MAX_TEXT] for text in texts if text)
+    # NFKC leaves ASCII as it is, and lower() is casefold() there.
+    folded = (
+        joined.lower() if joined.isascii() else unicodedata.normalize("NFKC", joined).casefold()
+    )
+    words = [w for w in dict.fromkeys(_WORD.findall(folded)) if len(w) > 2 and w not in _STOPWORDS]
     return frozenset(words[:MAX_WORDS])
 
 
