@@ -270,3 +270,26 @@ def test_many_contexts_are_read_by_scanning_and_only_the_wanted_ones_kept(atlas,
     assert scanned == by_id
     assert scanned[items[1]].tags.keys() == {"t1", "femme fatale"}
     assert scanned[items[3]].words == {"item", "rain", "city"}
+
+
+def test_an_addition_is_measured_where_atlas_did_not_show_the_tag(atlas):
+    hits = []
+    for n in range(7):
+        item = add_item(atlas.engine, f"D{n}", auto=[f"x{n}"], description=f"A dragon, {n}")
+        _correct(atlas, item, f"x{n}, Fantasy", confidence=0.5 if n == 6 else 1.0)
+        hits.append(item)
+    missed = add_item(atlas.engine, "M", auto=["m"], description="The dragon sleeps")
+    _correct(atlas, missed, "m")
+    shown = add_item(atlas.engine, "S", auto=["Fantasy"], description="Dragon eggs")
+    _correct(atlas, shown, "Fantasy")
+    for n in range(10):
+        item = add_item(atlas.engine, f"O{n}", auto=[f"o{n}"], description="Bankers")
+        _correct(atlas, item, f"o{n}")
+
+    additions = _find(_mine(atlas), "tag_addition", tag="fantasy")
+    (by_word,) = [p for p in additions if {"word": "dragon"} in p.condition["all"]]
+    # Held where the text mentions 'dragon' and Atlas did not show 'Fantasy' (not on S).
+    assert (by_word.support, by_word.observed) == (7, 8)
+    base = 6.5 / (18.5 - 1.0)  # added weight / weight of the reviews that lacked it
+    assert by_word.confidence == pytest.approx((6.5 + 10 * base) / (7.5 + 10))
+    assert by_word.examples == hits[:5]  # the first five the user corrected

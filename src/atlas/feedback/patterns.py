@@ -34,12 +34,16 @@ file organisation (items tagged T, or with genre G, moved into folder F).
 
 Two passes keep it fast: the first counts actual corrections to find candidates
 (and skips those whose confidence cannot reach the floor), the second measures
-only the candidates against every reviewed item.
+only the candidates against every reviewed item. Additions pair every frequent
+tag with every frequent context, far too many pairs to count item by item: they
+are counted and measured as products of sparse 0/1 matrices over the reviewed
+items (:class:`_Additions`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -49,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, product
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, or_, select
 
@@ -158,6 +162,22 @@ class _TagObs:
         self.pre: dict[str, tuple[str, str, str]] = {}  # norm -> (source, kind, display)
         self.final: set[str] = set()
         self.w = 0.0
+
+
+class _Reviewed(NamedTuple):
+    """One reviewed item as tag mining sees it."""
+
+    media_id: int
+    obs: _TagObs
+    #: Tags Atlas predicted (source ``auto``).
+    predicted: set[str]
+    #: Tags the user added that Atlas had not shown.
+    added: set[str]
+    #: The contexts a removal may be limited to.
+    narrow: list[str]
+    #: Every context feature of the item but its words (``context.words``).
+    features: list[str]
+    context: MediaContext | None
 
 
 class _Measure:
@@ -391,7 +411,7 @@ class _Miner:
     # -- tags ----------------------------------------------------------------------
 
     def tag_patterns(self, min_frequency: int, min_confidence: float) -> list[Pattern]:
-        observations = []
+        observations: list[_Reviewed] = []
         map_count: Counter[tuple[str, str]] = Counter()
         rem_ctx_count: Counter[tuple[str, str]] = Counter()
         # Every item's tags and features, counted at once at the end.
@@ -417,7 +437,9 @@ class _Miner:
             narrow = _narrow_features(context)
             # Distinct: one feature of each narrow kind, one per tag.
             features = [_ANY, *narrow, *map(tag_feature.__getitem__, pre)]
-            observations.append((media_id, obs, predicted, added, narrow, features, context))
+            observations.append(
+                _Reviewed(media_id, obs, predicted, added, narrow, features, context)
+            )
             shown_all += pre
             predicted_all += predicted
             features_all += features
@@ -701,7 +723,7 @@ class _Additions:
     """
 
     def __init__(
-        self, observations: list[Any], tags: list[str], features: list[str], words: list[str]
+        self, observations: list[_Reviewed], tags: list[str], features: list[str], words: list[str]
     ) -> None:
         import numpy as np
 
@@ -712,22 +734,22 @@ class _Additions:
         word_index = {word: len(features) + i for i, word in enumerate(words)}
         frequent_words = word_index.keys()
         rows = len(observations)
-        self.media_ids = np.fromiter((o[0] for o in observations), np.int64, rows)
-        self.weights = np.fromiter((o[1].w for o in observations), np.float64, rows)
+        self.media_ids = np.fromiter((o.media_id for o in observations), np.int64, rows)
+        self.weights = np.fromiter((o.obs.w for o in observations), np.float64, rows)
         tag_index, feature_index = self.tag_index, self.feature_index
         self.added = _incidence(
-            [[tag_index[b] for b in o[3] if b in tag_index] for o in observations], len(tags)
+            [[tag_index[b] for b in o.added if b in tag_index] for o in observations], len(tags)
         )
         self.shown = _incidence(
-            [[tag_index[b] for b in o[1].pre if b in tag_index] for o in observations], len(tags)
+            [[tag_index[b] for b in o.obs.pre if b in tag_index] for o in observations], len(tags)
         )
         self.held = _incidence(
             [
-                [i for i in map(feature_index.get, o[5]) if i is not None]
+                [i for i in map(feature_index.get, o.features) if i is not None]
                 + (
                     []
-                    if o[6] is None
-                    else [*map(word_index.__getitem__, o[6].words & frequent_words)]
+                    if o.context is None
+                    else [*map(word_index.__getitem__, o.context.words & frequent_words)]
                 )
                 for o in observations
             ],
@@ -761,20 +783,22 @@ class _Additions:
             found.held_n, found.held_w = int(held_n[i]), float(held_w[i])
         return measures
 
+    @functools.cached_property
+    def _by_column(self) -> tuple[Any, Any]:
+        """``added`` and ``held`` by column (CSC), rows ascending."""
+        by_tag, by_feature = self.added.tocsc(), self.held.tocsc()
+        by_tag.sort_indices()
+        by_feature.sort_indices()
+        return by_tag, by_feature
+
     def examples(self, tag: str, feature: str) -> list[int]:
         """The first items (in reading order) where ``tag`` was added and ``feature`` holds."""
         import numpy as np
 
         b, f = self.tag_index[tag], self.feature_index[feature]
-        if not hasattr(self, "_by_tag"):
-            self._by_tag = self.added.tocsc()
-            self._by_tag.sort_indices()
-            self._by_feature = self.held.tocsc()
-            self._by_feature.sort_indices()
-        items = self._by_tag.indices[self._by_tag.indptr[b] : self._by_tag.indptr[b + 1]]
-        holding = self._by_feature.indices[
-            self._by_feature.indptr[f] : self._by_feature.indptr[f + 1]
-        ]
+        by_tag, by_feature = self._by_column
+        items = by_tag.indices[by_tag.indptr[b] : by_tag.indptr[b + 1]]
+        holding = by_feature.indices[by_feature.indptr[f] : by_feature.indptr[f + 1]]
         both = items[np.isin(items, holding, assume_unique=True)][:_EXAMPLES]
         return self.media_ids[both].tolist()
 
