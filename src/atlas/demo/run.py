@@ -180,7 +180,11 @@ def _learn(
     """The sample user corrects every other item; Atlas learns and tags the rest again."""
     settings, engine = atlas.settings, atlas.engine
     by_title = {item.title: [*item.genres, *item.tags] for item in items}
-    truth = {m: by_title[title] for m, title in titles.items() if title in by_title}
+    # In the sample's own order, not the ids' (ingest gives ids as files finish),
+    # so that every run reviews the same items.
+    order = {item.title: index for index, item in enumerate(items)}
+    found = sorted((order[title], m) for m, title in titles.items() if title in by_title)
+    truth = {m: by_title[titles[m] or ""] for _, m in found}
     with engine.connect() as connection:
         tags = tags_by_media(connection, list(truth))
     reviewed, held_out = list(truth)[::2], list(truth)[1::2]
