@@ -347,14 +347,16 @@ class _Miner:
         self, media_id: int, first: tuple[str, str, float], last: tuple[str, str, float] | None
     ) -> None:
         """What Atlas showed at the first review (rules taken out), what the user left last."""
+        atlas_display, kinds = self.atlas_display, self.kinds
         before = json.loads(first[0])
         pre: dict[str, tuple[str, str, str]] = {}
         for state in before["tags"]:
-            norm, source = state["norm"], state["source"]
-            self.atlas_display.setdefault(norm, state["tag"])
-            self.kinds.setdefault(norm, state.get("kind", "topic"))
+            norm, source, tag = state["norm"], state["source"], state["tag"]
+            kind = state.get("kind", "topic")
+            if norm not in atlas_display:  # the first spelling and kind seen
+                atlas_display[norm], kinds[norm] = tag, kind
             if source != "rule":  # a rule put it there: not what Atlas predicted
-                pre[norm] = (source, state.get("kind", "topic"), state["tag"])
+                pre[norm] = (source, kind, tag)
         for state in before.get("rules", {}).get("removed", ()):
             pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
         if last is not None:
@@ -367,12 +369,12 @@ class _Miner:
         _original, corrected, weight = last or first
         after = json.loads(corrected)
         final = {state["norm"] for state in before["tags"]}
-        for tag in after["removed"]:
-            final.discard(normalise_tag(tag))
-        for tag in after["added"]:
-            norm = normalise_tag(tag)
-            final.add(norm)
-            self.user_display[norm] = tag
+        final.difference_update(map(normalise_tag, after["removed"]))
+        added = after["added"]
+        if added:
+            norms = list(map(normalise_tag, added))
+            final.update(norms)
+            self.user_display.update(zip(norms, added, strict=True))
         for old, new in after.get("replaced", ()):
             self.paired[(normalise_tag(old), normalise_tag(new))] += 1
         obs = self.tags[media_id] = _TagObs()
