@@ -315,3 +315,42 @@ def test_tags_a_rule_takes_away_are_not_evidence_about_their_kind(atlas):
     cutoffs = learned_cutoffs(config, atlas.engine)
     assert cutoffs.level("western", "topic") == config.threshold
     assert cutoffs.kinds["topic"].reviewed == 6
+
+
+def test_tags_a_cutoff_held_back_are_judged_by_the_next_full_review(atlas):
+    import numpy as np
+
+    from atlas.db import utcnow
+    from atlas.tagging.inputs import mark_tagged
+
+    config = atlas.settings.tagging.model_copy(update={"cutoff_min_reviews": 6})
+    # Six reviews: the user removes every topic Atlas showed.
+    for n in range(6):
+        item = add_item(atlas.engine, f"Old {n}", auto=[f"t{n}"])
+        _correct(atlas, item, "x")
+    assert learned_cutoffs(config, atlas.engine).kinds["topic"].never
+
+    # Since then the tagger held back a topic on each new item; the user adds four of them.
+    for n in range(6):
+        item = add_item(atlas.engine, f"New {n}")
+        with atlas.engine.begin() as connection:
+            mark_tagged(
+                connection,
+                item,
+                model_id="test",
+                text_hash="h",
+                vector=np.ones(4, dtype=np.float32),
+                hash_of_input="i",
+                now=utcnow(),
+                withheld=[{"tag": f"W{n}", "norm": f"w{n}", "kind": "topic", "confidence": 0.7}],
+            )
+        _correct(atlas, item, f"W{n}, x" if n < 4 else "x")
+
+    (review,) = feedback_rows(atlas.engine, item)
+    assert review["original_value"]["withheld"] == [
+        {"tag": "W5", "norm": "w5", "kind": "topic", "confidence": 0.7}
+    ]
+    # 4 of the 6 held back would have been kept, at a confidence over the removed ones.
+    topics = learned_cutoffs(config, atlas.engine).kinds["topic"]
+    assert (topics.reviewed, topics.kept) == (12, 4)
+    assert topics.cutoff == 0.7 and not topics.never

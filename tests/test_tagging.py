@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from atlas.tagging import (
     remove_media_tags,
     retag_media,
 )
+from atlas.tagging.cutoffs import reviewed_tags
 
 pytestmark = pytest.mark.slow
 
@@ -398,5 +400,40 @@ def test_ingest_chains_transcription_tagging_and_embedding(make_settings, media_
         tags = _tags(atlas, media_id)
         assert tags and all(tag.source == "auto" for tag in tags.values())
         assert any("transcript" in (tag.explanation or "") for tag in tags.values())
+    finally:
+        atlas.close()
+
+
+def test_the_tags_a_cutoff_holds_back_are_recorded_for_the_next_review(make_settings):
+    atlas = open_atlas(make_settings(auto_process=False, **{"tagging.cutoff_min_reviews": 6}))
+    try:
+        station = _new_item(atlas, **STATION)
+        # Six reviews: the user removes every genre Atlas showed.
+        for n in range(6):
+            reviewed = _new_item(atlas, title=f"Reviewed {n}", description="a film")
+            with atlas.engine.begin() as connection:
+                upsert_tags(
+                    connection,
+                    reviewed,
+                    [Tag("Drama", kind="genre", source="auto", confidence=0.5)],
+                )
+            track_tag_edits(atlas.engine, atlas.settings.feedback, reviewed, tags="mine")
+
+        report = retag_media(atlas.dispatcher, targets=[str(station)])
+        assert not any(tag.kind == "genre" for tag in report.items[0].tags)
+        with atlas.engine.connect() as connection:
+            (item,) = load_inputs(connection, [station]).values()
+            stored = connection.scalar(
+                select(media_tag_inputs.c.withheld).where(media_tag_inputs.c.media_id == station)
+            )
+        withheld = predict_tags(atlas.settings, atlas.engine, [item])[station].withheld
+        assert withheld and {p.kind for p in withheld} == {"genre"}
+        assert [entry["norm"] for entry in json.loads(stored)] == [p.norm for p in withheld]
+
+        # The user's full review says the first of them was right: that counts as kept.
+        track_tag_edits(atlas.engine, atlas.settings.feedback, station, tags=withheld[0].tag)
+        genres = reviewed_tags(atlas.engine, 300).kinds["genre"]
+        assert sum(kept for _confidence, kept in genres) == 1
+        assert len(genres) == 6 + len(withheld)
     finally:
         atlas.close()

@@ -183,7 +183,8 @@ Index("ix_media_tags_tag_norm", media_tags.c.tag_norm)
 # What the automatic tagger read of each item (added by 0006): the vector of its
 # text without tags (the tagger's query, and the training data of learned tag
 # profiles), and the hash of everything its last tagging depended on, so that
-# tagging again with unchanged input does nothing.
+# tagging again with unchanged input does nothing; and (0007) the tags its learned
+# cut-offs held back.
 media_tag_inputs = Table(
     "media_tag_inputs",
     metadata,
@@ -198,6 +199,9 @@ media_tag_inputs = Table(
     # SHA-256 of text, model, vocabulary and tagger settings at the last tagging;
     # NULL: the item was never tagged (only its vector is known).
     Column("input_hash", String(64)),
+    # JSON list of the tags a learned cut-off held back at the last tagging
+    # ({tag, norm, kind, confidence}): a full review of the item judges them too.
+    Column("withheld", Text),
     Column("tagged_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
     CheckConstraint("dimension > 0", name="dimension"),

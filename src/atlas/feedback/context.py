@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from atlas.db.tables import (
     media,
     media_sidecars,
+    media_tag_inputs,
     media_tag_rejections,
     media_tags,
     transcripts,
@@ -37,6 +38,7 @@ __all__ = [
     "load_contexts",
     "normalise_genre",
     "text_words",
+    "withheld_tags",
 ]
 
 #: Words of an item's title, description and transcript that conditions can test:
@@ -152,6 +154,21 @@ def current_tags(connection: Connection, media_id: int) -> dict[str, TagState]:
     """The stored tags of one item, by norm."""
     rows = connection.execute(select(media_tags).where(media_tags.c.media_id == media_id))
     return {row.tag_norm: _tag_state(row) for row in rows}
+
+
+def withheld_tags(connection: Connection, media_id: int) -> list[dict[str, Any]]:
+    """The tags learned cut-offs held back at the item's last tagging (``{tag, norm, kind,
+    confidence}``; see :mod:`atlas.tagging.cutoffs`)."""
+    text = connection.scalar(
+        select(media_tag_inputs.c.withheld).where(media_tag_inputs.c.media_id == media_id)
+    )
+    try:
+        found = json.loads(text) if text else []
+    except ValueError:
+        return []
+    if not isinstance(found, list):
+        return []
+    return [state for state in found if isinstance(state, dict) and "norm" in state]
 
 
 def _tag_state(row: Any) -> TagState:

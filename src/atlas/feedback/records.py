@@ -27,7 +27,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,15 +93,22 @@ def tag_values(
     confirmed: Sequence[str],
     scope: str,
     rule_removed: Sequence[TagState],
+    withheld: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (original, corrected) values of a ``tag_correction`` row."""
-    original = {
+    """The (original, corrected) values of a ``tag_correction`` row.
+
+    ``withheld``: the tags learned cut-offs held back from ``before`` (a full
+    review judges them as if they had been shown; see :mod:`atlas.tagging.cutoffs`).
+    """
+    original: dict[str, Any] = {
         "tags": [state.to_json() for state in before.values()],
         "rules": {
             "added": [norm for norm, state in before.items() if state.source == "rule"],
             "removed": [state.to_json() for state in rule_removed],
         },
     }
+    if withheld:
+        original["withheld"] = [dict(state) for state in withheld]
     corrected = {
         "tags": list(after_display),
         "added": list(added),

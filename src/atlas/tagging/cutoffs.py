@@ -25,9 +25,12 @@ few renamed vocabulary entries do not hold back every genre.
 
 When the best cut-off is the lowest confidence reviewed (showing everything
 paid), the threshold stands, so a cut-off raised while the tagger knew little
-comes down again once the newer reviews say so. A kind or tag that is not
-proposed gathers no new reviews, so it stays off until ``tagging.learn_cutoffs``
-is switched off.
+comes down again once the newer reviews say so. That holds for a kind or tag
+that is not proposed at all, too: the tagger records the candidates over the
+threshold that a cut-off held back (``media_tag_inputs.withheld``), and a full
+review judges them as if they had been shown: one the user adds counts as
+kept, one they do not as removed. (Keyphrases are not computed while no keyword
+can be shown, so a hidden keyword kind stays hidden.)
 """
 
 from __future__ import annotations
@@ -211,8 +214,13 @@ def reviewed_tags(engine: Engine, window: int, skip: Collection[str] = ()) -> Re
                 if after.get("scope") != "set":
                     continue
                 final = {normalise_tag(tag) for tag in after["tags"]}
-                for state in json.loads(original)["tags"]:
+                before = json.loads(original)
+                for state in before["tags"]:
                     if state.get("source") == "auto" and state["norm"] not in skip:
+                        reviews.add(state, state["norm"] in final, window)
+                # Held back by a cut-off: right if the user added it, wrong if not.
+                for state in before.get("withheld", ()):
+                    if state["norm"] not in skip:
                         reviews.add(state, state["norm"] in final, window)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a row in a layout this version does not know is not evidence

@@ -253,8 +253,12 @@ def mark_tagged(
     vector: Vector,
     hash_of_input: str,
     now: datetime,
+    withheld: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Record, in the tagging's transaction, what the item was tagged from."""
+    """Record, in the tagging's transaction, what the item was tagged from.
+
+    ``withheld``: the tags a learned cut-off held back (``{tag, norm, kind, confidence}``).
+    """
     import numpy as np
 
     _upsert(
@@ -267,6 +271,7 @@ def mark_tagged(
                 "dimension": int(vector.shape[0]),
                 "vector": np.asarray(vector, dtype="<f4").tobytes(),
                 "input_hash": hash_of_input,
+                "withheld": json.dumps(list(withheld)) if withheld else None,
                 "tagged_at": now,
                 "updated_at": now,
             }

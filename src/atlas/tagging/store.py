@@ -9,7 +9,8 @@ For one item, in one transaction:
 2. the item's automatic tags that are not among them are deleted: retagging
    replaces stale automatic tags, and never touches ``user`` or ``rule`` tags;
 3. the returned tags are upserted (a weaker source never overwrites a stronger one);
-4. ``media_tag_inputs`` records the input hash the item was tagged from.
+4. ``media_tag_inputs`` records the input hash the item was tagged from, and the
+   tags a learned cut-off held back (the user's next full review judges them).
 
 A crash before the commit leaves the item as it was; tagging it again repairs.
 """
@@ -82,6 +83,10 @@ def store_prediction(
             vector=prediction.vector,
             hash_of_input=prediction.input_hash,
             now=now,
+            withheld=[
+                {"tag": p.tag, "norm": p.norm, "kind": p.kind, "confidence": p.confidence}
+                for p in prediction.withheld
+            ],
         )
     return StoredTags(
         media_id=media_id,

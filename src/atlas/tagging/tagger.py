@@ -50,6 +50,10 @@ _HASHED_SETTINGS = (
 )
 
 
+#: Withheld candidates recorded per item at most.
+MAX_WITHHELD = 20
+
+
 @dataclass
 class ItemPrediction:
     """What the tagger predicts for one item."""
@@ -65,6 +69,9 @@ class ItemPrediction:
     notes: list[str] = field(default_factory=list)
     #: Per source, its evidence (for benchmarks and explanations).
     sources: dict[str, SourceResult] = field(default_factory=dict)
+    #: Candidates over the threshold that a learned cut-off held back (at most
+    #: ``MAX_WITHHELD``, the most confident): the user's next full review judges them.
+    withheld: list[TagPrediction] = field(default_factory=list)
 
 
 def tagging_fingerprint(settings: Settings, vocabulary: Vocabulary) -> dict[str, Any]:
@@ -142,10 +149,18 @@ def predict_tags(
             genre_floor=0.0 if _has_genre(item, vocabulary) else config.genre_floor,
             cutoffs=cutoffs,
         )
+        shown = {p.norm for p in kept} | settled | item.rejected
+        withheld = [
+            p
+            for p in candidates
+            if p.norm not in shown
+            and config.threshold <= p.confidence < cutoffs.level(p.norm, p.kind)
+        ][:MAX_WITHHELD]
         predictions[item.media_id] = ItemPrediction(
             media_id=item.media_id,
             tags=kept,
             candidates=candidates,
+            withheld=withheld,
             input_hash=input_hash(item, model_id, fingerprint),
             text_hash=item.text_hash(model_id),
             vector=vectors[item.media_id],
