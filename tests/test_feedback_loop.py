@@ -354,3 +354,8 @@ def test_tags_a_cutoff_held_back_are_judged_by_the_next_full_review(atlas):
     topics = learned_cutoffs(config, atlas.engine).kinds["topic"]
     assert (topics.reviewed, topics.kept) == (12, 4)
     assert topics.cutoff == 0.7 and not topics.never
+
+    # One review judges them: a second review of the same item does not count them again.
+    _correct(atlas, item, "x, y")
+    assert "withheld" not in feedback_rows(atlas.engine, item)[-1]["original_value"]
+    assert learned_cutoffs(config, atlas.engine).kinds["topic"].reviewed == 12

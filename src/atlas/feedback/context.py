@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from atlas.db.tables import (
     media,
@@ -37,8 +37,8 @@ __all__ = [
     "folder_of",
     "load_contexts",
     "normalise_genre",
+    "take_withheld_tags",
     "text_words",
-    "withheld_tags",
 ]
 
 #: Words of an item's title, description and transcript that conditions can test:
@@ -156,12 +156,13 @@ def current_tags(connection: Connection, media_id: int) -> dict[str, TagState]:
     return {row.tag_norm: _tag_state(row) for row in rows}
 
 
-def withheld_tags(connection: Connection, media_id: int) -> list[dict[str, Any]]:
+def take_withheld_tags(connection: Connection, media_id: int) -> list[dict[str, Any]]:
     """The tags learned cut-offs held back at the item's last tagging (``{tag, norm, kind,
-    confidence}``; see :mod:`atlas.tagging.cutoffs`)."""
-    text = connection.scalar(
-        select(media_tag_inputs.c.withheld).where(media_tag_inputs.c.media_id == media_id)
-    )
+    confidence}``; see :mod:`atlas.tagging.cutoffs`), cleared: one review judges them."""
+    where = media_tag_inputs.c.media_id == media_id
+    text = connection.scalar(select(media_tag_inputs.c.withheld).where(where))
+    if text is not None:
+        connection.execute(update(media_tag_inputs).where(where).values(withheld=None))
     try:
         found = json.loads(text) if text else []
     except ValueError:

@@ -27,7 +27,7 @@ from atlas.db import database_errors, utcnow
 from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
-from atlas.feedback.context import TagState, current_tags, withheld_tags
+from atlas.feedback.context import TagState, current_tags, take_withheld_tags
 from atlas.feedback.records import clear_rejections, insert_feedback, reject_tags, tag_values
 from atlas.media.tags import Tag, normalise_tag, parse_tag_list, remove_tags, upsert_tags
 
@@ -357,8 +357,8 @@ def _edit_tags(
         confirmed=confirmed,
         scope=scope,
         rule_removed=taken,
-        # What Atlas held back is judged by a full review only.
-        withheld=[w for w in withheld_tags(connection, media_id) if w["norm"] not in current]
+        # What Atlas held back is judged by the next full review (and only by it).
+        withheld=[w for w in take_withheld_tags(connection, media_id) if w["norm"] not in current]
         if scope == "set"
         else (),
     )
