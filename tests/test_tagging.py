@@ -58,6 +58,15 @@ def _new_item(atlas, **values) -> int:
     return created
 
 
+def _review_new_item(atlas, n: int, shown: list[Tag], *, keep: str) -> int:
+    """A new item showing ``shown`` (automatic tags), fully reviewed to ``keep``."""
+    reviewed = _new_item(atlas, title=f"Reviewed {n}", description="a film")
+    with atlas.engine.begin() as connection:
+        upsert_tags(connection, reviewed, shown)
+    track_tag_edits(atlas.engine, atlas.settings.feedback, reviewed, tags=keep)
+    return reviewed
+
+
 def _tags(atlas, media_id) -> dict[str, Tag]:
     return {tag.tag: tag for tag in list_media_tags(atlas.engine, str(media_id)).tags}
 
@@ -250,18 +259,12 @@ def test_a_tag_kind_the_user_always_removes_stops_being_proposed(
 
         # Six reviews: the user keeps Atlas's genre and removes its two keyphrases.
         for n in range(6):
-            reviewed = _new_item(atlas, title=f"Reviewed {n}", description="a film")
-            with atlas.engine.begin() as connection:
-                upsert_tags(
-                    connection,
-                    reviewed,
-                    [
-                        Tag("Drama", kind="genre", source="auto", confidence=0.5),
-                        Tag(f"phrase {n}", kind="keyword", source="auto", confidence=0.4),
-                        Tag(f"words {n}", kind="keyword", source="auto", confidence=0.6),
-                    ],
-                )
-            track_tag_edits(atlas.engine, atlas.settings.feedback, reviewed, tags="Drama")
+            shown = [
+                Tag("Drama", kind="genre", source="auto", confidence=0.5),
+                Tag(f"phrase {n}", kind="keyword", source="auto", confidence=0.4),
+                Tag(f"words {n}", kind="keyword", source="auto", confidence=0.6),
+            ]
+            _review_new_item(atlas, n, shown, keep="Drama")
 
         after = predict_tags(atlas.settings, atlas.engine, [item])[station]
         assert not any(tag.kind == "keyword" for tag in after.tags)
@@ -410,14 +413,8 @@ def test_the_tags_a_cutoff_holds_back_are_recorded_for_the_next_review(make_sett
         station = _new_item(atlas, **STATION)
         # Six reviews: the user removes every genre Atlas showed.
         for n in range(6):
-            reviewed = _new_item(atlas, title=f"Reviewed {n}", description="a film")
-            with atlas.engine.begin() as connection:
-                upsert_tags(
-                    connection,
-                    reviewed,
-                    [Tag("Drama", kind="genre", source="auto", confidence=0.5)],
-                )
-            track_tag_edits(atlas.engine, atlas.settings.feedback, reviewed, tags="mine")
+            shown = [Tag("Drama", kind="genre", source="auto", confidence=0.5)]
+            _review_new_item(atlas, n, shown, keep="mine")
 
         report = retag_media(atlas.dispatcher, targets=[str(station)])
         assert not any(tag.kind == "genre" for tag in report.items[0].tags)
