@@ -49,7 +49,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, product
@@ -175,8 +175,6 @@ class _Reviewed(NamedTuple):
     added: set[str]
     #: The contexts a removal may be limited to.
     narrow: list[str]
-    #: Every context feature of the item but its words (``context.words``).
-    features: list[str]
     context: MediaContext | None
 
 
@@ -293,8 +291,8 @@ class _Miner:
         #: Addition patterns (by key) -> (tag, feature): their examples are found once kept.
         self.addition_keys: dict[str, tuple[str, str]] = {}
         # Per tag, the weight of reviewed items Atlas showed it on, and that the user added it to.
-        self.pre_w: dict[str, float] = defaultdict(float)
-        self.added_w: dict[str, float] = defaultdict(float)
+        self.pre_w: dict[str, float] = {}
+        self.added_w: dict[str, float] = {}
         self.total_w = 0.0
 
     # -- reading ---------------------------------------------------------------
@@ -413,46 +411,32 @@ class _Miner:
     # -- tags ----------------------------------------------------------------------
 
     def tag_patterns(self, min_frequency: int, min_confidence: float) -> list[Pattern]:
+        import numpy as np
+
         observations: list[_Reviewed] = []
         map_count: Counter[tuple[str, str]] = Counter()
         rem_ctx_count: Counter[tuple[str, str]] = Counter()
-        # Every item's tags and features, counted at once at the end.
-        shown_all: list[str] = []
-        predicted_all: list[str] = []
-        added_all: list[str] = []
-        removed_all: list[str] = []
-        features_all: list[str] = []  # every feature but words (counted below)
         removals: list[tuple[set[str], set[str], list[str]]] = []
-        tag_feature = _FeatureNames("tag")
-        pre_w, added_w = self.pre_w, self.added_w
         for media_id, obs in self.tags.items():
-            pre, final, w = obs.pre, obs.final, obs.w
+            pre, final = obs.pre, obs.final
             predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
             removed = predicted - final
             added = final - pre.keys()
-            self.total_w += w
-            for norm in pre:
-                pre_w[norm] += w
-            for norm in added:
-                added_w[norm] += w
             context = self.contexts.get(media_id)
             narrow = _narrow_features(context)
-            # Distinct: one feature of each narrow kind, one per tag.
-            features = [_ANY, *narrow, *map(tag_feature.__getitem__, pre)]
-            observations.append(
-                _Reviewed(media_id, obs, predicted, added, narrow, features, context)
-            )
-            shown_all += pre
-            predicted_all += predicted
-            features_all += features
-            added_all += added
+            observations.append(_Reviewed(media_id, obs, predicted, added, narrow, context))
             if removed:
-                removed_all += removed
                 removals.append((removed, added, narrow))
-        pre_count, predicted_count = Counter(shown_all), Counter(predicted_all)
-        added_count, rem_count = Counter(added_all), Counter(removed_all)
-        feature_count = Counter(features_all)
-        del shown_all, predicted_all, added_all, removed_all, features_all
+        # Every item's tags and contexts at once, as sparse 0/1 matrices (rows in
+        # ``observations`` order): column sums count them, weighted sums weigh them.
+        rows = _ReviewedRows(observations)
+        pre_count = rows.shown.counts()
+        added_count = rows.added.counts()
+        predicted_count = Counter(chain.from_iterable(o.predicted for o in observations))
+        rem_count = Counter(chain.from_iterable(removed for removed, _, _ in removals))
+        self.total_w = float(rows.weights.sum())
+        self.pre_w = rows.shown.weighted(rows.weights)
+        self.added_w = rows.added.weighted(rows.weights)
         # Pairs of a removed tag with a context or an added tag count only for tags
         # removed, and added, on min_frequency items.
         often_removed = {a for a, count in rem_count.items() if count >= min_frequency}
@@ -470,8 +454,8 @@ class _Miner:
         # its corrections are its only hits, and it held on at least (items with
         # the condition) - (items that already had the tag). Weights are bounded
         # by the lightest and heaviest observation, so the bound is exact.
-        weights = [obs.w for obs in self.tags.values()] or [1.0]
-        light, heavy = max(min(weights), 1e-12), max(weights)
+        weights = rows.weights if len(rows.weights) else np.ones(1)
+        light, heavy = max(float(weights.min()), 1e-12), float(weights.max())
 
         def may_qualify(hits: int, held_at_least: int) -> bool:
             misses = max(0, held_at_least - hits)
@@ -489,22 +473,9 @@ class _Miner:
             needed = ADDITION_PRIOR * (min_confidence - base) / (heavy * (1.0 - min_confidence))
             return max(float(min_frequency), needed)
 
-        # Only tags added, and contexts seen, on that many items can make an
-        # addition pattern: count the pairs of those alone. The words of the items'
-        # texts are by far the most features: only the frequent ones take part.
         needed = {b: fewest_hits(b) for b, count in added_count.items() if count >= min_frequency}
         frequent_tags = {b for b, hits in needed.items() if added_count[b] >= hits}
         floor = min((needed[b] for b in frequent_tags), default=float("inf"))
-        frequent_features = [f for f, count in feature_count.items() if count >= floor]
-        frequent_words: list[str] = []
-        if frequent_tags:
-            word_count = Counter(
-                chain.from_iterable(
-                    context.words for *_, context in observations if context is not None
-                )
-            )
-            frequent_words = [word for word, count in word_count.items() if count >= floor]
-            del word_count
 
         map_by_a: dict[str, list[str]] = {}
         for (a, b), count in map_count.items():
@@ -515,7 +486,7 @@ class _Miner:
         del map_count, rem_count, rem_ctx_count
 
         measures: dict[tuple[str, str, str], _Measure] = {}
-        for media_id, obs, predicted, added, narrow, _features, _context in observations:
+        for media_id, obs, predicted, added, narrow, _context in observations:
             pre, final, w = obs.pre, obs.final, obs.w
             for a in predicted & map_by_a.keys():
                 gone = a not in final
@@ -534,9 +505,11 @@ class _Miner:
                         key = ("rem", a, feature)
                         found = measures.get(key) or measures.setdefault(key, _Measure())
                         found.add(w, gone, media_id)
-        if frequent_tags and frequent_features:
-            import numpy as np
-
+        # Only tags added, and contexts seen, on that many items can make an
+        # addition pattern: only those take part (the words of the items' texts are
+        # by far the most contexts).
+        held = rows.features().frequent(floor) if frequent_tags else None
+        if held is not None and held.names:
             tags = sorted(frequent_tags)
             needed_of = np.array([needed[b] for b in tags])
             base_of = np.array([self._base_rate(b) for b in tags])
@@ -550,7 +523,13 @@ class _Miner:
                     best >= min_confidence * (heavy * hits + light * misses + ADDITION_PRIOR)
                 )
 
-            self.additions = _Additions(observations, tags, frequent_features, frequent_words)
+            self.additions = _Additions(
+                rows.media_ids,
+                rows.weights,
+                rows.added.columns(tags),
+                rows.shown.columns(tags),
+                held,
+            )
             measures.update(self.additions.measure(may_qualify_additions))
 
         patterns = []
@@ -725,38 +704,13 @@ class _Additions:
     """
 
     def __init__(
-        self, observations: list[_Reviewed], tags: list[str], features: list[str], words: list[str]
+        self, media_ids: Any, weights: Any, added: _Incidence, shown: _Incidence, held: _Incidence
     ) -> None:
-        import numpy as np
-
-        self.tags = tags
-        self.features = features + ["word" + _SEP + word for word in words]
-        self.tag_index = {b: i for i, b in enumerate(tags)}
+        self.media_ids, self.weights = media_ids, weights
+        self.tags, self.features = added.names, held.names
+        self.tag_index = {b: i for i, b in enumerate(self.tags)}
         self.feature_index = {f: i for i, f in enumerate(self.features)}
-        word_index = {word: len(features) + i for i, word in enumerate(words)}
-        frequent_words = word_index.keys()
-        rows = len(observations)
-        self.media_ids = np.fromiter((o.media_id for o in observations), np.int64, rows)
-        self.weights = np.fromiter((o.obs.w for o in observations), np.float64, rows)
-        tag_index, feature_index = self.tag_index, self.feature_index
-        self.added = _incidence(
-            [[tag_index[b] for b in o.added if b in tag_index] for o in observations], len(tags)
-        )
-        self.shown = _incidence(
-            [[tag_index[b] for b in o.obs.pre if b in tag_index] for o in observations], len(tags)
-        )
-        self.held = _incidence(
-            [
-                [i for i in map(feature_index.get, o.features) if i is not None]
-                + (
-                    []
-                    if o.context is None
-                    else [*map(word_index.__getitem__, o.context.words & frequent_words)]
-                )
-                for o in observations
-            ],
-            len(self.features),
-        )
+        self.added, self.shown, self.held = added.matrix, shown.matrix, held.matrix
 
     def measure(
         self, may_qualify: Callable[[Any, Any, Any], Any]
@@ -805,29 +759,104 @@ class _Additions:
         return self.media_ids[both].tolist()
 
 
-class _FeatureNames(dict[str, str]):
-    """``kind<SEP>value`` feature names, each made once."""
+class _Incidence:
+    """Rows of distinct names as a sparse 0/1 matrix (CSR, sorted indices) and its columns."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.prefix = kind + _SEP
+    def __init__(self, matrix: Any, names: list[str]) -> None:
+        self.matrix, self.names = matrix, names
 
-    def __missing__(self, value: str) -> str:
-        name = self[value] = self.prefix + value
-        return name
+    @classmethod
+    def of(cls, rows: Sequence[Collection[str]]) -> _Incidence:
+        """Row i has ones in the columns of the names in ``rows[i]`` (distinct)."""
+        import numpy as np
+        from scipy import sparse
+
+        index: defaultdict[str, int] = defaultdict()
+        index.default_factory = index.__len__  # a new name: the next column
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, rows), np.int64, len(rows)), out=indptr[1:])
+        names = chain.from_iterable(rows)
+        indices = np.fromiter(map(index.__getitem__, names), np.int64, int(indptr[-1]))
+        shape = (len(rows), len(index))
+        matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
+        matrix.sort_indices()
+        return cls(matrix, list(index))
+
+    def counts(self) -> Counter[str]:
+        """Rows holding each name."""
+        return Counter(dict(zip(self.names, self._column_counts().tolist(), strict=True)))
+
+    def weighted(self, weights: Any) -> dict[str, float]:
+        """The weight of the rows holding each name."""
+        return dict(zip(self.names, (self.matrix.T @ weights).tolist(), strict=True))
+
+    def columns(self, names: list[str]) -> _Incidence:
+        """Only these columns, in this order (a name in no row: a column of zeros)."""
+        import numpy as np
+        from scipy import sparse
+
+        rows, width = self.matrix.shape
+        index = {name: i for i, name in enumerate(self.names)}
+        order = np.fromiter((index.get(name, width) for name in names), np.int64, len(names))
+        padded = sparse.hstack([self.matrix, sparse.csr_matrix((rows, 1))], format="csr")
+        return _Incidence(_sorted(padded[:, order]), list(names))
+
+    def frequent(self, least: float) -> _Incidence:
+        """Only the columns of names held by at least ``least`` rows."""
+        import numpy as np
+
+        keep = np.flatnonzero(self._column_counts() >= least)
+        return _Incidence(_sorted(self.matrix[:, keep]), [self.names[i] for i in keep.tolist()])
+
+    @staticmethod
+    def joined(parts: list[_Incidence]) -> _Incidence:
+        """Side by side (the same rows)."""
+        from scipy import sparse
+
+        matrix = sparse.hstack([part.matrix for part in parts], format="csr")
+        return _Incidence(_sorted(matrix), [name for part in parts for name in part.names])
+
+    def _column_counts(self) -> Any:
+        import numpy as np
+
+        return np.bincount(self.matrix.indices, minlength=self.matrix.shape[1])
 
 
-def _incidence(rows: list[list[int]], columns: int) -> Any:
-    """A sparse 0/1 matrix (CSR, sorted indices): row i has ones in the columns ``rows[i]``."""
-    import numpy as np
-    from scipy import sparse
-
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(row) for row in rows], out=indptr[1:])
-    indices = np.fromiter(chain.from_iterable(rows), np.int64, int(indptr[-1]))
-    matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows), columns))
+def _sorted(matrix: Any) -> Any:
+    matrix = matrix.tocsr()
     matrix.sort_indices()
     return matrix
+
+
+class _ReviewedRows:
+    """The reviewed items (``observations`` order) as :class:`_Incidence` matrices."""
+
+    def __init__(self, observations: list[_Reviewed]) -> None:
+        import numpy as np
+
+        count = len(observations)
+        self.observations = observations
+        self.media_ids = np.fromiter((o.media_id for o in observations), np.int64, count)
+        self.weights = np.fromiter((o.obs.w for o in observations), np.float64, count)
+        #: Tags Atlas showed, and tags the user added.
+        self.shown = _Incidence.of([o.obs.pre.keys() for o in observations])
+        self.added = _Incidence.of([o.added for o in observations])
+
+    def features(self) -> _Incidence:
+        """Every context an addition can be conditioned on: always, the narrow
+        contexts, each tag shown (``tag<SEP>norm``) and each word."""
+        import numpy as np
+        from scipy import sparse
+
+        observations = self.observations
+        always = _Incidence(sparse.csr_matrix(np.ones((len(observations), 1))), [_ANY])
+        narrow = _Incidence.of([o.narrow for o in observations])
+        tags = _Incidence(self.shown.matrix, ["tag" + _SEP + norm for norm in self.shown.names])
+        words = _Incidence.of(
+            [o.context.words if o.context is not None else () for o in observations]
+        )
+        words.names = ["word" + _SEP + word for word in words.names]
+        return _Incidence.joined([always, narrow, tags, words])
 
 
 def _narrow_features(context: MediaContext | None) -> list[str]:
