@@ -172,6 +172,16 @@ def take_withheld_tags(connection: Connection, media_id: int) -> list[dict[str, 
     return [state for state in found if isinstance(state, dict) and "norm" in state]
 
 
+_TAG_STATE_COLUMNS = (
+    media_tags.c.tag,
+    media_tags.c.tag_norm,
+    media_tags.c.kind,
+    media_tags.c.source,
+    media_tags.c.confidence,
+    media_tags.c.explanation,
+)
+
+
 def _tag_state(row: Any) -> TagState:
     return TagState(
         tag=row.tag,
@@ -225,8 +235,9 @@ def load_contexts(
     only = None if by_id is None else sorted(contexts)
 
     tag_lists: dict[int, list[TagState]] = {}
+    tag_columns = (media_tags.c.media_id, *_TAG_STATE_COLUMNS)
     for where in _id_filters(media_tags.c.media_id, only):
-        for row in connection.execute(select(media_tags).where(*where)):
+        for row in connection.execute(select(*tag_columns).where(*where)):
             if row.media_id in contexts:
                 tag_lists.setdefault(row.media_id, []).append(_tag_state(row))
     for media_id, states in tag_lists.items():

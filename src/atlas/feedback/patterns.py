@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import json
 import os
 import time
 from collections import Counter, defaultdict
@@ -55,6 +54,7 @@ from datetime import datetime
 from itertools import chain, product
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import Connection, or_, select
 
 from atlas.config import FeedbackSettings
@@ -346,7 +346,7 @@ class _Miner:
     ) -> None:
         """What Atlas showed at the first review (rules taken out), what the user left last."""
         atlas_display, kinds = self.atlas_display, self.kinds
-        before = json.loads(first[0])
+        before = orjson.loads(first[0])
         pre: dict[str, tuple[str, str, str]] = {}
         for state in before["tags"]:
             norm, source, tag = state["norm"], state["source"], state["tag"]
@@ -358,14 +358,14 @@ class _Miner:
         for state in before.get("rules", {}).get("removed", ()):
             pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
         if last is not None:
-            before = json.loads(last[0])
+            before = orjson.loads(last[0])
             for state in before["tags"]:  # predictions made after the first review
                 if state["source"] == "auto" and state["norm"] not in pre:
                     pre[state["norm"]] = ("auto", state.get("kind", "topic"), state["tag"])
             for state in before.get("rules", {}).get("removed", ()):
                 pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
         _original, corrected, weight = last or first
-        after = json.loads(corrected)
+        after = orjson.loads(corrected)
         final = {state["norm"] for state in before["tags"]}
         final.difference_update(map(normalise_tag, after["removed"]))
         added = after["added"]
@@ -381,10 +381,10 @@ class _Miner:
     def _genre_row(self, media_id: int, original: str, corrected: str, weight: float) -> None:
         if not original or not original.startswith("{"):
             return
-        before = json.loads(original)
+        before = orjson.loads(original)
         if before.get("field") != "genre":
             return
-        after = json.loads(corrected)
+        after = orjson.loads(corrected)
         value = after.get("value")
         known = self.genres.get(media_id)
         if known is None:
