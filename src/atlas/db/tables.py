@@ -119,6 +119,11 @@ media = Table(
     Column("runtime_min", Float),
     Column("rating", Float),
     Column("external_id", String(200), unique=True),
+    # Added by 0008: the content words of title, description and transcript
+    # (space-separated) and a hash of the texts they were made from; see
+    # atlas.media.words.
+    Column("words", Text),
+    Column("words_key", String(32)),
     # The file is gone from its path (kept: user data hangs off the media id).
     Column("missing", Boolean, nullable=False, server_default=text("false")),
     # Same content as another media item at another path.

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +25,7 @@ from atlas.db.tables import (
     user_feedback,
 )
 from atlas.media.tags import SOURCE_RANK, normalise_tag
+from atlas.media.words import MAX_WORDS, text_words, words_of
 
 __all__ = [
     "MAX_WORDS",
@@ -41,22 +40,6 @@ __all__ = [
     "text_words",
 ]
 
-#: Words of an item's title, description and transcript that conditions can test:
-#: the first this many distinct content words (title first).
-MAX_WORDS = 64
-_MAX_TEXT = 20_000
-_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
-_STOPWORD_TEXT = """
-about above after again against all also and any are around because been before being
-below between both but can could did does doing down during each few for from further
-had has have having her here hers herself him himself his how into its itself just more
-most much must not now off once only other our ours out over own same she should some
-such than that the their theirs them then there these they this those through too under
-until upon very was were what when where which while who whom why will with would you
-your yours yourself one two three who's it's he's she's they're when's can't don't won't
-get gets got make makes made take takes took new year years life find finds must
-"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _CHUNK = 500
 #: More items than this: :func:`load_contexts` reads whole tables.
 _SCAN_ABOVE = 2000
@@ -134,17 +117,6 @@ def folder_of(path: str | None) -> str | None:
     return os.path.dirname(path) if path else None
 
 
-def text_words(*texts: str | None) -> frozenset[str]:
-    """The first :data:`MAX_WORDS` distinct content words of the texts, normalised."""
-    joined = "\n".join(text[:_MAX_TEXT] for text in texts if text)
-    # NFKC leaves ASCII as it is, and lower() is casefold() there.
-    folded = (
-        joined.lower() if joined.isascii() else unicodedata.normalize("NFKC", joined).casefold()
-    )
-    words = [w for w in dict.fromkeys(_WORD.findall(folded)) if len(w) > 2 and w not in _STOPWORDS]
-    return frozenset(words[:MAX_WORDS])
-
-
 def chunked(values: Sequence[int], size: int = _CHUNK) -> Iterator[list[int]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
@@ -214,8 +186,11 @@ def load_contexts(
         media.c.path,
         media.c.origin,
         media.c.description,
+        media.c.words,
+        media.c.words_key,
     )
-    descriptions: dict[int, str | None] = {}
+    # id -> (description, stored words, their key)
+    texts_of: dict[int, tuple[str | None, str | None, str | None]] = {}
     for where in _id_filters(media.c.id, by_id):
         for row in connection.execute(select(*columns).where(*where)):
             if wanted is not None and row.id not in wanted:
@@ -229,7 +204,7 @@ def load_contexts(
                 origin=row.origin,
                 genre_protected=row.origin == "catalog",
             )
-            descriptions[row.id] = row.description
+            texts_of[row.id] = (row.description, row.words, row.words_key)
     if not contexts:
         return contexts
     only = None if by_id is None else sorted(contexts)
@@ -237,9 +212,9 @@ def load_contexts(
     tag_lists: dict[int, list[TagState]] = {}
     tag_columns = (media_tags.c.media_id, *_TAG_STATE_COLUMNS)
     for where in _id_filters(media_tags.c.media_id, only):
-        for row in connection.execute(select(*tag_columns).where(*where)):
-            if row.media_id in contexts:
-                tag_lists.setdefault(row.media_id, []).append(_tag_state(row))
+        for tag_row in connection.execute(select(*tag_columns).where(*where)):
+            if tag_row.media_id in contexts:
+                tag_lists.setdefault(tag_row.media_id, []).append(_tag_state(tag_row))
     for media_id, states in tag_lists.items():
         ordered = sorted(states, key=lambda s: SOURCE_RANK[s.source])
         if media_id in contexts:
@@ -286,15 +261,18 @@ def load_contexts(
                 context.genre_protected = True
 
     if words:
-        texts: dict[int, str] = {}
+        transcript_of: dict[int, str] = {}
         for where in _id_filters(transcripts.c.media_id, only):
             rows = connection.execute(
                 select(transcripts.c.media_id, transcripts.c.text).where(*where)
             )
-            texts.update({media_id: text for media_id, text in rows if media_id in contexts})
+            transcript_of.update(
+                {media_id: text for media_id, text in rows if media_id in contexts}
+            )
         for media_id, context in contexts.items():
-            context.words = text_words(
-                context.title, descriptions.get(media_id), texts.get(media_id)
+            description, stored, key = texts_of[media_id]
+            context.words = words_of(
+                stored, key, context.title, description, transcript_of.get(media_id)
             )
     return contexts
 

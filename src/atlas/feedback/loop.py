@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from atlas.config import FeedbackSettings
 from atlas.db import database_errors, utcnow
+from atlas.db.tables import user_feedback
 from atlas.errors import AtlasError, InvalidInput
 from atlas.feedback.apply import ApplyReport, apply_to_library
 from atlas.feedback.patterns import MiningResult, mine_patterns
 from atlas.feedback.rules import Rule, RuleChanges, load_rules, sync_rules
+from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, task_type
 
 __all__ = ["LOOP_MODES", "LoopReport", "feedback_loop", "loop_mode", "run_feedback_loop"]
@@ -84,6 +86,12 @@ def run_feedback_loop(
     report = LoopReport(mode=mode, dry_run=dry_run)
     rules: list[Rule]
     with database_errors(engine):
+        if mode in ("full", "analyze") and not dry_run:
+            # Items whose stored words are missing (from before they were stored)
+            # or stale get them once, not at every mining (see atlas.media.words).
+            with engine.begin() as connection:
+                reviewed = select(user_feedback.c.media_id).distinct()
+                refresh_words(connection, connection.scalars(reviewed))
         if mode in ("full", "analyze"):
             with engine.connect() as connection:
                 report.mining = mine_patterns(

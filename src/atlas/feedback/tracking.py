@@ -30,6 +30,7 @@ from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
 from atlas.feedback.context import TagState, current_tags, take_withheld_tags
 from atlas.feedback.records import clear_rejections, insert_feedback, reject_tags, tag_values
 from atlas.media.tags import Tag, normalise_tag, parse_tag_list, remove_tags, upsert_tags
+from atlas.media.words import WORD_FIELDS, refresh_words
 
 __all__ = [
     "EDITABLE_FIELDS",
@@ -413,6 +414,8 @@ def _edit_field(
             .where(media.c.id == report.media_id)
             .values({name: value, "updated_at": now})
         )
+        if name in WORD_FIELDS:
+            refresh_words(connection, [report.media_id])
     feedback_id = insert_feedback(
         connection,
         report.media_id,

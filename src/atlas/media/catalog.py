@@ -28,6 +28,7 @@ from atlas.errors import InvalidInput, NotFound
 from atlas.media.probe import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from atlas.media.sidecars import read_nfo
 from atlas.media.tags import Tag, parse_tag_list, upsert_tags
+from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, task_type
 from atlas.tasks.pipeline import schedule_next
 
@@ -238,6 +239,7 @@ def store_entries(engine: Engine, entries: Sequence[CatalogEntry]) -> tuple[list
             for entry in entries:
                 media_id, is_new = _upsert(connection, entry)
                 (created if is_new else updated).append(media_id)
+            refresh_words(connection, created + updated)
     except IntegrityError:
         title = entry.title if entry is not None else "?"
         raise InvalidInput(

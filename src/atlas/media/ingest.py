@@ -25,6 +25,7 @@ from atlas.media.fingerprint import fingerprint
 from atlas.media.probe import MEDIA_EXTENSIONS, ProbeResult, probe
 from atlas.media.sidecars import NfoMetadata, Sidecar, find_sidecars, read_nfo
 from atlas.media.tags import Tag, parse_tag_list, upsert_tags
+from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 from atlas.tasks.pipeline import schedule_next
 
@@ -476,6 +477,7 @@ def _store(
     _replace_sidecars(connection, media_id, sidecars)
     if nfo is not None:
         upsert_tags(connection, media_id, _nfo_tags(nfo))
+    refresh_words(connection, [media_id])
     return FileIngest(media_id, action, str(path), previous_path)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import transcripts
+from atlas.media.words import refresh_words
 from atlas.transcription.whisper import Transcript
 
 __all__ = ["TranscriptSummary", "save_transcript", "transcript_summaries"]
@@ -51,6 +52,7 @@ def save_transcript(
     }
     with database_errors(engine), engine.begin() as connection:
         _upsert(connection, media_id, values)
+        refresh_words(connection, [media_id])
 
 
 def _upsert(connection: Connection, media_id: int, values: dict[str, Any]) -> None:
