@@ -283,6 +283,8 @@ class _Miner:
         ] = {}  # id -> [pre norm, pre display, final norm, final display, w]
         self.moves: dict[int, tuple[str, float]] = {}  # id -> (final folder, w)
         self.user_display: dict[str, str] = {}
+        #: Spelling -> norm (the norms stored with the tags, else normalised once).
+        self.norm_of = _Norms()
         self.paired: Counter[tuple[str, str]] = Counter()
         self.atlas_display: dict[str, str] = {}
         self.kinds: dict[str, str] = {}
@@ -345,7 +347,7 @@ class _Miner:
         self, media_id: int, first: tuple[str, str, float], last: tuple[str, str, float] | None
     ) -> None:
         """What Atlas showed at the first review (rules taken out), what the user left last."""
-        atlas_display, kinds = self.atlas_display, self.kinds
+        atlas_display, kinds, norm_of = self.atlas_display, self.kinds, self.norm_of
         before = orjson.loads(first[0])
         pre: dict[str, tuple[str, str, str]] = {}
         for state in before["tags"]:
@@ -355,6 +357,7 @@ class _Miner:
                 atlas_display[norm], kinds[norm] = tag, kind
             if source != "rule":  # a rule put it there: not what Atlas predicted
                 pre[norm] = (source, kind, tag)
+            norm_of[tag] = norm
         for state in before.get("rules", {}).get("removed", ()):
             pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
         if last is not None:
@@ -367,14 +370,14 @@ class _Miner:
         _original, corrected, weight = last or first
         after = orjson.loads(corrected)
         final = {state["norm"] for state in before["tags"]}
-        final.difference_update(map(normalise_tag, after["removed"]))
+        final.difference_update(map(norm_of.__getitem__, after["removed"]))
         added = after["added"]
         if added:
-            norms = list(map(normalise_tag, added))
+            norms = list(map(norm_of.__getitem__, added))
             final.update(norms)
             self.user_display.update(zip(norms, added, strict=True))
         for old, new in after.get("replaced", ()):
-            self.paired[(normalise_tag(old), normalise_tag(new))] += 1
+            self.paired[(norm_of[old], norm_of[new])] += 1
         obs = self.tags[media_id] = _TagObs()
         obs.pre, obs.final, obs.w = pre, final, weight
 
@@ -757,6 +760,14 @@ class _Additions:
         holding = by_feature.indices[by_feature.indptr[f] : by_feature.indptr[f + 1]]
         both = items[np.isin(items, holding, assume_unique=True)][:_EXAMPLES]
         return self.media_ids[both].tolist()
+
+
+class _Norms(dict[str, str]):
+    """Tag spelling -> norm, each spelling normalised once."""
+
+    def __missing__(self, tag: str) -> str:
+        norm = self[tag] = normalise_tag(tag)
+        return norm
 
 
 class _Incidence:
