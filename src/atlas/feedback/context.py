@@ -166,9 +166,16 @@ def _tag_state(row: Any) -> TagState:
 
 
 def load_contexts(
-    connection: Connection, media_ids: Iterable[int] | None = None, *, words: bool = True
+    connection: Connection,
+    media_ids: Iterable[int] | None = None,
+    *,
+    words: bool = True,
+    protections: bool = True,
 ) -> dict[int, MediaContext]:
     """Contexts of the given items (all items when ``None``), read in bulk.
+
+    ``protections=False`` leaves out what only applying rules needs (the tags the
+    user rejected, whether the genre or the file location is the user's).
 
     Up to :data:`_SCAN_ABOVE` items are read by id; more, by one pass over each
     table that skips the rows of other items (fewer round trips than thousands
@@ -220,6 +227,30 @@ def load_contexts(
         if media_id in contexts:
             contexts[media_id].tags = {state.norm: state for state in ordered}
 
+    if protections:
+        _load_protections(connection, contexts, only)
+    if words:
+        transcript_of: dict[int, str] = {}
+        for where in _id_filters(transcripts.c.media_id, only):
+            rows = connection.execute(
+                select(transcripts.c.media_id, transcripts.c.text).where(*where)
+            )
+            transcript_of.update(
+                {media_id: text for media_id, text in rows if media_id in contexts}
+            )
+        for media_id, context in contexts.items():
+            description, stored, key = texts_of[media_id]
+            context.words = words_of(
+                stored, key, context.title, description, transcript_of.get(media_id)
+            )
+    return contexts
+
+
+def _load_protections(
+    connection: Connection, contexts: dict[int, MediaContext], only: Sequence[int] | None
+) -> None:
+    """What rules must leave alone: the tags the user rejected, and whether the genre
+    and the file location are the user's."""
     rejected: dict[int, set[str]] = {}
     for where in _id_filters(media_tag_rejections.c.media_id, only):
         rows = connection.execute(
@@ -259,22 +290,6 @@ def load_contexts(
                 context.user_moved = True
             elif _edited_field(original) == "genre":
                 context.genre_protected = True
-
-    if words:
-        transcript_of: dict[int, str] = {}
-        for where in _id_filters(transcripts.c.media_id, only):
-            rows = connection.execute(
-                select(transcripts.c.media_id, transcripts.c.text).where(*where)
-            )
-            transcript_of.update(
-                {media_id: text for media_id, text in rows if media_id in contexts}
-            )
-        for media_id, context in contexts.items():
-            description, stored, key = texts_of[media_id]
-            context.words = words_of(
-                stored, key, context.title, description, transcript_of.get(media_id)
-            )
-    return contexts
 
 
 def _edited_field(original: str | None) -> str | None:

@@ -242,7 +242,7 @@ def _mine(connection: Connection, miner: _Miner, result: MiningResult) -> None:
     items = miner.items()
     result.items = len(items)
     if items:
-        miner.contexts = load_contexts(connection, items)
+        miner.contexts = load_contexts(connection, items, protections=False)
     found: list[Pattern] = []
     found += miner.tag_patterns(result.min_frequency, result.min_confidence)
     found += miner.genre_patterns(result.min_frequency)
