@@ -51,7 +51,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import chain, product
+from itertools import chain
 from typing import Any, NamedTuple
 
 import orjson
@@ -171,6 +171,8 @@ class _Reviewed(NamedTuple):
     obs: _TagObs
     #: Tags Atlas predicted (source ``auto``).
     predicted: set[str]
+    #: Of those, the ones the user removed.
+    removed: set[str]
     #: Tags the user added that Atlas had not shown.
     added: set[str]
     #: The contexts a removal may be limited to.
@@ -417,41 +419,30 @@ class _Miner:
         import numpy as np
 
         observations: list[_Reviewed] = []
-        map_count: Counter[tuple[str, str]] = Counter()
-        rem_ctx_count: Counter[tuple[str, str]] = Counter()
-        removals: list[tuple[set[str], set[str], list[str]]] = []
         for media_id, obs in self.tags.items():
             pre, final = obs.pre, obs.final
             predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
-            removed = predicted - final
             added = final - pre.keys()
             context = self.contexts.get(media_id)
             narrow = _narrow_features(context)
-            observations.append(_Reviewed(media_id, obs, predicted, added, narrow, context))
-            if removed:
-                removals.append((removed, added, narrow))
+            observations.append(
+                _Reviewed(media_id, obs, predicted, predicted - final, added, narrow, context)
+            )
         # Every item's tags and contexts at once, as sparse 0/1 matrices (rows in
-        # ``observations`` order): column sums count them, weighted sums weigh them.
+        # ``observations`` order): column sums count them, weighted sums weigh them,
+        # products count pairs.
         rows = _ReviewedRows(observations)
         pre_count = rows.shown.counts()
         added_count = rows.added.counts()
-        predicted_count = Counter(chain.from_iterable(o.predicted for o in observations))
-        rem_count = Counter(chain.from_iterable(removed for removed, _, _ in removals))
+        predicted_count = rows.predicted.counts()
         self.total_w = float(rows.weights.sum())
         self.pre_w = rows.shown.weighted(rows.weights)
         self.added_w = rows.added.weighted(rows.weights)
         # Pairs of a removed tag with a context or an added tag count only for tags
         # removed, and added, on min_frequency items.
-        often_removed = {a for a, count in rem_count.items() if count >= min_frequency}
-        often_added = {b for b, count in added_count.items() if count >= min_frequency}
-        for removed, added, narrow in removals:
-            removed = removed & often_removed
-            if removed:
-                rem_ctx_count.update(product(removed, narrow))
-                added = added & often_added
-                if added:
-                    map_count.update(product(removed, added))
-        del removals
+        often_removed = rows.removed.frequent(min_frequency)
+        rem_ctx = set(often_removed.pairs(rows.narrow, min_frequency))
+        map_count = often_removed.pairs(rows.added.frequent(min_frequency), min_frequency)
 
         # A candidate is measured only if its confidence could reach the floor:
         # its corrections are its only hits, and it held on at least (items with
@@ -482,14 +473,13 @@ class _Miner:
 
         map_by_a: dict[str, list[str]] = {}
         for (a, b), count in map_count.items():
-            if count >= min_frequency and may_qualify(count, predicted_count[a] - pre_count[b]):
+            if may_qualify(count, predicted_count[a] - pre_count[b]):
                 map_by_a.setdefault(a, []).append(b)
-        rem_keys = {a for a, count in rem_count.items() if count >= min_frequency}
-        rem_ctx = {key for key, count in rem_ctx_count.items() if count >= min_frequency}
-        del map_count, rem_count, rem_ctx_count
+        rem_keys = set(often_removed.names)
+        del map_count
 
         measures: dict[tuple[str, str, str], _Measure] = {}
-        for media_id, obs, predicted, added, narrow, _context in observations:
+        for media_id, obs, predicted, _removed, added, narrow, _context in observations:
             pre, final, w = obs.pre, obs.final, obs.w
             for a in predicted & map_by_a.keys():
                 gone = a not in final
@@ -819,6 +809,22 @@ class _Incidence:
         keep = np.flatnonzero(self._column_counts() >= least)
         return _Incidence(_sorted(self.matrix[:, keep]), [self.names[i] for i in keep.tolist()])
 
+    def pairs(self, other: _Incidence, least: int) -> dict[tuple[str, str], int]:
+        """(name here, name there) -> rows holding both, for the pairs in at least ``least``."""
+        import numpy as np
+
+        counts = (self.matrix.T @ other.matrix).tocoo()
+        keep = np.flatnonzero(counts.data >= least)
+        return {
+            (self.names[a], other.names[b]): int(count)
+            for a, b, count in zip(
+                counts.row[keep].tolist(),
+                counts.col[keep].tolist(),
+                counts.data[keep].tolist(),
+                strict=True,
+            )
+        }
+
     @staticmethod
     def joined(parts: list[_Incidence]) -> _Incidence:
         """Side by side (the same rows)."""
@@ -849,9 +855,13 @@ class _ReviewedRows:
         self.observations = observations
         self.media_ids = np.fromiter((o.media_id for o in observations), np.int64, count)
         self.weights = np.fromiter((o.obs.w for o in observations), np.float64, count)
-        #: Tags Atlas showed, and tags the user added.
+        #: Tags Atlas showed (predicted: automatic ones), removed, and added.
         self.shown = _Incidence.of([o.obs.pre.keys() for o in observations])
+        self.predicted = _Incidence.of([o.predicted for o in observations])
+        self.removed = _Incidence.of([o.removed for o in observations])
         self.added = _Incidence.of([o.added for o in observations])
+        #: The contexts a removal may be limited to.
+        self.narrow = _Incidence.of([o.narrow for o in observations])
 
     def features(self) -> _Incidence:
         """Every context an addition can be conditioned on: always, the narrow
@@ -861,7 +871,7 @@ class _ReviewedRows:
 
         observations = self.observations
         always = _Incidence(sparse.csr_matrix(np.ones((len(observations), 1))), [_ANY])
-        narrow = _Incidence.of([o.narrow for o in observations])
+        narrow = self.narrow
         tags = _Incidence(self.shown.matrix, ["tag" + _SEP + norm for norm in self.shown.names])
         words = _Incidence.of(
             [o.context.words if o.context is not None else () for o in observations]
