@@ -34,10 +34,11 @@ file organisation (items tagged T, or with genre G, moved into folder F).
 
 Two passes keep it fast: the first counts actual corrections to find candidates
 (and skips those whose confidence cannot reach the floor), the second measures
-only the candidates against every reviewed item. Additions pair every frequent
-tag with every frequent context, far too many pairs to count item by item: they
-are counted and measured as products of sparse 0/1 matrices over the reviewed
-items (:class:`_Additions`).
+only the candidates against every reviewed item. The counting is done on sparse
+0/1 matrices over the reviewed items (tags shown, predicted, removed and added;
+contexts; words): column sums count, products count pairs. Additions pair every
+frequent tag with every frequent context, far too many pairs to measure item by
+item: they are measured as matrix products too (:class:`_Additions`).
 """
 
 from __future__ import annotations
