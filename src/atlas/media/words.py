@@ -63,13 +63,12 @@ def words_key(*texts: str | None) -> str:
     return digest.hexdigest()
 
 
-def words_of(
-    stored: str | None, key: str | None, title: str | None, *texts: str | None
-) -> frozenset[str]:
-    """An item's words: the stored ones while their key matches its texts, else computed."""
-    if stored is not None and key is not None and key == words_key(title, *texts):
+def words_of(stored: str | None, key: str | None, *texts: str | None) -> frozenset[str]:
+    """An item's words: the stored ones while their key matches its texts (title,
+    description, transcript), else computed."""
+    if stored is not None and key is not None and key == words_key(*texts):
         return frozenset(stored.split())
-    return text_words(title, *texts)
+    return text_words(*texts)
 
 
 def refresh_words(connection: Connection, media_ids: Iterable[int]) -> int:
