@@ -47,7 +47,8 @@ movies' titles, overviews and first genres (the 3,000 movies over and over, whic
 more word and tag coincidences than a real library would). Twice: 25,000 items
 with four rows each (a full tag review of Atlas's prediction, renamed genres and
 three keyphrases, to the movie's TMDB tags; a tag added later; a genre
-correction; a rating), and 100,000 items reviewed once. Mining (what
+correction; a rating), and 100,000 items reviewed once. The library is made by a
+catalogue import, which stores each item's words as any import does. Mining (what
 ``--analyze-only`` does: read, find and measure every pattern) is timed on each.
 
 Also printed: the same figure without the edits that add a tag the user had
