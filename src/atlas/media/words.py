@@ -57,9 +57,9 @@ def words_key(*texts: str | None) -> str:
     tokeniser's version."""
     digest = hashlib.blake2b(_VERSION.encode(), digest_size=16)
     for text in texts:
-        digest.update(b"\x00")
-        if text:
-            digest.update(text[:_MAX_TEXT].encode("utf-8", "surrogatepass"))
+        data = text[:_MAX_TEXT].encode("utf-8", "surrogatepass") if text else b""
+        digest.update(len(data).to_bytes(8, "little"))  # no two splits of one text hash alike
+        digest.update(data)
     return digest.hexdigest()
 
 
