@@ -37,7 +37,16 @@ if TYPE_CHECKING:
 
     Vectors = npt.NDArray[np.float32]
 
-__all__ = ["MAX_TRAINING_ITEMS", "Profiles", "clear_profile_cache", "get_profiles", "profiles"]
+__all__ = [
+    "MAX_TRAINING_ITEMS",
+    "ProfileTag",
+    "Profiles",
+    "TagExamples",
+    "clear_profile_cache",
+    "confirmed_examples",
+    "get_profiles",
+    "profiles",
+]
 
 MAX_TRAINING_ITEMS = 20_000
 _C = 4.0
@@ -124,11 +133,26 @@ def get_profiles(settings: Settings, engine: Engine) -> Profiles | None:
     return trained
 
 
-def _train(settings: Settings, engine: Engine) -> Profiles | None:
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+@dataclass(frozen=True)
+class TagExamples:
+    """What the library teaches about one confirmed tag: its examples and their labels."""
 
+    tag: ProfileTag
+    #: Media ids: the items that carry the tag, the other items with confirmed
+    #: tags of its kind, and the items the user removed it from.
+    examples: list[int]
+    #: Per example, whether it carries the tag.
+    labels: list[bool]
+
+
+def confirmed_examples(
+    settings: Settings, engine: Engine, *, limit: int = MAX_TRAINING_ITEMS
+) -> list[TagExamples]:
+    """The confirmed tags worth learning, most used first, over the newest ``limit`` items.
+
+    A tag is worth learning once ``tagging.profile_min_examples`` items carry it
+    and as many items of its kind do not (at most ``tagging.profile_max_tags`` tags).
+    """
     config = settings.tagging
     with database_errors(engine), engine.connect() as connection:
         rows = connection.execute(
@@ -141,7 +165,7 @@ def _train(settings: Settings, engine: Engine) -> Profiles | None:
         rejections = connection.execute(
             select(media_tag_rejections.c.media_id, media_tag_rejections.c.tag_norm)
         ).all()
-    newest: list[int] = list(dict.fromkeys(row.media_id for row in rows))[:MAX_TRAINING_ITEMS]
+    newest: list[int] = list(dict.fromkeys(row.media_id for row in rows))[:limit]
     keep = set(newest)
     carriers: dict[str, set[int]] = {}
     kinds: dict[str, Counter[str]] = {}
@@ -162,7 +186,7 @@ def _train(settings: Settings, engine: Engine) -> Profiles | None:
         (norm for norm, ids in carriers.items() if len(ids) >= config.profile_min_examples),
         key=lambda norm: (-len(carriers[norm]), norm),
     )[: config.profile_max_tags]
-    plans = []
+    found = []
     for norm in ranked:
         kind = kinds[norm].most_common(1)[0][0]
         examples = sorted(pools[kind] | refused.get(norm, set()))
@@ -170,7 +194,16 @@ def _train(settings: Settings, engine: Engine) -> Profiles | None:
         if len(examples) - sum(labels) < config.profile_min_examples:
             continue  # a tag nearly every item carries tells nothing apart
         tag = ProfileTag(spellings[norm].most_common(1)[0][0], norm, kind, sum(labels))
-        plans.append((tag, examples, labels))
+        found.append(TagExamples(tag, examples, labels))
+    return found
+
+
+def _train(settings: Settings, engine: Engine) -> Profiles | None:
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    plans = [(p.tag, p.examples, p.labels) for p in confirmed_examples(settings, engine)]
     if not plans:
         return None
 
