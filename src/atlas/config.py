@@ -127,6 +127,8 @@ class TagSourceWeights(_Section):
     zero_shot: float = Field(default=0.25, ge=0)
     neighbours: float = Field(default=0.75, ge=0)
     profiles: float = Field(default=1.5, ge=0)
+    #: The text model fine-tuned on the confirmed tags (``atlas media-tags train``).
+    tuned: float = Field(default=1.0, ge=0)
     keyphrases: float = Field(default=0.5, ge=0)
     llm: float = Field(default=1.0, ge=0)
 
@@ -161,6 +163,12 @@ class TaggingSettings(_Section):
     profile_min_examples: int = Field(default=8, ge=2)
     #: Learned profiles, at most (the most used tags).
     profile_max_tags: int = Field(default=100, ge=0, le=5000)
+    #: ``atlas media-tags train``: the embedding model's top layers fine-tuned...
+    tune_layers: int = Field(default=2, ge=1, le=48)
+    #: ...this many passes over the confirmed items...
+    tune_epochs: int = Field(default=6, ge=1, le=100)
+    #: ...the newest this many of them, at most.
+    tune_max_items: int = Field(default=5000, ge=10, le=200_000)
     #: Learn from the user's reviews how confident a tag of each kind, and each tag,
     #: must be to be shown (see ``atlas.tagging.cutoffs``).
     learn_cutoffs: bool = True

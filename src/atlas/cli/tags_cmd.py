@@ -1,4 +1,4 @@
-"""``atlas media-tags list|add|remove|retag``: see, edit and automatically set tags."""
+"""``atlas media-tags list|add|remove|retag|train``: see, edit and automatically set tags."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from atlas.tagging import (
     list_media_tags,
     remove_media_tags,
     retag_media,
+    train_media_tagger,
 )
 
 tags_app = typer.Typer(
@@ -90,7 +91,7 @@ def retag_command(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run the automatic tagger (zero-shot, keyphrases, neighbours, learned profiles, rules)."""
+    """Run the automatic tagger (zero-shot, keyphrases, neighbours, profiles, fine-tuned, rules)."""
     atlas = state(ctx).atlas()
     with progress_bar("tagging", unit="items", disable=as_json) as bar:
         report = retag_media(
@@ -112,6 +113,42 @@ def retag_command(
         typer.echo(f"atlas: {reason}", err=True)
     if report.failed_tasks:
         raise typer.Exit(1)
+
+
+@tags_app.command("train")
+def train_command(
+    ctx: typer.Context,
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Passes over the tagged items (default: tagging.tune_epochs)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Fine-tune the tagger's text model on your confirmed tags (minutes; retag uses it)."""
+    atlas = state(ctx).atlas()
+    with progress_bar("training", unit="steps", disable=as_json) as bar:
+        shown = 0
+
+        def advance(done: int, total: int) -> None:
+            nonlocal shown
+            if shown == 0:
+                bar.start(total)
+            bar.advance(done - shown)
+            shown = done
+
+        outcome = train_media_tagger(atlas.dispatcher, epochs=epochs, on_progress=advance)
+    if not outcome.ok:
+        typer.echo(f"atlas: {outcome.error or outcome.status}", err=True)
+        raise typer.Exit(1)
+    result = dict(outcome.result or {})
+    if as_json:
+        emit_json({"task_id": outcome.task_id, **result})
+        return
+    console.print(
+        f"Fine-tuned the tagger on {result.get('items')} items and {result.get('tags')} tags "
+        f"({result.get('epochs')} epochs, top {result.get('layers')} layers, "
+        f"{result.get('seconds')} s). New tagging uses it; "
+        f"`atlas media-tags retag --all --force` re-tags the items tagged before."
+    )
 
 
 # --- rendering -----------------------------------------------------------------------

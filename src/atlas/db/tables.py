@@ -51,6 +51,7 @@ __all__ = [
     "media_tags",
     "metadata",
     "rule_applications",
+    "tagger_models",
     "task_log_daily",
     "task_log_fold_state",
     "task_logs",
@@ -211,6 +212,25 @@ media_tag_inputs = Table(
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
     CheckConstraint("dimension > 0", name="dimension"),
 )
+
+# The tagger's text model fine-tuned on the library's confirmed tags (added by
+# 0009; `atlas media-tags train`): the top layers of the embedding model and a
+# head with one output per tag. Only the newest row per embedding model is kept.
+tagger_models = Table(
+    "tagger_models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The embedding model whose lower layers it builds on.
+    Column("model", String(300), nullable=False),
+    # JSON list of {tag, norm, kind, positives}, one per output of the head.
+    Column("tags", JSON, nullable=False),
+    # How it was trained: {layers, epochs, items, max_length, loss, seconds}.
+    Column("training", JSON, nullable=False),
+    # The trained weights (safetensors).
+    Column("weights", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+Index("ix_tagger_models_model", tagger_models.c.model)
 
 transcripts = Table(
     "transcripts",

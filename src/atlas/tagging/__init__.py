@@ -6,7 +6,8 @@ The tagger (:func:`predict_tags`) combines the evidence of its sources
 learned rules acted, in one transaction. The ``tag`` task (the chain's stage
 between ``transcribe`` and ``embed``) and :func:`retag_media` (``media-tags
 retag``) run it in batches; :func:`list_media_tags`, :func:`add_media_tags` and
-:func:`remove_media_tags` serve ``media-tags list|add|remove``.
+:func:`remove_media_tags` serve ``media-tags list|add|remove``, and
+:func:`train_media_tagger` (:mod:`atlas.tagging.tuning`) ``media-tags train``.
 """
 
 from atlas.tagging.batch import TagItemResult, tag_batch
@@ -25,6 +26,12 @@ from atlas.tagging.sources import SOURCES, Evidence, SourceResult
 from atlas.tagging.sources.profiles import clear_profile_cache
 from atlas.tagging.store import StoredTags, store_prediction
 from atlas.tagging.tagger import ItemPrediction, predict_tags
+from atlas.tagging.tuning import (
+    TrainReport,
+    latest_tuned_model,
+    train_media_tagger,
+    train_tagger,
+)
 from atlas.tagging.vocabulary import Vocabulary, VocabularyEntry, load_vocabulary, parse_vocabulary
 
 __all__ = [
@@ -40,12 +47,14 @@ __all__ = [
     "TagInput",
     "TagItemResult",
     "TagPrediction",
+    "TrainReport",
     "Vocabulary",
     "VocabularyEntry",
     "add_media_tags",
     "clear_profile_cache",
     "combine",
     "input_vectors",
+    "latest_tuned_model",
     "list_media_tags",
     "load_inputs",
     "load_vocabulary",
@@ -56,4 +65,6 @@ __all__ = [
     "retag_media",
     "store_prediction",
     "tag_batch",
+    "train_media_tagger",
+    "train_tagger",
 ]

@@ -3,7 +3,8 @@
 :func:`predict_tags` writes nothing but the vector cache (``media_tag_inputs``):
 it is what ``media-tags retag`` stores (:mod:`atlas.tagging.store`) and what the
 benchmark measures. The embedding model is the configured one, loaded once per
-process; the vocabulary's label vectors and the learned profiles are cached too.
+process; the vocabulary's label vectors, the learned profiles and the fine-tuned
+model (:mod:`atlas.tagging.tuning`) are cached too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from atlas.tagging.sources.keyphrases import keyphrases
 from atlas.tagging.sources.llm import llm_tags
 from atlas.tagging.sources.neighbours import neighbours
 from atlas.tagging.sources.profiles import profiles
+from atlas.tagging.sources.tuned import tuned
 from atlas.tagging.sources.zero_shot import zero_shot
 from atlas.tagging.vocabulary import Vocabulary, load_vocabulary
 
@@ -120,6 +122,8 @@ def predict_tags(
         per_source["zero_shot"] = zero_shot(settings, vocabulary, matrix, ids)
     if weights.profiles > 0:
         per_source["profiles"] = profiles(settings, engine, usable, matrix)
+    if weights.tuned > 0:
+        per_source["tuned"] = tuned(settings, engine, usable)
     if weights.neighbours > 0:
         per_source["neighbours"], note = neighbours(settings, engine, vocabulary, ids, matrix)
         if note:

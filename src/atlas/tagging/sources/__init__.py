@@ -9,6 +9,7 @@ so that its silence about a tag it could have named counts against that tag (see
 * :mod:`~atlas.tagging.sources.keyphrases` — phrases of its description and transcript;
 * :mod:`~atlas.tagging.sources.neighbours` — tags of the nearest already-tagged items;
 * :mod:`~atlas.tagging.sources.profiles` — per-tag models learned from confirmed tags;
+* :mod:`~atlas.tagging.sources.tuned` — the text model fine-tuned on them (``media-tags train``);
 * :mod:`~atlas.tagging.sources.llm` — an LLM through Ollama, when configured.
 
 Learned rules (:func:`atlas.feedback.apply_rules`) act last, when the tags are stored.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 __all__ = ["SOURCES", "Evidence", "SourceResult"]
 
 #: Every source, in the order explanations name them.
-SOURCES = ("zero_shot", "profiles", "neighbours", "keyphrases", "llm")
+SOURCES = ("zero_shot", "profiles", "tuned", "neighbours", "keyphrases", "llm")
 
 
 @dataclass(frozen=True)
