@@ -155,8 +155,11 @@ class _Encoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 )
-                hidden = self.model(**batch, output_hidden_states=True).hidden_states[lower]
                 lengths = batch["attention_mask"].sum(dim=1).tolist()
+                inputs = {name: value.to(self.model.device) for name, value in batch.items()}
+                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[lower]
+                # The top layers run on the CPU (a model on a GPU included).
+                hidden = hidden.to("cpu")
                 for row, index in enumerate(part):
                     states[index] = hidden[row, : int(lengths[row])].clone()
         return states
@@ -210,7 +213,7 @@ class TunedModel:
 
                 encoder = _Encoder(settings)
                 layers = int(self.training["layers"])
-                top = copy.deepcopy(encoder.layers[len(encoder.layers) - layers :])
+                top = copy.deepcopy(encoder.layers[len(encoder.layers) - layers :]).cpu()
                 head = torch.nn.Linear(encoder.hidden, len(self.tags))
                 state = load_tensors(self._weights)
                 top.load_state_dict(
@@ -336,7 +339,7 @@ def train_tagger(
     report = _PROGRESS.get()
     with torch.random.fork_rng():
         torch.manual_seed(_SEED)
-        top = copy.deepcopy(encoder.layers[len(encoder.layers) - layers :])
+        top = copy.deepcopy(encoder.layers[len(encoder.layers) - layers :]).cpu()
         head = torch.nn.Linear(encoder.hidden, len(tags))
         optimiser = torch.optim.AdamW(
             [
