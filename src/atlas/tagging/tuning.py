@@ -14,7 +14,7 @@ counts as a negative of a tag only when it carries confirmed tags of the tag's
 kind, or the user removed the tag from it; the loss ignores the other pairs.
 
 Training is deterministic (fixed seeds) and takes minutes on a CPU: 1,500 items
-in about 6 minutes on two cores. It runs as the ``train-tagger`` task; the
+in about 5 minutes on two cores. It runs as the ``train-tagger`` task; the
 tagger then uses the model as its source ``tuned``
 (:mod:`atlas.tagging.sources.tuned`). The embedding model itself, and so every
 stored vector, is unchanged.
