@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TrainReport",
     "TunedModel",
-    "clear_tuned_cache",
     "latest_tuned_model",
     "train_media_tagger",
     "train_tagger",
@@ -246,12 +245,6 @@ class TunedModel:
 
 _CACHE: dict[tuple[str, str], TunedModel] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def clear_tuned_cache() -> None:
-    """Forget loaded fine-tuned models (tests)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
 
 
 def latest_tuned_model(settings: Settings, engine: Engine) -> TunedModel | None:

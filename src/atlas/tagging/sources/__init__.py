@@ -17,9 +17,11 @@ Learned rules (:func:`atlas.feedback.apply_rules`) act last, when the tags are s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["SOURCES", "Evidence", "SourceResult"]
+__all__ = ["SOURCES", "Evidence", "LearnedTag", "SourceResult", "learned_evidence"]
 
 #: Every source, in the order explanations name them.
 SOURCES = ("zero_shot", "profiles", "tuned", "neighbours", "keyphrases", "llm")
@@ -55,3 +57,44 @@ class SourceResult:
 
     def judges(self, norm: str) -> bool:
         return norm in self.judged or norm in self.evidence
+
+
+class LearnedTag(Protocol):
+    """A tag a model learned: a column of its scores."""
+
+    @property
+    def tag(self) -> str: ...
+    @property
+    def norm(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+
+_Tag = TypeVar("_Tag", bound=LearnedTag)
+
+#: Below this a learned model's score is no evidence (it still judges the tag).
+MIN_LEARNED_SCORE = 0.01
+
+
+def learned_evidence(
+    source: str,
+    media_ids: Sequence[int],
+    tags: Sequence[_Tag],
+    scores: Any,
+    detail: Callable[[_Tag, float], str],
+) -> dict[int, SourceResult]:
+    """Results of a model that scores every one of its ``tags`` for every item.
+
+    ``scores``: one row per item (in ``media_ids`` order), one column per tag.
+    The source judges all its tags for every item.
+    """
+    judged = {tag.norm for tag in tags}
+    results = {}
+    for row, media_id in enumerate(media_ids):
+        result = SourceResult(source, judged=set(judged))
+        for column, tag in enumerate(tags):
+            score = float(scores[row, column])
+            if score >= MIN_LEARNED_SCORE:
+                result.add(Evidence(tag.tag, tag.norm, tag.kind, score, detail(tag, score)))
+        results[media_id] = result
+    return results

@@ -29,7 +29,7 @@ from atlas.db import database_errors
 from atlas.db.tables import media_tag_rejections, media_tags
 from atlas.embeddings import get_provider
 from atlas.tagging.inputs import TagInput, input_vectors, load_texts
-from atlas.tagging.sources import Evidence, SourceResult
+from atlas.tagging.sources import SourceResult, learned_evidence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -246,25 +246,12 @@ def profiles(
 ) -> dict[int, SourceResult]:
     """Profile evidence for the items (rows of ``vectors`` in the same order)."""
     trained = get_profiles(settings, engine)
-    results = {item.media_id: SourceResult("profiles") for item in items}
     if trained is None or not items:
-        return results
-    scores = trained.predict(vectors, [item.text for item in items])
-    judged = {tag.norm for tag in trained.tags}
-    for row, item in enumerate(items):
-        result = results[item.media_id]
-        result.judged.update(judged)
-        for column, tag in enumerate(trained.tags):
-            score = float(scores[row, column])
-            if score < 0.01:
-                continue
-            result.add(
-                Evidence(
-                    tag=tag.tag,
-                    norm=tag.norm,
-                    kind=tag.kind,
-                    score=score,
-                    detail=f"learned profile {score:.2f} (from {tag.positives} items tagged so)",
-                )
-            )
-    return results
+        return {item.media_id: SourceResult("profiles") for item in items}
+    return learned_evidence(
+        "profiles",
+        [item.media_id for item in items],
+        trained.tags,
+        trained.predict(vectors, [item.text for item in items]),
+        lambda tag, score: f"learned profile {score:.2f} (from {tag.positives} items tagged so)",
+    )

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from atlas.config import Settings
 from atlas.tagging.inputs import TagInput
-from atlas.tagging.sources import Evidence, SourceResult
+from atlas.tagging.sources import SourceResult, learned_evidence
 
 __all__ = ["tuned"]
 
@@ -23,26 +23,13 @@ def tuned(settings: Settings, engine: Engine, items: Sequence[TagInput]) -> dict
     """Evidence of the fine-tuned model for the items (empty before one was trained)."""
     from atlas.tagging.tuning import latest_tuned_model
 
-    results = {item.media_id: SourceResult("tuned") for item in items}
     model = latest_tuned_model(settings, engine)
     if model is None or not items:
-        return results
-    scores = model.predict(settings, [item.text for item in items])
-    judged = {tag.norm for tag in model.tags}
-    for row, item in enumerate(items):
-        result = results[item.media_id]
-        result.judged.update(judged)
-        for column, tag in enumerate(model.tags):
-            score = float(scores[row, column])
-            if score < 0.01:
-                continue
-            result.add(
-                Evidence(
-                    tag=tag.tag,
-                    norm=tag.norm,
-                    kind=tag.kind,
-                    score=score,
-                    detail=f"fine-tuned model {score:.2f} (trained on {model.items} items)",
-                )
-            )
-    return results
+        return {item.media_id: SourceResult("tuned") for item in items}
+    return learned_evidence(
+        "tuned",
+        [item.media_id for item in items],
+        model.tags,
+        model.predict(settings, [item.text for item in items]),
+        lambda _, score: f"fine-tuned model {score:.2f} (trained on {model.items} items)",
+    )
