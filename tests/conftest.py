@@ -494,6 +494,24 @@ def embedded_library(
     return themed_library
 
 
+#: A new item on the science-fiction theme of the themed library.
+STATION = {
+    "title": "Starlight Station",
+    "description": (
+        "Astronauts aboard a space station orbit Jupiter while their rocket engine fails "
+        "and mission control loses contact."
+    ),
+}
+
+
+@pytest.fixture
+def tagger(make_settings: Any, embedded_library: dict[str, int]) -> Iterator[Atlas]:
+    """An Atlas that learns from the small themed library (3 examples per tag suffice)."""
+    opened = open_atlas(make_settings(auto_process=False, **{"tagging.profile_min_examples": 3}))
+    yield opened
+    opened.close()
+
+
 class JsonServer:
     """A small threaded HTTP server answering JSON POSTs, for remote services that
     cannot run here. Subclasses implement :meth:`answer`; every request (path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -33,24 +32,9 @@ from atlas.tagging import (
     retag_media,
 )
 from atlas.tagging.cutoffs import reviewed_tags
+from conftest import STATION
 
 pytestmark = pytest.mark.slow
-
-STATION = {
-    "title": "Starlight Station",
-    "description": (
-        "Astronauts aboard a space station orbit Jupiter while their rocket engine fails "
-        "and mission control loses contact."
-    ),
-}
-
-
-@pytest.fixture
-def tagger(make_settings, embedded_library) -> Any:
-    """An Atlas whose profiles train on the small themed library (3 examples suffice)."""
-    opened = open_atlas(make_settings(auto_process=False, **{"tagging.profile_min_examples": 3}))
-    yield opened
-    opened.close()
 
 
 def _new_item(atlas, **values) -> int:

@@ -12,27 +12,12 @@ from atlas.app import open_atlas
 from atlas.db.tables import tagger_models, task_logs
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.tagging import load_inputs, predict_tags, retag_media, train_media_tagger
+from conftest import STATION
 
 pytestmark = pytest.mark.slow
 
 #: Enough passes over the twelve themed items (one step each) to learn their genres.
 EPOCHS = 40
-
-STATION = {
-    "title": "Starlight Station",
-    "description": (
-        "Astronauts aboard a space station orbit Jupiter while their rocket engine fails "
-        "and mission control loses contact."
-    ),
-}
-
-
-@pytest.fixture
-def tagger(make_settings, embedded_library) -> Any:
-    """An Atlas that learns from the small themed library (3 examples per tag suffice)."""
-    opened = open_atlas(make_settings(auto_process=False, **{"tagging.profile_min_examples": 3}))
-    yield opened
-    opened.close()
 
 
 def _models(atlas) -> list[Any]:
