@@ -19,6 +19,7 @@ from atlas.cli import (
     media_cmd,
     migrate_cmd,
     search_cmd,
+    storage_cmd,
     tags_cmd,
     tasks_cmd,
     transcribe_cmd,
@@ -76,6 +77,7 @@ def root(
 for module in (
     config_cmd,
     migrate_cmd,
+    storage_cmd,
     media_cmd,
     transcribe_cmd,
     tags_cmd,
