@@ -39,6 +39,7 @@ class Atlas:
     dispatcher: Dispatcher
 
     def close(self) -> None:
+        self.dispatcher.close()
         self.engine.dispose()
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "CONFIG_FILE_NAME",
     "ChromaSettings",
     "EmbeddingSettings",
+    "ExecutionSettings",
     "Settings",
     "TagSourceWeights",
     "TaggingSettings",
@@ -208,6 +209,21 @@ class FeedbackSettings(_Section):
     half_life_days: float = Field(default=90.0, gt=0)
 
 
+class ExecutionSettings(_Section):
+    """How tasks survive the death of the process that runs them (see ``atlas.tasks.leases``)."""
+
+    #: A task's lease lasts this long; the process that holds it renews it every
+    #: third of it. A lease that runs out means its process died: any worker, or
+    #: the next command in-process, takes the task again.
+    lease_s: float = Field(default=30.0, ge=3, le=3600, allow_inf_nan=False)
+    #: On SIGTERM/SIGINT a worker lets running tasks finish for this long, then
+    #: hands the rest back to the queue.
+    stop_grace_s: float = Field(default=20.0, ge=0, le=3600, allow_inf_nan=False)
+    #: A task whose process died this many times is not taken again (it may be
+    #: what kills its workers); it ends in ``error``.
+    max_lost_runs: int = Field(default=5, ge=1, le=100)
+
+
 class TaskPolicy(_Section):
     """Retry policy of one task type; overrides the type's registered default."""
 
@@ -251,6 +267,7 @@ class Settings(BaseSettings):
     tagging: TaggingSettings = TaggingSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     tasks: dict[str, TaskPolicy] = {}
 
     @classmethod

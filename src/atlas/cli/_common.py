@@ -33,6 +33,7 @@ from typer.core import TyperCommand, TyperGroup
 from atlas.app import Atlas, open_atlas
 from atlas.config import LoadedSettings, Settings, load_settings
 from atlas.errors import AtlasError
+from atlas.tasks.dispatcher import RecoveryReport
 
 __all__ = [
     "JSON_OPTION",
@@ -83,12 +84,19 @@ class CliState:
         """Open Atlas (applying pending migrations) once per command."""
         if self._atlas is None:
             self._atlas = open_atlas(self.settings)
+            self._atlas.dispatcher.on_recovered = _say_recovered
         return self._atlas
 
     def close(self) -> None:
         if self._atlas is not None:
             self._atlas.close()
             self._atlas = None
+
+
+def _say_recovered(report: RecoveryReport) -> None:
+    if report.resumed:
+        types = ", ".join(f"{kind} {count}" for kind, count in sorted(report.types.items()))
+        typer.echo(f"atlas: resuming {len(report.resumed)} interrupted task(s) ({types})", err=True)
 
 
 def state(ctx: typer.Context) -> CliState:

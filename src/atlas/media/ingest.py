@@ -323,7 +323,10 @@ def _known_stats(engine: Engine, files: Sequence[Path]) -> dict[str, tuple[int, 
 def ingest_task(ctx: TaskContext, path: str, force: bool = False) -> dict[str, Any]:
     """Ingest one file: probe, fingerprint and sidecars, then schedule processing."""
     result = ingest_file(ctx.engine, Path(path), force=force)
-    if result.action in ("new", "updated", "duplicate"):
+    # A second attempt may follow one that stored the file and then died before
+    # it scheduled the next stage: the file now looks unchanged, but its chain
+    # still has to run (each stage skips what is already done).
+    if result.action in ("new", "updated", "duplicate") or ctx.attempt > 1:
         schedule_next(ctx, "ingest", [result.media_id])
     return result.to_dict()
 

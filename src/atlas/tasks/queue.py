@@ -6,8 +6,12 @@ in the ``tasks`` table, so any worker that shares the database can run it.
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
@@ -49,17 +53,94 @@ class TaskQueue:
 
     def pending(self) -> int:
         """Messages waiting in the queue."""
-        return int(self.huey.pending_count())
+        return int(self._read(self.huey.pending_count))
 
-    def consumer(self, *, workers: int, worker_type: str) -> Consumer:
-        return self.huey.create_consumer(
+    def pending_task_ids(self) -> set[int]:
+        """The task ids of every message waiting or scheduled (a retry's delay) in the queue."""
+        ids: set[int] = set()
+        for task in [*self._read(self.huey.pending), *self._read(self.huey.scheduled)]:
+            if task.name.endswith(_TASK_NAME) and task.args:
+                ids.add(int(task.args[0]))
+        return ids
+
+    def check(self) -> None:
+        """Raise ``Unavailable`` unless the queue answers."""
+        storage: Any = self.huey.storage
+        if hasattr(storage, "conn") and hasattr(storage.conn, "ping"):
+            self._read(storage.conn.ping)
+        else:
+            self._read(self.huey.pending_count)
+
+    def _read(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            raise Unavailable(
+                f"the task queue at {self.url} is not reachable ({exc}); "
+                "start it or unset queue_url to run tasks in-process"
+            ) from None
+
+    def consumer(
+        self,
+        *,
+        workers: int,
+        worker_type: str,
+        grace_s: float,
+        tick: Callable[[], None] | None = None,
+        tick_every_s: float = 5.0,
+    ) -> Consumer:
+        """A Huey consumer that stops gently and runs ``tick`` every ``tick_every_s``.
+
+        SIGTERM (and SIGINT sent to the consumer alone) let running tasks finish
+        for ``grace_s`` seconds; then the workers are interrupted and hand their
+        tasks back. ``tick`` runs in the consumer's main thread, between its
+        checks, never while it forks a worker process.
+        """
+        return _AtlasConsumer(
+            self.huey,
+            tick=tick,
+            tick_every_s=tick_every_s,
             workers=workers,
             worker_type=worker_type,
             periodic=False,
             initial_delay=0.05,
             max_delay=1.0,
             check_worker_health=True,
+            health_check_interval=1,
+            shutdown_timeout=grace_s,
+            graceful_signal="TERM",
         )
+
+
+class _AtlasConsumer(Consumer):
+    def __init__(
+        self,
+        huey: Huey,
+        *,
+        tick: Callable[[], None] | None,
+        tick_every_s: float,
+        **options: Any,
+    ) -> None:
+        super().__init__(huey, **options)
+        # A SIGINT sent to the consumer alone stops it as gently as SIGTERM. (Ctrl-C
+        # in a terminal also reaches the worker processes, which hand back at once.)
+        self._signal_actions[signal.SIGINT] = (False, True)
+        self._tick = tick
+        self._tick_every_s = tick_every_s
+        self._next_tick = 0.0
+
+    def loop(self, health_check_ts: float | None = None) -> Any:
+        health_check_ts = super().loop(health_check_ts)
+        now = time.monotonic()
+        if self._tick is not None and now >= self._next_tick:
+            self._next_tick = now + self._tick_every_s
+            try:
+                self._tick()
+            except Exception as exc:  # the next tick tries again
+                logging.getLogger(__name__).warning("recovery pass failed: %s", exc)
+        return health_check_ts
 
 
 def _make_huey(settings: Settings) -> Huey:
