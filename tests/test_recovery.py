@@ -328,3 +328,43 @@ def test_tasks_resume_cli_lists_then_runs_interrupted_tasks(cli, leased, tmp_pat
     assert "ran 1 task(s): 1 completed" in ran.stdout
     assert _task(leased.engine, task_id).status == "completed"
     assert cli("tasks", "resume").stdout.strip() == "no interrupted tasks"
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_and_hands_its_task_back(
+    leased, home, database_url, tmp_path
+):
+    marks, hold = tmp_path / "marks", tmp_path / "hold"
+    hold.touch()
+    with leased.engine.begin() as connection:
+        task_id = connection.execute(
+            insert(tasks)
+            .values(
+                task_type="test-hold",
+                status="queued",
+                params={"marks": str(marks), "hold_file": str(hold)},
+                created_at=utcnow(),
+            )
+            .returning(tasks.c.id)
+        ).scalar_one()
+    command = subprocess.Popen(
+        [sys.executable, "-c", "import task_plugins; task_plugins.main()", "tasks", "resume"],
+        env=_env(home, database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_for(marks, "start")
+    command.send_signal(signal.SIGTERM)
+    output = command.communicate(timeout=60)[0].decode()
+    assert command.returncode == 130, output
+    assert output.strip().splitlines()[-1] == "atlas: interrupted"
+    [log] = _logs(leased.engine, task_id)
+    assert (log.status, log.error_reason) == (
+        "cancelled",
+        "interrupted; handed back to the library to run again",
+    )
+    task = _task(leased.engine, task_id)
+    assert (task.status, task.lease_owner, task.handbacks) == ("queued", None, 1)
+
+    hold.unlink()
+    report, outcomes = leased.dispatcher.resume()
+    assert report.resumed == [task_id] and outcomes[0].ok

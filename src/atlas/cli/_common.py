@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
@@ -234,7 +236,8 @@ class ErrorEdge(ClickCommand):
         **extra: Any,
     ) -> Any:
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[safe-super]
+            with _terminate_as_interrupt():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[safe-super]
             code = result if isinstance(result, int) else 0
         except UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
@@ -249,6 +252,26 @@ class ErrorEdge(ClickCommand):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does: the running task is handed back, not dropped.
+
+    (``atlas worker`` sets its own handlers: it lets running tasks finish first.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class AtlasGroup(ErrorEdge, TyperGroup):  # type: ignore[misc]
