@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 
 __all__ = [
     "database_errors",
@@ -70,10 +70,7 @@ def make_engine(
     try:
         engine = create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:
-        raise Unavailable(
-            f"the database driver {exc.name!r} is not installed; "
-            "install Atlas with the 'postgres' extra: pip install 'atlas-media[postgres]'"
-        ) from None
+        raise missing_extra(f"the database driver {exc.name!r}", "postgres") from None
 
     # For messages: the URL as the user gave it, and the timeout its statements run under.
     engine.update_execution_options(atlas_where=where)

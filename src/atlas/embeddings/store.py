@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from atlas.config import Settings
-from atlas.errors import Unavailable
+from atlas.errors import Unavailable, missing_extra
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,10 +108,7 @@ class VectorStore:
             import chromadb
             from chromadb.config import Settings as ChromaConfig
         except ModuleNotFoundError:
-            raise Unavailable(
-                "chromadb is not installed; install Atlas with the 'ml' extra: "
-                "pip install 'atlas-media[ml]'"
-            ) from None
+            raise missing_extra("chromadb (the vector store)") from None
         # Telemetry off: Atlas never talks to the internet on its own.
         config = ChromaConfig(anonymized_telemetry=False, allow_reset=False)
         chroma = self.settings.chroma

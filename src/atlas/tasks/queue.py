@@ -15,7 +15,7 @@ from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from atlas.config import Settings
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 
 __all__ = ["TaskQueue"]
 
@@ -72,9 +72,10 @@ def _make_huey(settings: Settings) -> Huey:
         try:
             import redis  # noqa: F401
         except ModuleNotFoundError:
-            raise Unavailable(
-                "queue_url points at Redis but the 'redis' package is not installed; "
-                "install Atlas with the 'redis' extra"
+            raise missing_extra(
+                "redis (queue_url points at Redis)",
+                "redis",
+                alternative="unset queue_url to run tasks in-process",
             ) from None
         return RedisHuey(
             settings.queue_name,
