@@ -13,7 +13,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,9 +27,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from sqlalchemy.exc import OperationalError
-from typer._click.core import Command as ClickCommand  # typer vendors click
-from typer._click.core import Context as ClickContext
-from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperCommand, TyperGroup
 
 from atlas.app import Atlas, open_atlas
@@ -199,14 +196,22 @@ def progress_bar(
     bar.close()
 
 
-class ErrorEdge(ClickCommand):
+if TYPE_CHECKING:
+    _Command = TyperCommand
+else:  # a mixin: the command class it is mixed into comes next in the MRO
+    _Command = object
+
+
+class ErrorEdge(_Command):
     """The error edge: Atlas errors and usage errors become one line and an exit code.
 
     Mixed into the ``atlas`` group and into the single-command console scripts
-    (``atlas-embed-media``, ...), so every entry point fails the same way.
+    (``atlas-embed-media``, ...), so every entry point fails the same way. Typer
+    vendors Click and keeps it private; its public ``TyperException`` is the base of
+    every Click error (usage errors carry the context of their command).
     """
 
-    def invoke(self, ctx: ClickContext) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AtlasError as exc:
@@ -216,7 +221,7 @@ class ErrorEdge(ClickCommand):
             fail(f"database error: {detail}", 5)
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except (typer.Exit, typer.Abort, ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:
             if os.environ.get("ATLAS_DEBUG"):
@@ -237,14 +242,12 @@ class ErrorEdge(ClickCommand):
     ) -> Any:
         try:
             with _terminate_as_interrupt():
-                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[safe-super]
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
-        except UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        except typer.TyperException as exc:
+            command = getattr(exc, "ctx", None)
+            hint = f" (see '{command.command_path} --help')" if command is not None else ""
             typer.echo(f"atlas: {exc.format_message()}{hint}", err=True)
-            code = exc.exit_code
-        except ClickException as exc:
-            typer.echo(f"atlas: {exc.format_message()}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("atlas: aborted", err=True)
@@ -278,5 +281,5 @@ class AtlasGroup(ErrorEdge, TyperGroup):  # type: ignore[misc]
     """The ``atlas`` command group, behind the error edge."""
 
 
-class AtlasCommand(ErrorEdge, TyperCommand):  # type: ignore[misc]
+class AtlasCommand(ErrorEdge, TyperCommand):
     """A single-command console script, behind the same error edge."""

@@ -12,16 +12,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from atlas.config import Settings
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 
 __all__ = ["TaskQueue"]
 
 _TASK_NAME = "atlas.execute"
+#: Seconds an idle worker's blocking read (BRPOP) waits for a message before it
+#: looks again; ``queue_timeout_s`` must be longer (the settings make sure).
+BLOCKING_READ_S = 1
 
 
 class TaskQueue:
@@ -29,6 +33,7 @@ class TaskQueue:
 
     def __init__(self, settings: Settings, execute: Callable[[int], object]) -> None:
         self.url = settings.queue_url or ""
+        self.timeout_s = settings.queue_timeout_s
         self.huey = _make_huey(settings)
 
         def run(task_id: int) -> None:
@@ -46,10 +51,7 @@ class TaskQueue:
         except Exception as exc:
             if not _is_connection_error(exc):
                 raise
-            raise Unavailable(
-                f"the task queue at {self.url} is not reachable ({exc}); "
-                "start it or unset queue_url to run tasks in-process"
-            ) from None
+            raise _unreachable(self.url, exc, self.timeout_s) from None
 
     def pending(self) -> int:
         """Messages waiting in the queue."""
@@ -77,10 +79,7 @@ class TaskQueue:
         except Exception as exc:
             if not _is_connection_error(exc):
                 raise
-            raise Unavailable(
-                f"the task queue at {self.url} is not reachable ({exc}); "
-                "start it or unset queue_url to run tasks in-process"
-            ) from None
+            raise _unreachable(self.url, exc, self.timeout_s) from None
 
     def consumer(
         self,
@@ -150,16 +149,61 @@ def _make_huey(settings: Settings) -> Huey:
         try:
             import redis  # noqa: F401
         except ModuleNotFoundError:
-            raise Unavailable(
-                "queue_url points at Redis but the 'redis' package is not installed; "
-                "install Atlas with the 'redis' extra"
+            raise missing_extra(
+                "redis (queue_url points at Redis)",
+                "redis",
+                alternative="unset queue_url to run tasks in-process",
             ) from None
-        return RedisHuey(settings.queue_name, url=url, results=False)
+        return RedisHuey(
+            settings.queue_name,
+            results=False,
+            connection_pool=_redis_pool(url, settings.queue_timeout_s),
+            read_timeout=BLOCKING_READ_S,
+        )
     if backend == "sqlite":
         return SqliteHuey(
             settings.queue_name, filename=str(_sqlite_queue_path(settings, url)), results=False
         )
     raise InvalidInput(f"queue_url {url!r} is not a queue; use sqlite, sqlite:///PATH or redis://")
+
+
+def _redis_pool(url: str, timeout_s: float) -> Any:
+    """A connection pool whose every connect and answer is bounded by ``timeout_s``.
+
+    Without it a Redis that accepts connections and never answers (a stopped
+    process, a full network buffer) blocks an enqueue, or a worker, forever.
+    """
+    from redis import ConnectionPool
+
+    try:
+        return ConnectionPool.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+    except ValueError as exc:
+        raise InvalidInput(
+            f"queue_url {_describe(url)!r} is not a valid Redis URL ({exc})"
+        ) from None
+
+
+def _unreachable(url: str, exc: Exception, timeout_s: float) -> Unavailable:
+    where = f"the task queue at {_describe(url)}"
+    if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
+        return Unavailable(
+            f"{where} did not answer within {timeout_s:g} s; "
+            "check that it is running and not overloaded, or raise queue_timeout_s"
+        )
+    return Unavailable(
+        f"{where} is not reachable ({exc}); start it or unset queue_url to run tasks in-process"
+    )
+
+
+def _describe(url: str) -> str:
+    """The queue URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _sqlite_queue_path(settings: Settings, url: str) -> Path:
