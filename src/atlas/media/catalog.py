@@ -5,8 +5,11 @@ imported this way are user-confirmed. Re-importing updates, never duplicates:
 an entry matches the record with the same ``external_id``, else the same
 ``path``, else the same title and year.
 
-The whole file is read and checked before anything is written; a bad row stops
-the import with its line number and nothing changes.
+The whole file is read and checked before anything is written, as strictly as
+the commands that edit an item: no control characters in texts, genres or tags, at
+most ``MAX_TAGS`` genres and ``MAX_TAGS`` tags of ``MAX_TAG_LENGTH`` characters on a
+row, no unterminated quote in a CSV file and no ``external_id`` twice in one file. A
+bad row stops the import with its line number and nothing changes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -27,7 +37,14 @@ from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
 from atlas.media.probe import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from atlas.media.sidecars import read_nfo
-from atlas.media.tags import Tag, parse_tag_list, upsert_tags
+from atlas.media.tags import (
+    MAX_TAGS,
+    Tag,
+    check_text,
+    has_control_characters,
+    parse_tag_list,
+    upsert_tags,
+)
 from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, task_type
 from atlas.tasks.pipeline import schedule_next
@@ -46,6 +63,8 @@ COLUMN_ALIASES = {
     "runtime_min": "runtime",
 }
 _CHUNK = 250
+_TITLE_LIMIT = 1000
+_DESCRIPTION_LIMIT = 100_000
 
 
 class CatalogEntry(BaseModel):
@@ -53,8 +72,8 @@ class CatalogEntry(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=1000)
-    description: str | None = Field(default=None, max_length=100_000)
+    title: str = Field(min_length=1, max_length=_TITLE_LIMIT)
+    description: str | None = Field(default=None, max_length=_DESCRIPTION_LIMIT)
     genres: list[str] = []
     tags: list[str] = []
     year: int | None = Field(default=None, ge=1800, le=2200)
@@ -65,8 +84,38 @@ class CatalogEntry(BaseModel):
 
     @field_validator("genres", "tags", mode="before")
     @classmethod
-    def _split(cls, value: Any) -> list[str]:
-        return parse_tag_list(value if value not in ("", None) else None)
+    def _split(cls, value: Any, info: ValidationInfo) -> list[str]:
+        tags = parse_tag_list(value if value not in ("", None) else None)
+        if len(tags) > MAX_TAGS:
+            raise InvalidInput(
+                f"column {info.field_name!r} names {len(tags):,} tags; the limit is {MAX_TAGS}"
+            )
+        return tags
+
+    # As ``atlas media edit``, no control characters; a title is one line, and is kept
+    # as written (it is what a later import matches the record by).
+    @field_validator("title", mode="after")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        if has_control_characters(value):
+            raise InvalidInput("column 'title' contains control characters (a title is one line)")
+        return value
+
+    @field_validator("description", mode="after")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_text(
+            value, what="column 'description'", limit=_DESCRIPTION_LIMIT, multiline=True
+        )
+
+    @field_validator("external_id", mode="after")
+    @classmethod
+    def _external_id(cls, value: str | None) -> str | None:
+        if value is not None and has_control_characters(value):
+            raise InvalidInput("column 'external_id' contains control characters")
+        return value
 
     @field_validator("year", mode="before")
     @classmethod
@@ -108,6 +157,7 @@ def read_catalog(source: Path) -> list[CatalogEntry]:
             f"{source}: unknown catalogue format; use .csv, .jsonl or a folder of .nfo files"
         )
     entries = []
+    seen_ids: dict[str, str] = {}  # external_id -> where it first appeared
     for where, raw in rows:
         data = {
             COLUMN_ALIASES.get(key.strip().lower(), key.strip().lower()): value
@@ -117,28 +167,115 @@ def read_catalog(source: Path) -> list[CatalogEntry]:
         if "title" not in data:
             raise InvalidInput(f"{where}: no 'title' column")
         try:
-            entries.append(CatalogEntry.model_validate(data))
+            entry = CatalogEntry.model_validate(data)
         except ValidationError as exc:
             error = exc.errors()[0]
             column = ".".join(str(part) for part in error["loc"])
             raise InvalidInput(f"{where}: column {column!r}: {error['msg']}") from None
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc.message}") from None
+        if entry.external_id is not None:
+            first = seen_ids.setdefault(entry.external_id, where)
+            if first != where:
+                raise InvalidInput(
+                    f"{where}: external_id {entry.external_id!r} is already used at {first}; "
+                    "each record of a catalogue needs its own"
+                )
+        entries.append(entry)
     if not entries:
         raise InvalidInput(f"{source}: the catalogue has no records")
     return entries
 
 
 def _csv_rows(source: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows by the line they start on. Strict: a quote must close before the end of the
+    file and be followed by a comma; a row may not have more fields than the header."""
+    start = 1  # the line the current row starts on
     try:
         with source.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.reader(handle, strict=True)
+            header: list[str] | None = None
             for row in reader:
-                yield f"{source.name}:{reader.line_num}", row
+                where = f"{source.name}:{start}"
+                start = reader.line_num + 1
+                if header is None:
+                    header = row
+                    continue
+                if not row:
+                    continue
+                if len(row) > len(header):
+                    raise InvalidInput(
+                        f"{where}: {len(row)} fields, but the header names {len(header)}; "
+                        "is a comma or a quote out of place?"
+                    )
+                yield where, {key: row[i] if i < len(row) else None for i, key in enumerate(header)}
     except UnicodeDecodeError:
         raise InvalidInput(f"{source}: not UTF-8 text") from None
     except csv.Error as exc:
-        raise InvalidInput(f"{source}: not a valid CSV file ({exc})") from None
+        raise InvalidInput(_csv_error(source, start, exc)) from None
+
+
+def _csv_error(source: Path, start: int, error: csv.Error) -> str:
+    """One line for a CSV syntax error in the row starting on line ``start``, naming the
+    line where the quote at fault opened."""
+    with source.open(newline="", encoding="utf-8-sig") as handle:
+        lines = list(handle)[start - 1 :]
+    scan = _scan_quotes(lines, start)
+    last = start + len(lines) - 1
+    if "expected after" in str(error) and scan.bad_close is not None:
+        opened, closed = scan.bad_close
+        if opened != closed:
+            return (
+                f"{source.name}:{opened}: a quote opened on this line closes only on line "
+                f"{closed}, followed by more text; is a quote missing?"
+            )
+        return (
+            f"{source.name}:{closed}: text follows a closing quote (a quote inside a quoted "
+            'field is written twice: "")'
+        )
+    if scan.open_at_end is not None:
+        return (
+            f"{source.name}:{scan.open_at_end}: a quote opened on this line is never closed; "
+            f"the field runs on to the end of the file (line {last})"
+        )
+    return f"{source.name}:{start}: not valid CSV ({error})"
+
+
+@dataclass(frozen=True)
+class _QuoteScan:
+    #: (line the quote opened on, line it closed on) of the first closing quote
+    #: followed by text other than a comma or the end of the line.
+    bad_close: tuple[int, int] | None
+    #: The line of the quote still open at the end of the text.
+    open_at_end: int | None
+
+
+def _scan_quotes(lines: Sequence[str], first: int) -> _QuoteScan:
+    """Follow the quotes of CSV text (numbered from ``first``) as the csv module does."""
+    opened = first
+    bad_close: tuple[int, int] | None = None
+    state = "start"  # of a field | plain (in an unquoted field) | quoted | closed (just after)
+    for number, line in enumerate(lines, start=first):
+        for char in line:
+            if state == "quoted":
+                if char == '"':
+                    state = "closed"
+            elif state == "closed":
+                if char == '"':
+                    state = "quoted"  # a doubled quote inside the field
+                elif char in ",\r\n":
+                    state = "start"
+                else:
+                    if bad_close is None:
+                        bad_close = (opened, number)
+                    state = "plain"
+            elif char == '"' and state == "start":
+                state, opened = "quoted", number
+            elif char in ",\r\n":
+                state = "start"
+            else:
+                state = "plain"
+    return _QuoteScan(bad_close, opened if state == "quoted" else None)
 
 
 def _jsonl_rows(source: Path) -> Iterator[tuple[str, dict[str, Any]]]:
