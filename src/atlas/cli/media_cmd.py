@@ -30,10 +30,12 @@ def media_ingest(
     catalog: Path | None = typer.Option(
         None, "--catalog", help="Import records from a CSV, JSON Lines or .nfo folder."
     ),
-    process: bool = typer.Option(
-        True,
+    process: bool | None = typer.Option(
+        None,
         "--process/--no-process",
-        help="Schedule transcription, tagging and embedding of new items.",
+        help="Schedule transcription, tagging and embedding of new items "
+        "(default: the auto_process setting, true unless set).",
+        show_default=False,
     ),
     wait: bool = typer.Option(
         True, "--wait/--no-wait", help="With a task queue: wait for the workers to finish."
@@ -44,13 +46,20 @@ def media_ingest(
     cli = state(ctx)
     if not paths and catalog is None:
         raise InvalidInput("give files or folders to ingest, or --catalog FILE")
-    cli.override(auto_process=process)
+    if process is not None:  # else the setting (config file, ATLAS_AUTO_PROCESS) decides
+        cli.override(auto_process=process)
     atlas = cli.atlas()
+    # Travels with each task, so a worker with another auto_process obeys this command.
+    process = atlas.settings.auto_process
 
     if catalog is not None:
         with progress_bar("importing", unit="records", disable=as_json) as bar:
             report = import_catalog(
-                atlas.dispatcher, catalog, on_start=bar.start, on_progress=bar.advance
+                atlas.dispatcher,
+                catalog,
+                process=process,
+                on_start=bar.start,
+                on_progress=bar.advance,
             )
         if as_json:
             emit_json(
@@ -78,6 +87,7 @@ def media_ingest(
             recursive=recursive,
             force=force,
             wait=wait,
+            process=process,
             on_start=bar.start,
             on_item=lambda _item: bar.advance(),
         )

@@ -331,17 +331,26 @@ def import_catalog(
     *,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    process: bool | None = None,
 ) -> CatalogReport:
-    """Import a catalogue through ``catalog-import`` tasks of up to 250 records each."""
+    """Import a catalogue through ``catalog-import`` tasks of up to 250 records each.
+
+    ``process``: schedule transcription, tagging and embedding of the records (default:
+    the ``auto_process`` setting). The choice travels with each task, so a worker with
+    another setting obeys it.
+    """
     entries = read_catalog(source)
     if on_start is not None:
         on_start(len(entries))
     report = CatalogReport()
     outcomes = []
+    if process is None:
+        process = dispatcher.settings.auto_process
     for start in range(0, len(entries), _CHUNK):
         chunk = entries[start : start + _CHUNK]
         outcome = dispatcher.submit(
-            "catalog-import", {"entries": [entry.model_dump() for entry in chunk]}
+            "catalog-import",
+            {"entries": [entry.model_dump() for entry in chunk], "process": process},
         )
         outcomes.append(outcome)
         if outcome.finished and on_progress is not None:
@@ -358,11 +367,18 @@ def import_catalog(
 
 
 @task_type("catalog-import", retries=2, retry_delay_s=0.5)
-def catalog_import_task(ctx: TaskContext, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Create or update media records from catalogue entries, in one transaction."""
+def catalog_import_task(
+    ctx: TaskContext, entries: list[dict[str, Any]], process: bool | None = None
+) -> dict[str, Any]:
+    """Create or update media records from catalogue entries, in one transaction.
+
+    ``process``: the submitter's choice to process the records further (when absent,
+    this process's ``auto_process``).
+    """
     parsed = [CatalogEntry.model_validate(entry) for entry in entries]
     created, updated = store_entries(ctx.engine, parsed)
-    schedule_next(ctx, "ingest", created + updated)
+    if process if process is not None else ctx.settings.auto_process:
+        schedule_next(ctx, "ingest", created + updated)
     return {"created": created, "updated": updated}
 
 

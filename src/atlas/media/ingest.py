@@ -166,6 +166,7 @@ def ingest_paths(
     recursive: bool = False,
     force: bool = False,
     wait: bool = True,
+    process: bool | None = None,
     on_start: Callable[[int], None] | None = None,
     on_item: Callable[[IngestItem], None] | None = None,
 ) -> IngestReport:
@@ -173,7 +174,10 @@ def ingest_paths(
 
     ``on_start(n)`` is called with the number of files found, ``on_item`` once per
     file as it is done. With a queue, tasks are enqueued and, when ``wait``, waited
-    for. A failing file is reported in the result; the others go on.
+    for. A failing file is reported in the result; the others go on. ``process``:
+    schedule transcription, tagging and embedding of new and changed files (default:
+    the ``auto_process`` setting); the choice travels with each task, so a worker
+    with another setting obeys it.
     """
     files = collect_files(paths, recursive=recursive)
     if on_start is not None:
@@ -206,9 +210,11 @@ def ingest_paths(
         else:
             submitted.append((path, outcome))
 
+    if process is None:
+        process = dispatcher.settings.auto_process
     dispatcher.submit_many(
         "ingest",
-        [{"path": str(path), "force": force} for path in todo],
+        [{"path": str(path), "force": force, "process": process} for path in todo],
         concurrency=dispatcher.settings.ingest_concurrency,
         on_outcome=on_outcome,
     )
@@ -320,10 +326,17 @@ def _known_stats(engine: Engine, files: Sequence[Path]) -> dict[str, tuple[int, 
 
 
 @task_type("ingest", retries=2, retry_delay_s=0.5)
-def ingest_task(ctx: TaskContext, path: str, force: bool = False) -> dict[str, Any]:
-    """Ingest one file: probe, fingerprint and sidecars, then schedule processing."""
+def ingest_task(
+    ctx: TaskContext, path: str, force: bool = False, process: bool | None = None
+) -> dict[str, Any]:
+    """Ingest one file: probe, fingerprint and sidecars, then schedule processing.
+
+    ``process``: the submitter's choice to process the file further (when absent,
+    this process's ``auto_process``).
+    """
     result = ingest_file(ctx.engine, Path(path), force=force)
-    if result.action in ("new", "updated", "duplicate"):
+    wanted = process if process is not None else ctx.settings.auto_process
+    if wanted and result.action in ("new", "updated", "duplicate"):
         schedule_next(ctx, "ingest", [result.media_id])
     return result.to_dict()
 
