@@ -66,12 +66,14 @@ def media_ingest(
                 {
                     "created": report.created,
                     "updated": report.updated,
+                    "kept": report.kept.to_dict(),
                     "errors": report.failed_tasks,
                 }
             )
         else:
+            kept = f"; {report.kept.describe()}" if report.kept else ""
             console.print(
-                f"catalogue: {len(report.created)} created, {len(report.updated)} updated"
+                f"catalogue: {len(report.created)} created, {len(report.updated)} updated{kept}"
             )
         for error in report.failed_tasks:
             typer.echo(f"atlas: {error}", err=True)
@@ -97,12 +99,14 @@ def media_ingest(
             {
                 "summary": report_files.summary(),
                 "missing": report_files.missing,
+                "kept": report_files.kept.to_dict(),
                 "items": report_files.items,
             }
         )
     else:
         summary = ", ".join(f"{n} {status}" for status, n in report_files.summary().items())
-        console.print(f"{len(report_files.items)} file(s): {summary or 'nothing to do'}")
+        kept = f"; {report_files.kept.describe()}" if report_files.kept else ""
+        console.print(f"{len(report_files.items)} file(s): {summary or 'nothing to do'}{kept}")
         if report_files.missing:
             console.print(
                 f"{report_files.missing} known file(s) under these folders are gone "

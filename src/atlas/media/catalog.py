@@ -10,6 +10,11 @@ the commands that edit an item: no control characters in texts, genres or tags, 
 most ``MAX_TAGS`` genres and ``MAX_TAGS`` tags of ``MAX_TAG_LENGTH`` characters on a
 row, no unterminated quote in a CSV file and no ``external_id`` twice in one file. A
 bad row stops the import with its line number and nothing changes.
+
+Re-importing never overwrites the user's work (see :mod:`atlas.media.userwork`):
+fields the user edited keep the user's values, tags the user removed stay removed,
+tags the user set stay as they are; fields the user never edited follow the
+catalogue. The report counts the edits it kept.
 """
 
 from __future__ import annotations
@@ -44,6 +49,15 @@ from atlas.media.tags import (
     has_control_characters,
     parse_tag_list,
     upsert_tags,
+)
+from atlas.media.userwork import (
+    NO_WORK,
+    Kept,
+    UserWork,
+    edited_from,
+    keep_user_fields,
+    keep_user_tags,
+    load_user_work,
 )
 from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, task_type
@@ -136,6 +150,8 @@ class CatalogReport:
     created: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
     failed_tasks: list[str] = field(default_factory=list)
+    #: The user's edits the import left in place where the catalogue differed.
+    kept: Kept = field(default_factory=Kept)
 
     @property
     def media_ids(self) -> list[int]:
@@ -361,6 +377,7 @@ def import_catalog(
         if outcome.ok:
             report.created += outcome.result["created"]
             report.updated += outcome.result["updated"]
+            report.kept.add(Kept(**outcome.result.get("kept", {})))
         else:
             report.failed_tasks.append(outcome.error or outcome.status)
     return report
@@ -376,21 +393,30 @@ def catalog_import_task(
     this process's ``auto_process``).
     """
     parsed = [CatalogEntry.model_validate(entry) for entry in entries]
-    created, updated = store_entries(ctx.engine, parsed)
+    kept = Kept()
+    created, updated = store_entries(ctx.engine, parsed, kept=kept)
     if process if process is not None else ctx.settings.auto_process:
         schedule_next(ctx, "ingest", created + updated)
-    return {"created": created, "updated": updated}
+    return {"created": created, "updated": updated, "kept": kept.to_dict()}
 
 
-def store_entries(engine: Engine, entries: Sequence[CatalogEntry]) -> tuple[list[int], list[int]]:
-    """Upsert entries in one transaction; returns (created ids, updated ids)."""
+def store_entries(
+    engine: Engine, entries: Sequence[CatalogEntry], *, kept: Kept | None = None
+) -> tuple[list[int], list[int]]:
+    """Upsert entries in one transaction; returns (created ids, updated ids).
+
+    The user's edits of updated records stay (counted into ``kept``).
+    """
     created: list[int] = []
     updated: list[int] = []
     entry = None
+    kept = kept if kept is not None else Kept()
     try:
         with engine.begin() as connection:
+            renamed = _Renamed(connection)
+            owned = _UserWorkCache(connection, entries)
             for entry in entries:
-                media_id, is_new = _upsert(connection, entry)
+                media_id, is_new = _upsert(connection, entry, kept, renamed, owned)
                 (created if is_new else updated).append(media_id)
             refresh_words(connection, created + updated)
     except IntegrityError:
@@ -403,7 +429,13 @@ def store_entries(engine: Engine, entries: Sequence[CatalogEntry]) -> tuple[list
     return created, updated
 
 
-def _upsert(connection: Connection, entry: CatalogEntry) -> tuple[int, bool]:
+def _upsert(
+    connection: Connection,
+    entry: CatalogEntry,
+    kept: Kept,
+    renamed: _Renamed,
+    owned: _UserWorkCache,
+) -> tuple[int, bool]:
     now = utcnow()
     values: dict[str, Any] = {
         "title": entry.title,
@@ -422,13 +454,21 @@ def _upsert(connection: Connection, entry: CatalogEntry) -> tuple[int, bool]:
 
     media_id = _match(connection, entry, values.get("path"))
     if media_id is None:
+        media_id = renamed.match(entry)
+    if media_id is None:
         media_id = connection.execute(
             insert(media)
             .values(origin="catalog", media_type=_media_type(entry), created_at=now, **values)
             .returning(media.c.id)
         ).scalar_one()
         is_new = True
+        owned.created(media_id)
+        work = NO_WORK
     else:
+        work = owned.get(media_id)
+        if work.fields:
+            current = connection.execute(select(media).where(media.c.id == media_id)).one()
+            kept.fields += keep_user_fields(work, dict(current._mapping), values)
         connection.execute(update(media).where(media.c.id == media_id).values(**values))
         is_new = False
     tags = [
@@ -439,6 +479,8 @@ def _upsert(connection: Connection, entry: CatalogEntry) -> tuple[int, bool]:
         Tag(tag, kind="keyword", source="user", explanation="imported from a catalogue")
         for tag in entry.tags
     ]
+    tags, removed = keep_user_tags(work, tags)
+    kept.removed_tags += removed
     upsert_tags(connection, media_id, tags)
     return media_id, is_new
 
@@ -463,6 +505,70 @@ def _match(connection: Connection, entry: CatalogEntry, path: str | None) -> int
         condition = and_(condition, media.c.external_id.is_(None))
     found = connection.scalar(select(media.c.id).where(condition).order_by(media.c.id).limit(1))
     return int(found) if found is not None else None
+
+
+class _UserWorkCache:
+    """The user's work on the records a batch updates, read in bulk up front for the
+    records its entries name by external_id or title (any other one on demand)."""
+
+    def __init__(self, connection: Connection, entries: Sequence[CatalogEntry]) -> None:
+        self._connection = connection
+        ids = {entry.external_id for entry in entries if entry.external_id is not None}
+        titles = {entry.title for entry in entries}
+        known: set[int] = set()
+        if ids:
+            known.update(
+                connection.execute(
+                    select(media.c.id).where(media.c.external_id.in_(sorted(ids)))
+                ).scalars()
+            )
+        known.update(
+            connection.execute(
+                select(media.c.id).where(media.c.title.in_(sorted(titles)))
+            ).scalars()
+        )
+        self._known = known
+        self._work = load_user_work(connection, known)
+
+    def created(self, media_id: int) -> None:
+        self._known.add(media_id)  # made by this batch: no work of the user's yet
+
+    def get(self, media_id: int) -> UserWork:
+        if media_id not in self._known:
+            self._work.update(load_user_work(self._connection, [media_id]))
+            self._known.add(media_id)
+        return self._work.get(media_id, NO_WORK)
+
+
+class _Renamed:
+    """Records by the title and year the user changed them from (read on first need), so
+    that a re-import without ids finds the record the user renamed instead of adding a
+    second one."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._edits: dict[str, dict[Any, set[int]]] | None = None
+
+    def match(self, entry: CatalogEntry) -> int | None:
+        if self._edits is None:
+            self._edits = edited_from(self._connection, ("title", "year"))
+        titles, years = self._edits["title"], self._edits["year"]
+        candidates = titles.get(entry.title, set()) | years.get(entry.year, set())
+        if not candidates:
+            return None
+        rows = self._connection.execute(
+            select(media.c.id, media.c.title, media.c.year, media.c.external_id)
+            .where(media.c.id.in_(sorted(candidates)))
+            .order_by(media.c.id)
+        )
+        for row in rows:
+            if entry.external_id is not None and row.external_id is not None:
+                continue  # another item: see _match
+            if (row.title == entry.title or row.id in titles.get(entry.title, ())) and (
+                row.year == entry.year or row.id in years.get(entry.year, ())
+            ):
+                return int(row.id)
+        return None
 
 
 def _media_type(entry: CatalogEntry) -> str:

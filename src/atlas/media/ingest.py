@@ -4,7 +4,9 @@ An unchanged file (same path, size and mtime) costs one ``stat`` and no task.
 A file whose content is already known under a path that no longer exists was
 moved: it keeps its media id (and everything hanging off it). A changed file is
 re-fingerprinted and re-probed. Descriptive fields a user may have edited
-(title, genre, ...) are only filled in when empty, never overwritten.
+(title, genre, ...) are only filled in when empty, never overwritten; tags the
+user removed are not added back from an .nfo, and the user's own tags are left as
+they are (see :mod:`atlas.media.userwork`); the report counts what it kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from atlas.media.fingerprint import fingerprint
 from atlas.media.probe import MEDIA_EXTENSIONS, ProbeResult, probe
 from atlas.media.sidecars import NfoMetadata, Sidecar, find_sidecars, read_nfo
 from atlas.media.tags import Tag, parse_tag_list, upsert_tags
+from atlas.media.userwork import NO_WORK, Kept, UserWork, keep_user_tags, load_user_work
 from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 from atlas.tasks.pipeline import schedule_next
@@ -59,6 +62,8 @@ class FileIngest:
     action: str  # new | updated | moved | duplicate | unchanged
     path: str
     previous_path: str | None = None
+    #: The user's edits left in place where the file or its .nfo said otherwise.
+    kept: Kept = field(default_factory=Kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +71,7 @@ class FileIngest:
             "action": self.action,
             "path": self.path,
             "previous_path": self.previous_path,
+            "kept": self.kept.to_dict(),
         }
 
 
@@ -78,6 +84,7 @@ class IngestItem:
     media_id: int | None = None
     task_id: int | None = None
     error: str | None = None
+    kept: Kept = field(default_factory=Kept)
 
 
 @dataclass
@@ -96,6 +103,14 @@ class IngestReport:
     @property
     def media_ids(self) -> list[int]:
         return [item.media_id for item in self.items if item.media_id is not None]
+
+    @property
+    def kept(self) -> Kept:
+        """The user's edits the run left in place, over all files."""
+        total = Kept()
+        for item in self.items:
+            total.add(item.kept)
+        return total
 
     def summary(self) -> dict[str, int]:
         statuses = ("new", "updated", "moved", "duplicate", "unchanged", "queued", "error")
@@ -292,6 +307,7 @@ def _item_from_outcome(path: str, outcome: TaskOutcome) -> IngestItem:
             outcome.result["action"],
             media_id=outcome.result["media_id"],
             task_id=outcome.task_id,
+            kept=Kept(**outcome.result.get("kept", {})),
         )
     return IngestItem(
         path, "error", task_id=outcome.task_id, error=outcome.error or f"task {outcome.status}"
@@ -412,10 +428,14 @@ def _store(
     descriptive = _descriptive(path, facts, nfo)
 
     previous_path = None
+    kept = Kept()
+    work = NO_WORK
     if existing is not None:
         media_id = existing.id
         changed = facts is not None
         action = "updated" if changed else "unchanged"
+        work = _user_work(connection, media_id)
+        kept.fields = _kept_fields(work, existing, path, descriptive)
         values.update(
             {
                 key: value
@@ -453,9 +473,12 @@ def _store(
             for key in _DESCRIPTIVE:
                 if getattr(existing_values, key) is not None:
                     values.pop(key, None)
+            work = _user_work(connection, media_id)
+            kept.fields = _kept_fields(work, existing_values, path, descriptive)
             connection.execute(update(media).where(media.c.id == media_id).values(**values))
         elif gone is not None:
             media_id, action, previous_path = gone.id, "moved", gone.path
+            work = _user_work(connection, media_id)
             connection.execute(
                 update(media).where(media.c.id == media_id).values(path=str(path), **values)
             )
@@ -489,9 +512,30 @@ def _store(
 
     _replace_sidecars(connection, media_id, sidecars)
     if nfo is not None:
-        upsert_tags(connection, media_id, _nfo_tags(nfo))
+        tags, kept.removed_tags = keep_user_tags(work, _nfo_tags(nfo))
+        upsert_tags(connection, media_id, tags)
     refresh_words(connection, [media_id])
-    return FileIngest(media_id, action, str(path), previous_path)
+    return FileIngest(media_id, action, str(path), previous_path, kept)
+
+
+def _user_work(connection: Connection, media_id: int) -> UserWork:
+    return load_user_work(connection, [media_id]).get(media_id, NO_WORK)
+
+
+def _kept_fields(work: UserWork, row: Any, path: Path, descriptive: dict[str, Any]) -> int:
+    """Fields the user edited that the file's metadata (or its .nfo) now says otherwise.
+
+    Ingest fills only empty fields, so nothing more needs doing to keep them; a title
+    made from the file name is no metadata and does not count.
+    """
+    said = dict(descriptive)
+    if said.get("title") == _title_from_name(path):
+        said["title"] = None
+    return sum(
+        1
+        for name in work.fields
+        if said.get(name) is not None and said[name] != getattr(row, name, None)
+    )
 
 
 def _catalog_record(connection: Connection, external_id: str | None) -> int | None:
