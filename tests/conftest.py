@@ -4,6 +4,7 @@ real media made with ffmpeg and espeak-ng."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -322,9 +323,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """A real Chroma server (``chroma run``) on a free local port, for the session."""
+@contextlib.contextmanager
+def running_chroma_server(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A real Chroma server (``chroma run``) on a free local port, data in ``folder``.
+
+    Yields the process and its port; skips the test when no server can be started.
+    """
     import sys
     import time
 
@@ -334,7 +338,6 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     if not Path(executable).exists():
         pytest.skip("the chroma CLI is not installed, so no Chroma server can be started")
     port = free_port()
-    folder = tmp_path_factory.mktemp("chroma-server")
     log = (folder / "server.log").open("wb")
     process = subprocess.Popen(
         [
@@ -361,19 +364,88 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         if ready:
             break
         time.sleep(0.3)
-    if not ready:
-        process.kill()
-        process.wait()
-        tail = (folder / "server.log").read_text(errors="replace")[-300:]
-        pytest.skip(f"the Chroma server did not start: {tail}")
-    yield "127.0.0.1", port
-    process.terminate()
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
+        if not ready:
+            tail = (folder / "server.log").read_text(errors="replace")[-300:]
+            pytest.skip(f"the Chroma server did not start: {tail}")
+        yield process, port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A real Chroma server (``chroma run``) on a free local port, for the session."""
+    with running_chroma_server(tmp_path_factory.mktemp("chroma-server")) as (_process, port):
+        yield "127.0.0.1", port
+
+
+def raised_by(call: Any, *, guard_s: float = 60.0) -> BaseException | None:
+    """Run ``call()`` and return what it raised (``None`` if nothing).
+
+    A call that blocks for ``guard_s`` (far beyond any timeout a test sets) fails
+    the test instead of hanging the suite; the thread left behind is a daemon.
+    """
+    import threading
+
+    outcome: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            call()
+            outcome["raised"] = None
+        except BaseException as exc:
+            outcome["raised"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(guard_s)
+    if thread.is_alive():
+        pytest.fail(f"the call was still blocked after {guard_s:g} s")
+    return outcome["raised"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, int]]:
+    """A TCP server that accepts connections and never answers: a hung service.
+
+    Whatever is sent to it stays unread in the kernel's buffers; connections are
+    closed when the test ends.
+    """
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)  # so the accepting thread notices the end of the test
+    accepted: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield "127.0.0.1", int(listener.getsockname()[1])
+    stopping.set()
+    thread.join(timeout=5)
+    listener.close()
+    for connection in accepted:
+        connection.close()
 
 
 #: Three themes that a sentence model tells apart: space, cooking, crime.

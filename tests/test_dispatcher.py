@@ -46,9 +46,16 @@ def _crash(ctx: TaskContext) -> None:
     raise ZeroDivisionError("division by zero in frame 3")
 
 
+_INTERRUPTS: dict[str, int] = {}
+
+
 @task_type("test-interrupt")
-def _interrupt(ctx: TaskContext) -> None:
-    raise KeyboardInterrupt
+def _interrupt(ctx: TaskContext, key: str) -> str:
+    """Interrupted (Ctrl-C) the first time it runs."""
+    _INTERRUPTS[key] = _INTERRUPTS.get(key, 0) + 1
+    if _INTERRUPTS[key] == 1:
+        raise KeyboardInterrupt
+    return "done"
 
 
 @task_type("test-self-cancel")
@@ -125,13 +132,29 @@ def test_an_unexpected_exception_is_logged_as_a_readable_line(atlas):
     assert "Traceback" not in log.error_reason
 
 
-def test_an_interrupted_task_is_logged_cancelled_and_the_interrupt_goes_on(atlas):
+def test_an_interrupted_task_is_handed_back_and_the_next_command_runs_it(atlas, settings):
+    from atlas.app import open_atlas
+
     with pytest.raises(KeyboardInterrupt):
-        atlas.dispatcher.submit("test-interrupt")
+        atlas.dispatcher.submit("test-interrupt", {"key": (key := _key())})
     with atlas.engine.connect() as connection:
         task = connection.execute(select(tasks).order_by(tasks.c.id.desc())).first()
     [log] = _logs(atlas, task.id)
-    assert (task.status, log.status) == ("cancelled", "cancelled")
+    assert (task.status, task.lease_owner, task.handbacks) == ("queued", None, 1)
+    assert log.status == "cancelled"
+    assert log.error_reason == "interrupted; handed back to the library to run again"
+
+    # The next command (another process, here another Atlas) takes it first thing.
+    later = open_atlas(settings)
+    seen = []
+    later.dispatcher.on_recovered = seen.append
+    later.dispatcher.submit("test-echo", {"value": 1})
+    assert later.dispatcher.outcome(task.id).ok
+    assert [report.resumed for report in seen] == [[task.id]]
+    first, second = _logs(atlas, task.id)
+    assert (first.status, second.status, second.retries) == ("cancelled", "completed", 1)
+    later.close()
+    _INTERRUPTS.pop(key)
 
 
 def test_a_running_task_stops_when_cancelled(atlas):

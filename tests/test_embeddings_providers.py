@@ -13,7 +13,7 @@ from atlas.embeddings.providers import (
     get_provider,
 )
 from atlas.errors import InvalidInput, Unavailable
-from conftest import free_port
+from conftest import free_port, raised_by
 
 
 @pytest.mark.slow
@@ -133,3 +133,27 @@ def test_unreachable_openai_endpoint_names_the_base_url_setting():
     )
     with pytest.raises(Unavailable, match=r"embedding\.openai_base_url"):
         provider.embed(["hello"])
+
+
+@pytest.mark.parametrize("provider_class", [OllamaProvider, OpenAIProvider])
+def test_an_endpoint_that_accepts_and_never_answers_fails_within_the_timeout(
+    silent_server, provider_class
+):
+    host, port = silent_server
+    extra = {"api_key": None} if provider_class is OpenAIProvider else {}
+    provider = provider_class(
+        "m", base_url=f"http://{host}:{port}", timeout_s=1, batch_size=8, **extra
+    )
+    raised = raised_by(lambda: provider.embed(["hello"]))
+    assert isinstance(raised, Unavailable)
+    assert str(raised) == (
+        f"{provider.name} at http://{host}:{port} (model 'm') did not answer within 1 s; "
+        "check it or raise embedding.request_timeout_s"
+    )
+
+
+def test_http_providers_get_the_configured_timeout_for_connecting_and_reading():
+    provider = get_provider(EmbeddingSettings(provider="ollama", request_timeout_s=7.5))
+    assert isinstance(provider, OllamaProvider)
+    timeout = provider._http().timeout
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (7.5, 7.5, 7.5, 7.5)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
+from atlas.app import open_atlas
+from atlas.db.tables import task_logs
 from atlas.embeddings.store import collection_name, get_store
 from atlas.errors import Unavailable
-from conftest import free_port
+from atlas.media.catalog import CatalogEntry, store_entries
+from conftest import free_port, raised_by, running_chroma_server
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -111,3 +120,145 @@ def test_unreachable_chroma_server_is_one_clear_line(make_settings):
     message = str(caught.value)
     assert message.startswith(f"the Chroma server at http://127.0.0.1:{port} is not reachable")
     assert "chroma.host" in message and "\n" not in message
+
+
+# --- a hung Chroma server --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_chroma_server(tmp_path_factory):
+    """A Chroma server of this module's own, which its tests stop and resume."""
+    with running_chroma_server(tmp_path_factory.mktemp("own-chroma")) as (process, port):
+        yield process, port
+
+
+@contextlib.contextmanager
+def stopped(process):
+    """The server process frozen (SIGSTOP): it accepts connections, answers nothing."""
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        _wait_until_stopped(process.pid)
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+
+def _wait_until_stopped(pid):
+    # The signal takes effect asynchronously: a thread running on another core can
+    # still answer a request or two; wait until every thread is stopped.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    pytest.fail(f"process {pid} did not stop")
+
+
+def _hung_server_message(port):
+    return (
+        f"the Chroma server at http://127.0.0.1:{port} did not answer within 1 s; "
+        "check that it is running and not overloaded, or raise chroma.timeout_s"
+    )
+
+
+def test_every_request_to_a_hung_chroma_server_fails_within_the_timeout(
+    own_chroma_server, make_settings
+):
+    process, port = own_chroma_server
+    settings = make_settings(
+        **{"chroma.host": "127.0.0.1", "chroma.port": port, "chroma.timeout_s": 1}
+    )
+    store = get_store(settings)
+    collection = store.collection("test:model", 3)
+    collection.upsert([1, 2], _unit([[1, 0, 0], [0, 1, 0]]), [{"media_type": "video"}] * 2)
+    query = _unit([[1, 0, 0]])[0]
+    calls = {
+        "heartbeat": store.check,
+        "create collection": lambda: store.collection("test:other", 3),
+        "get collection": lambda: store.collection("test:absent", 3, create=False),
+        "list collections": lambda: store.collections_of("test:model"),
+        "upsert": lambda: collection.upsert([3], _unit([[0, 0, 1]]), [{}]),
+        "query": lambda: collection.query(query, 2),
+        "get": lambda: collection.vectors([1]),
+        "delete": lambda: collection.delete([1]),
+        "count": collection.count,
+    }
+    with stopped(process):
+        failures = {name: raised_by(call) for name, call in calls.items()}
+    for name, raised in failures.items():
+        assert isinstance(raised, Unavailable), f"{name}: {raised!r}"
+        assert str(raised) == _hung_server_message(port), name
+    # The server answers again once it runs again: the failure was transient.
+    store.check()
+    assert collection.count() == 2
+
+
+def test_connecting_to_a_hung_chroma_server_fails_within_the_timeout(
+    own_chroma_server, make_settings
+):
+    process, port = own_chroma_server
+    settings = make_settings(
+        **{"chroma.host": "127.0.0.1", "chroma.port": port, "chroma.timeout_s": 1}
+    )
+    with stopped(process):
+        raised = raised_by(get_store(settings).check)
+    assert isinstance(raised, Unavailable)
+    assert str(raised) == _hung_server_message(port)
+
+
+def test_a_server_that_accepts_and_never_answers_fails_within_the_timeout(
+    silent_server, make_settings
+):
+    host, port = silent_server
+    settings = make_settings(**{"chroma.host": host, "chroma.port": port, "chroma.timeout_s": 1})
+    raised = raised_by(get_store(settings).check)
+    assert isinstance(raised, Unavailable)
+    assert str(raised) == _hung_server_message(port)
+
+
+@pytest.mark.slow
+def test_an_embed_task_meeting_a_hung_chroma_server_fails_with_the_reason_and_is_retried(
+    own_chroma_server, make_settings, embedding_model
+):
+    process, port = own_chroma_server
+    settings = make_settings(
+        auto_process=False,
+        **{
+            "chroma.host": "127.0.0.1",
+            "chroma.port": port,
+            "chroma.timeout_s": 1,
+            "tasks.embed.retries": 1,
+            "tasks.embed.retry_delay_s": 0,
+        },
+    )
+    opened = open_atlas(settings)
+    try:
+        entry = CatalogEntry.model_validate({"title": "Orbit", "description": "In orbit."})
+        (media_id,), _ = store_entries(opened.engine, [entry])
+        outcomes = []
+        with stopped(process):
+            raised = raised_by(
+                lambda: outcomes.append(
+                    opened.dispatcher.submit("embed", {"media_ids": [media_id], "chain": False})
+                )
+            )
+        assert raised is None
+        (outcome,) = outcomes
+        assert (outcome.status, outcome.error, outcome.retries) == (
+            "error",
+            _hung_server_message(port),
+            1,
+        )
+        with opened.engine.connect() as connection:
+            runs = connection.execute(
+                select(task_logs.c.status, task_logs.c.error_reason).where(
+                    task_logs.c.task_id == outcome.task_id
+                )
+            ).all()
+        assert runs and all(tuple(run) == ("error", _hung_server_message(port)) for run in runs)
+    finally:
+        opened.close()

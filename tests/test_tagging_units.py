@@ -6,12 +6,15 @@ import pytest
 
 from atlas.config import TaggingSettings, TagSourceWeights
 from atlas.embeddings import Neighbour
-from atlas.errors import InvalidInput, NotFound
+from atlas.errors import InvalidInput, NotFound, Unavailable
 from atlas.media.tags import Tag
 from atlas.tagging import Evidence, SourceResult, combine, load_vocabulary, parse_vocabulary
 from atlas.tagging.cutoffs import NEVER, Cutoff, Cutoffs, Reviews, learn_cutoff
+from atlas.tagging.inputs import TagInput
 from atlas.tagging.sources.keyphrases import candidate_phrases
+from atlas.tagging.sources.llm import _client, llm_tags
 from atlas.tagging.sources.neighbours import VOTE_PRIOR, _vote
+from conftest import raised_by
 
 # --- vocabulary ------------------------------------------------------------------------
 
@@ -301,3 +304,26 @@ def test_the_genre_floor_does_not_overrule_what_the_users_reviews_taught():
         {"zero_shot": found}, weights, threshold=0.2, max_tags=5, genre_floor=0.1, cutoffs=taught
     )
     assert kept == []
+
+
+def test_an_ollama_that_accepts_and_never_answers_fails_the_llm_tagger_within_the_timeout(
+    silent_server,
+):
+    host, port = silent_server
+    config = TaggingSettings(
+        ollama_model="llama3.2", ollama_host=f"http://{host}:{port}", request_timeout_s=1
+    )
+    item = TagInput(media_id=1, media_type="video", title="Orbit", text="An astronaut.")
+    vocabulary = parse_vocabulary("space\n", "test")
+    raised = raised_by(lambda: llm_tags(config, vocabulary, [item]))
+    assert isinstance(raised, Unavailable)
+    assert str(raised) == (
+        f"Ollama at http://{host}:{port} (model 'llama3.2') did not answer within 1 s; "
+        "check it or raise tagging.request_timeout_s"
+    )
+
+
+def test_the_llm_tagger_connects_and_reads_with_the_configured_timeout():
+    with _client(TaggingSettings(ollama_model="m", request_timeout_s=7.5)) as client:
+        timeout = client.timeout
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (7.5, 7.5, 7.5, 7.5)

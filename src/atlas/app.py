@@ -39,6 +39,7 @@ class Atlas:
     dispatcher: Dispatcher
 
     def close(self) -> None:
+        self.dispatcher.close()
         self.engine.dispose()
 
 
@@ -54,7 +55,11 @@ def open_atlas(settings: Settings, *, migrate: bool = True) -> Atlas:
     telling the user to run ``atlas migrate``.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database, busy_timeout_s=settings.busy_timeout_s)
+    engine = make_engine(
+        settings.database,
+        busy_timeout_s=settings.busy_timeout_s,
+        database_timeout_s=settings.database_timeout_s,
+    )
     if migrate:
         upgrade(engine)
     elif not migration_status(engine).up_to_date:

@@ -28,6 +28,7 @@ __all__ = [
     "CONFIG_FILE_NAME",
     "ChromaSettings",
     "EmbeddingSettings",
+    "ExecutionSettings",
     "Settings",
     "TagSourceWeights",
     "TaggingSettings",
@@ -38,6 +39,9 @@ __all__ = [
 
 CONFIG_FILE_NAME = "atlas.toml"
 ENV_PREFIX = "ATLAS_"
+#: Timeouts are capped at a day: socket and PostgreSQL timeouts overflow beyond
+#: some weeks, and no call Atlas makes should wait that long.
+MAX_TIMEOUT_S = 86_400.0
 
 
 class _Section(BaseModel):
@@ -52,8 +56,9 @@ class ChromaSettings(_Section):
     ssl: bool = False
     #: Prefix of the collection names; each embedding model gets its own collection.
     collection: str = Field(default="atlas_media", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
-    #: Seconds to wait for a Chroma server before calling it unreachable.
-    timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds any request to a Chroma server may take (connecting, and each wait
+    #: for an answer) before it fails as unavailable.
+    timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
 
 class EmbeddingSettings(_Section):
@@ -74,7 +79,9 @@ class EmbeddingSettings(_Section):
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_model: str = "text-embedding-3-small"
     openai_api_key: str | None = None
-    request_timeout_s: float = Field(default=60.0, gt=0)
+    #: Seconds to connect to Ollama / the OpenAI-compatible endpoint, and to wait
+    #: for each part of its answer.
+    request_timeout_s: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
 
 class TranscriptionSettings(_Section):
@@ -142,7 +149,8 @@ class TaggingSettings(_Section):
     #: An Ollama model name; when set, an LLM tagger joins the offline sources.
     ollama_model: str | None = None
     ollama_host: str = "http://127.0.0.1:11434"
-    request_timeout_s: float = Field(default=120.0, gt=0)
+    #: Seconds to connect to Ollama and to wait for each part of its answer.
+    request_timeout_s: float = Field(default=120.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     #: Media items per ``tag`` task (and per model call).
     batch_size: int = Field(default=32, ge=1, le=1024)
     #: A tag is stored when its confidence reaches this.
@@ -208,6 +216,21 @@ class FeedbackSettings(_Section):
     half_life_days: float = Field(default=90.0, gt=0)
 
 
+class ExecutionSettings(_Section):
+    """How tasks survive the death of the process that runs them (see ``atlas.tasks.leases``)."""
+
+    #: A task's lease lasts this long; the process that holds it renews it every
+    #: third of it. A lease that runs out means its process died: any worker, or
+    #: the next command in-process, takes the task again.
+    lease_s: float = Field(default=30.0, ge=3, le=3600, allow_inf_nan=False)
+    #: On SIGTERM/SIGINT a worker lets running tasks finish for this long, then
+    #: hands the rest back to the queue.
+    stop_grace_s: float = Field(default=20.0, ge=0, le=3600, allow_inf_nan=False)
+    #: A task whose process died this many times is not taken again (it may be
+    #: what kills its workers); it ends in ``error``.
+    max_lost_runs: int = Field(default=5, ge=1, le=100)
+
+
 class TaskPolicy(_Section):
     """Retry policy of one task type; overrides the type's registered default."""
 
@@ -244,6 +267,12 @@ class Settings(BaseSettings):
     )
     #: Seconds SQLite waits for a lock held by another process before giving up.
     busy_timeout_s: float = Field(default=10.0, ge=0)
+    #: PostgreSQL: seconds to connect (libpq waits at least 2) and the longest one
+    #: statement may run (``statement_timeout``) before it fails as unavailable.
+    database_timeout_s: float = Field(default=30.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    #: Redis queue: seconds to connect and to wait for each answer. More than 1 s,
+    #: the blocking read an idle worker waits on for new messages.
+    queue_timeout_s: float = Field(default=10.0, gt=1, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
     chroma: ChromaSettings = ChromaSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -251,6 +280,7 @@ class Settings(BaseSettings):
     tagging: TaggingSettings = TaggingSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     tasks: dict[str, TaskPolicy] = {}
 
     @classmethod

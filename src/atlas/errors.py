@@ -14,6 +14,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Unavailable",
+    "missing_extra",
 ]
 
 
@@ -66,3 +67,16 @@ class Unavailable(AtlasError):
     exit_code = 5
     http_status = 503
     transient = True
+
+
+def missing_extra(what: str, extra: str = "ml", *, alternative: str | None = None) -> Unavailable:
+    """``Unavailable`` for a feature whose optional packages are not installed.
+
+    ``what`` names the missing part (``"chromadb (the vector store)"``); the
+    message says which extra of Atlas brings it, as a command to copy.
+    """
+    message = (
+        f"{what} is not installed; install Atlas with the '{extra}' extra: "
+        f"pip install 'atlas-media[{extra}]'"
+    )
+    return Unavailable(f"{message}, or {alternative}" if alternative else message)

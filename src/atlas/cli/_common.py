@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -25,14 +27,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from sqlalchemy.exc import OperationalError
-from typer._click.core import Command as ClickCommand  # typer vendors click
-from typer._click.core import Context as ClickContext
-from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperCommand, TyperGroup
 
 from atlas.app import Atlas, open_atlas
 from atlas.config import LoadedSettings, Settings, load_settings
 from atlas.errors import AtlasError
+from atlas.tasks.dispatcher import RecoveryReport
 
 __all__ = [
     "JSON_OPTION",
@@ -83,12 +83,19 @@ class CliState:
         """Open Atlas (applying pending migrations) once per command."""
         if self._atlas is None:
             self._atlas = open_atlas(self.settings)
+            self._atlas.dispatcher.on_recovered = _say_recovered
         return self._atlas
 
     def close(self) -> None:
         if self._atlas is not None:
             self._atlas.close()
             self._atlas = None
+
+
+def _say_recovered(report: RecoveryReport) -> None:
+    if report.resumed:
+        types = ", ".join(f"{kind} {count}" for kind, count in sorted(report.types.items()))
+        typer.echo(f"atlas: resuming {len(report.resumed)} interrupted task(s) ({types})", err=True)
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -189,14 +196,22 @@ def progress_bar(
     bar.close()
 
 
-class ErrorEdge(ClickCommand):
+if TYPE_CHECKING:
+    _Command = TyperCommand
+else:  # a mixin: the command class it is mixed into comes next in the MRO
+    _Command = object
+
+
+class ErrorEdge(_Command):
     """The error edge: Atlas errors and usage errors become one line and an exit code.
 
     Mixed into the ``atlas`` group and into the single-command console scripts
-    (``atlas-embed-media``, ...), so every entry point fails the same way.
+    (``atlas-embed-media``, ...), so every entry point fails the same way. Typer
+    vendors Click and keeps it private; its public ``TyperException`` is the base of
+    every Click error (usage errors carry the context of their command).
     """
 
-    def invoke(self, ctx: ClickContext) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AtlasError as exc:
@@ -206,7 +221,7 @@ class ErrorEdge(ClickCommand):
             fail(f"database error: {detail}", 5)
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except (typer.Exit, typer.Abort, ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:
             if os.environ.get("ATLAS_DEBUG"):
@@ -226,14 +241,13 @@ class ErrorEdge(ClickCommand):
         **extra: Any,
     ) -> Any:
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[safe-super]
+            with _terminate_as_interrupt():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
-        except UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        except typer.TyperException as exc:
+            command = getattr(exc, "ctx", None)
+            hint = f" (see '{command.command_path} --help')" if command is not None else ""
             typer.echo(f"atlas: {exc.format_message()}{hint}", err=True)
-            code = exc.exit_code
-        except ClickException as exc:
-            typer.echo(f"atlas: {exc.format_message()}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("atlas: aborted", err=True)
@@ -243,9 +257,29 @@ class ErrorEdge(ClickCommand):
         return code
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does: the running task is handed back, not dropped.
+
+    (``atlas worker`` sets its own handlers: it lets running tasks finish first.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class AtlasGroup(ErrorEdge, TyperGroup):  # type: ignore[misc]
     """The ``atlas`` command group, behind the error edge."""
 
 
-class AtlasCommand(ErrorEdge, TyperCommand):  # type: ignore[misc]
+class AtlasCommand(ErrorEdge, TyperCommand):
     """A single-command console script, behind the same error edge."""

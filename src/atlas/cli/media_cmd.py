@@ -30,10 +30,12 @@ def media_ingest(
     catalog: Path | None = typer.Option(
         None, "--catalog", help="Import records from a CSV, JSON Lines or .nfo folder."
     ),
-    process: bool = typer.Option(
-        True,
+    process: bool | None = typer.Option(
+        None,
         "--process/--no-process",
-        help="Schedule transcription, tagging and embedding of new items.",
+        help="Schedule transcription, tagging and embedding of new items "
+        "(default: the auto_process setting, true unless set).",
+        show_default=False,
     ),
     wait: bool = typer.Option(
         True, "--wait/--no-wait", help="With a task queue: wait for the workers to finish."
@@ -44,25 +46,34 @@ def media_ingest(
     cli = state(ctx)
     if not paths and catalog is None:
         raise InvalidInput("give files or folders to ingest, or --catalog FILE")
-    cli.override(auto_process=process)
+    if process is not None:  # else the setting (config file, ATLAS_AUTO_PROCESS) decides
+        cli.override(auto_process=process)
     atlas = cli.atlas()
+    # Travels with each task, so a worker with another auto_process obeys this command.
+    process = atlas.settings.auto_process
 
     if catalog is not None:
         with progress_bar("importing", unit="records", disable=as_json) as bar:
             report = import_catalog(
-                atlas.dispatcher, catalog, on_start=bar.start, on_progress=bar.advance
+                atlas.dispatcher,
+                catalog,
+                process=process,
+                on_start=bar.start,
+                on_progress=bar.advance,
             )
         if as_json:
             emit_json(
                 {
                     "created": report.created,
                     "updated": report.updated,
+                    "kept": report.kept.to_dict(),
                     "errors": report.failed_tasks,
                 }
             )
         else:
+            kept = f"; {report.kept.describe()}" if report.kept else ""
             console.print(
-                f"catalogue: {len(report.created)} created, {len(report.updated)} updated"
+                f"catalogue: {len(report.created)} created, {len(report.updated)} updated{kept}"
             )
         for error in report.failed_tasks:
             typer.echo(f"atlas: {error}", err=True)
@@ -78,6 +89,7 @@ def media_ingest(
             recursive=recursive,
             force=force,
             wait=wait,
+            process=process,
             on_start=bar.start,
             on_item=lambda _item: bar.advance(),
         )
@@ -87,12 +99,14 @@ def media_ingest(
             {
                 "summary": report_files.summary(),
                 "missing": report_files.missing,
+                "kept": report_files.kept.to_dict(),
                 "items": report_files.items,
             }
         )
     else:
         summary = ", ".join(f"{n} {status}" for status, n in report_files.summary().items())
-        console.print(f"{len(report_files.items)} file(s): {summary or 'nothing to do'}")
+        kept = f"; {report_files.kept.describe()}" if report_files.kept else ""
+        console.print(f"{len(report_files.items)} file(s): {summary or 'nothing to do'}{kept}")
         if report_files.missing:
             console.print(
                 f"{report_files.missing} known file(s) under these folders are gone "

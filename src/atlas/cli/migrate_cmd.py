@@ -17,7 +17,11 @@ def migrate(
 ) -> None:
     """Apply pending database migrations (idempotent), or show where the schema stands."""
     settings = state(ctx).settings
-    engine = make_engine(settings.database, busy_timeout_s=settings.busy_timeout_s)
+    engine = make_engine(
+        settings.database,
+        busy_timeout_s=settings.busy_timeout_s,
+        database_timeout_s=settings.database_timeout_s,
+    )
     try:
         before = migration_status(engine)
         after = before if status_only else upgrade(engine)

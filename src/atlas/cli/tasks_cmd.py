@@ -1,4 +1,4 @@
-"""``atlas tasks list|show|cancel`` and ``atlas worker``."""
+"""``atlas tasks list|show|cancel|resume`` and ``atlas worker``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 import typer
 from rich.table import Table
 
-from atlas.cli._common import JSON_OPTION, console, emit_json, state
-from atlas.errors import InvalidInput
+from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.tasks.dispatcher import RecoveryReport
 from atlas.tasks.history import list_tasks, task_detail
+from atlas.tasks.worker import WorkerStart, run_worker
 
 tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
 
@@ -82,12 +83,87 @@ def tasks_cancel(
     task_id: int = typer.Argument(..., help="The task id."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Cancel a queued task, or ask a running one to stop."""
+    """Cancel a queued task, or ask a running one to stop (a dead run is closed at once)."""
     outcome = state(ctx).atlas().dispatcher.cancel(task_id)
     if as_json:
         emit_json({"task_id": outcome.task_id, "status": outcome.status})
+    elif outcome.status == "running":
+        console.print(f"task {outcome.task_id}: stopping (it stops at its next check)")
     else:
         console.print(f"task {outcome.task_id}: {outcome.status}")
+
+
+@tasks_app.command("resume")
+def tasks_resume(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only list the interrupted tasks; change nothing."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show and take back interrupted tasks: run them here, or re-send them to the queue."""
+    dispatcher = state(ctx).atlas().dispatcher
+    if dry_run:
+        orphans = dispatcher.orphans()
+        if as_json:
+            emit_json([orphan.to_dict() for orphan in orphans])
+            return
+        if not orphans:
+            console.print("no interrupted tasks")
+            return
+        table = Table(title="Interrupted tasks", title_justify="left")
+        for column in ("id", "type", "status", "held by", "lost runs"):
+            table.add_column(column)
+        for orphan in orphans:
+            row = orphan.to_dict()
+            table.add_row(
+                str(orphan.id),
+                orphan.task_type,
+                orphan.status,
+                row["owner"] or "",
+                str(orphan.lost_runs),
+            )
+        console.print(table)
+        return
+    with progress_bar("resuming", unit="tasks", disable=as_json) as bar:
+        report, outcomes = dispatcher.resume(on_outcome=lambda _outcome: bar.advance())
+    if as_json:
+        emit_json(
+            {
+                **report.to_dict(),
+                "outcomes": [
+                    {"task_id": o.task_id, "task_type": o.task_type, "status": o.status}
+                    for o in outcomes
+                ],
+            }
+        )
+        return
+    if not report.total:
+        console.print("no interrupted tasks")
+        return
+    console.print(_describe_recovery(report, queued=dispatcher.queued))
+    failed = [o for o in outcomes if o.status == "error"]
+    if outcomes:
+        console.print(f"ran {len(outcomes)} task(s): {len(outcomes) - len(failed)} completed")
+    for outcome in failed:
+        typer.echo(
+            f"atlas: task {outcome.task_id} ({outcome.task_type}): {outcome.error}", err=True
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _describe_recovery(report: RecoveryReport, *, queued: bool) -> str:
+    parts = []
+    if report.resumed:
+        verb = "re-queued" if queued else "resumed"
+        types = ", ".join(f"{kind} {count}" for kind, count in sorted(report.types.items()))
+        parts.append(f"{verb} {len(report.resumed)} interrupted task(s) ({types})")
+    if report.resent:
+        parts.append(f"re-sent {len(report.resent)} task(s) whose message the queue had lost")
+    if report.closed:
+        parts.append(f"closed {len(report.closed)} dead run(s) for good")
+    return "; ".join(parts)
 
 
 def worker(
@@ -100,26 +176,36 @@ def worker(
     ),
 ) -> None:
     """Run queued tasks (needs queue_url); several workers may share one queue."""
-    if workers < 1:
-        raise InvalidInput("--workers must be at least 1")
-    atlas = state(ctx).atlas()
-    dispatcher = atlas.dispatcher
-    if not dispatcher.queued:
-        raise InvalidInput(
-            "no task queue is configured, so tasks run in-process; set queue_url "
-            "(e.g. ATLAS_QUEUE_URL=sqlite or redis://127.0.0.1:6379/0) to use workers"
+    dispatcher = state(ctx).atlas().dispatcher
+
+    def started(start: WorkerStart) -> None:
+        recovered = _describe_recovery(
+            RecoveryReport(
+                start.recovered.resumed,
+                start.recovered.closed,
+                start.resent.resent,
+                start.recovered.types,
+            ),
+            queued=True,
         )
-    if not threads:
-        # Each forked process opens its own database connections.
-        os.register_at_fork(after_in_child=lambda: atlas.engine.dispose(close=False))
-    requeued = dispatcher.requeue_orphans()
-    kind = "thread" if threads else "process"
-    typer.echo(
-        f"atlas worker: {workers} {kind}(es) on {dispatcher.queue.url}"
-        + (f"; re-sent {requeued} orphaned task(s)" if requeued else ""),
-        err=True,
+        typer.echo(
+            f"atlas worker: {start.workers} {start.kind}(es) on {start.queue_url}"
+            + (f"; {recovered}" if recovered else ""),
+            err=True,
+        )
+
+    def recovered(report: RecoveryReport) -> None:
+        typer.echo(f"atlas worker: {_describe_recovery(report, queued=True)}", err=True)
+
+    handed_back = run_worker(
+        dispatcher,
+        workers=workers,
+        threads=threads,
+        on_start=started,
+        on_recovered=recovered,
     )
-    dispatcher.queue.consumer(workers=workers, worker_type=kind).run()
+    if handed_back:
+        typer.echo(f"atlas worker: handed {handed_back} running task(s) back", err=True)
 
 
 def register(app: typer.Typer) -> None:

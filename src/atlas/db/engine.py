@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 
-__all__ = ["database_errors", "describe_url", "make_engine", "normalise_url"]
+__all__ = [
+    "database_errors",
+    "describe_url",
+    "make_engine",
+    "no_statement_timeout",
+    "normalise_url",
+]
 
 
 def normalise_url(url: str) -> str:
@@ -32,12 +39,19 @@ def describe_url(url: str) -> str:
         return "<invalid URL>"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 10.0) -> Engine:
+def make_engine(
+    url: str, *, busy_timeout_s: float = 10.0, database_timeout_s: float = 30.0
+) -> Engine:
     """An engine for ``url``; SQLite files get WAL, a busy timeout and foreign keys.
 
-    Creates the parent folder of a SQLite file. Raises ``InvalidInput`` for a
-    malformed URL and ``Unavailable`` when the driver is not installed.
+    PostgreSQL connections (libpq drivers) give up connecting after
+    ``database_timeout_s`` (libpq waits at least 2 s) and cancel any statement
+    that runs longer (``statement_timeout``), unless the URL sets its own
+    ``connect_timeout`` or ``statement_timeout``. Creates the parent folder of a
+    SQLite file. Raises ``InvalidInput`` for a malformed URL and ``Unavailable``
+    when the driver is not installed.
     """
+    where = describe_url(url)
     url = normalise_url(url)
     try:
         parsed = make_url(url)
@@ -51,17 +65,66 @@ def make_engine(url: str, *, busy_timeout_s: float = 10.0) -> Engine:
         kwargs["connect_args"] = {"timeout": busy_timeout_s}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in _LIBPQ:
+            parsed = _with_timeouts(parsed, database_timeout_s)
     try:
         engine = create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:
-        raise Unavailable(
-            f"the database driver {exc.name!r} is not installed; "
-            "install Atlas with the 'postgres' extra: pip install 'atlas-media[postgres]'"
-        ) from None
+        raise missing_extra(f"the database driver {exc.name!r}", "postgres") from None
 
+    # For messages: the URL as the user gave it, and the timeout its statements run under.
+    engine.update_execution_options(atlas_where=where)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, busy_timeout_s)
+    else:
+        engine.update_execution_options(atlas_database_timeout_s=database_timeout_s)
     return engine
+
+
+#: Drivers that hand ``connect_timeout`` and ``options`` to libpq (or mimic it).
+_LIBPQ = {"psycopg", "psycopg2", "psycopg2cffi"}
+
+
+def _with_timeouts(url: URL, timeout_s: float) -> URL:
+    """``url`` with libpq's ``connect_timeout`` and a ``statement_timeout`` option.
+
+    A statement timeout already in the URL's ``options`` wins (the server applies
+    ``-c`` settings in order); other options (``-csearch_path=...``) are kept.
+    """
+    query = dict(url.query)
+    if "connect_timeout" not in query:
+        query["connect_timeout"] = str(max(1, math.ceil(timeout_s)))
+    given = query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    ours = f"-c statement_timeout={max(1, round(timeout_s * 1000))}"
+    query["options"] = f"{ours} {given}".strip()
+    return url.set(query=query)
+
+
+@contextlib.contextmanager
+def no_statement_timeout(connection: Connection) -> Iterator[None]:
+    """Run the block without ``database_timeout_s`` cutting its statements short.
+
+    For work that is meant to take long (migrations rewriting big tables). The
+    connection gets its own default back afterwards, also when the block fails.
+    A no-op on SQLite.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET statement_timeout = 0")
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.exec_driver_sql("RESET statement_timeout")
+            connection.commit()
+        except DBAPIError:
+            # A broken connection must not go back to the pool without its timeout.
+            connection.invalidate()
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
@@ -112,8 +175,22 @@ def database_errors(engine: Engine) -> Iterator[None]:
 
 
 def _explain(engine: Engine, exc: DBAPIError) -> str:
-    where = describe_url(str(engine.url))
+    options = engine.get_execution_options()
+    where = options.get("atlas_where") or describe_url(str(engine.url))
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    timeout_s = options.get("atlas_database_timeout_s")
+    if "statement timeout" in detail:
+        limit = f"within {timeout_s:g} s" if timeout_s else "within its statement timeout"
+        return (
+            f"the database {where} did not finish a statement {limit}; check that it is "
+            "not overloaded or locked by a stalled transaction, or raise database_timeout_s"
+        )
+    if "timeout expired" in detail:
+        limit = f"within {timeout_s:g} s" if timeout_s else "in time"
+        return (
+            f"the database {where} did not answer {limit} while connecting; check that it "
+            "is running and not overloaded, or raise database_timeout_s"
+        )
     if "locked" in detail:
         return f"the database {where} is locked by another process; try again when it is done"
     if "unable to open" in detail:

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
-from atlas.db.engine import database_errors
+from atlas.db.engine import database_errors, no_statement_timeout
 
 __all__ = ["MigrationStatus", "migration_status", "upgrade"]
 
@@ -59,12 +59,19 @@ def upgrade(engine: Engine) -> MigrationStatus:
 
     Idempotent and safe to run from several processes at once: PostgreSQL takes
     an advisory lock, SQLite serialises on its write lock. Each migration runs in
-    its own transaction.
+    its own transaction, with no statement timeout.
     """
     status = migration_status(engine)
     if status.up_to_date:
         return status
-    with database_errors(engine), engine.connect() as connection, _migration_lock(connection):
+    with (
+        database_errors(engine),
+        engine.connect() as connection,
+        _migration_lock(connection),
+        # A migration may rewrite a big table; database_timeout_s must not cut it
+        # short (each migration is its own transaction, so a kill loses nothing).
+        no_statement_timeout(connection),
+    ):
         config = _config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -332,6 +332,20 @@ tasks = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("worker", String(128)),
+    # Added by 0010: who holds the task (a process: host, pid, token) and until
+    # when; renewed by a heartbeat while the process lives. See atlas.tasks.leases.
+    Column("lease_owner", String(160), index=True),
+    Column("lease_expires_at", UTCDateTime, index=True),
+    # A retry waits until then (back-off), also when it is sent again.
+    Column("not_before", UTCDateTime),
+    # When the task's message was last sent to the queue.
+    Column("enqueued_at", UTCDateTime),
+    # The task_logs row of the current run.
+    Column("log_id", Integer),
+    # Runs whose process died (lease expired), and runs handed back on a stop.
+    Column("lost_runs", Integer, nullable=False, server_default=text("0")),
+    Column("handbacks", Integer, nullable=False, server_default=text("0")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint(_in("status", TASK_STATUSES), name="status"),
 )
 Index("ix_tasks_status_created_at", tasks.c.status, tasks.c.created_at)

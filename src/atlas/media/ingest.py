@@ -4,7 +4,9 @@ An unchanged file (same path, size and mtime) costs one ``stat`` and no task.
 A file whose content is already known under a path that no longer exists was
 moved: it keeps its media id (and everything hanging off it). A changed file is
 re-fingerprinted and re-probed. Descriptive fields a user may have edited
-(title, genre, ...) are only filled in when empty, never overwritten.
+(title, genre, ...) are only filled in when empty, never overwritten; tags the
+user removed are not added back from an .nfo, and the user's own tags are left as
+they are (see :mod:`atlas.media.userwork`); the report counts what it kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from atlas.media.fingerprint import fingerprint
 from atlas.media.probe import MEDIA_EXTENSIONS, ProbeResult, probe
 from atlas.media.sidecars import NfoMetadata, Sidecar, find_sidecars, read_nfo
 from atlas.media.tags import Tag, parse_tag_list, upsert_tags
+from atlas.media.userwork import NO_WORK, Kept, UserWork, keep_user_tags, load_user_work
 from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 from atlas.tasks.pipeline import schedule_next
@@ -59,6 +62,8 @@ class FileIngest:
     action: str  # new | updated | moved | duplicate | unchanged
     path: str
     previous_path: str | None = None
+    #: The user's edits left in place where the file or its .nfo said otherwise.
+    kept: Kept = field(default_factory=Kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +71,7 @@ class FileIngest:
             "action": self.action,
             "path": self.path,
             "previous_path": self.previous_path,
+            "kept": self.kept.to_dict(),
         }
 
 
@@ -78,6 +84,7 @@ class IngestItem:
     media_id: int | None = None
     task_id: int | None = None
     error: str | None = None
+    kept: Kept = field(default_factory=Kept)
 
 
 @dataclass
@@ -96,6 +103,14 @@ class IngestReport:
     @property
     def media_ids(self) -> list[int]:
         return [item.media_id for item in self.items if item.media_id is not None]
+
+    @property
+    def kept(self) -> Kept:
+        """The user's edits the run left in place, over all files."""
+        total = Kept()
+        for item in self.items:
+            total.add(item.kept)
+        return total
 
     def summary(self) -> dict[str, int]:
         statuses = ("new", "updated", "moved", "duplicate", "unchanged", "queued", "error")
@@ -166,6 +181,7 @@ def ingest_paths(
     recursive: bool = False,
     force: bool = False,
     wait: bool = True,
+    process: bool | None = None,
     on_start: Callable[[int], None] | None = None,
     on_item: Callable[[IngestItem], None] | None = None,
 ) -> IngestReport:
@@ -173,7 +189,10 @@ def ingest_paths(
 
     ``on_start(n)`` is called with the number of files found, ``on_item`` once per
     file as it is done. With a queue, tasks are enqueued and, when ``wait``, waited
-    for. A failing file is reported in the result; the others go on.
+    for. A failing file is reported in the result; the others go on. ``process``:
+    schedule transcription, tagging and embedding of new and changed files (default:
+    the ``auto_process`` setting); the choice travels with each task, so a worker
+    with another setting obeys it.
     """
     files = collect_files(paths, recursive=recursive)
     if on_start is not None:
@@ -206,9 +225,11 @@ def ingest_paths(
         else:
             submitted.append((path, outcome))
 
+    if process is None:
+        process = dispatcher.settings.auto_process
     dispatcher.submit_many(
         "ingest",
-        [{"path": str(path), "force": force} for path in todo],
+        [{"path": str(path), "force": force, "process": process} for path in todo],
         concurrency=dispatcher.settings.ingest_concurrency,
         on_outcome=on_outcome,
     )
@@ -286,6 +307,7 @@ def _item_from_outcome(path: str, outcome: TaskOutcome) -> IngestItem:
             outcome.result["action"],
             media_id=outcome.result["media_id"],
             task_id=outcome.task_id,
+            kept=Kept(**outcome.result.get("kept", {})),
         )
     return IngestItem(
         path, "error", task_id=outcome.task_id, error=outcome.error or f"task {outcome.status}"
@@ -320,10 +342,20 @@ def _known_stats(engine: Engine, files: Sequence[Path]) -> dict[str, tuple[int, 
 
 
 @task_type("ingest", retries=2, retry_delay_s=0.5)
-def ingest_task(ctx: TaskContext, path: str, force: bool = False) -> dict[str, Any]:
-    """Ingest one file: probe, fingerprint and sidecars, then schedule processing."""
+def ingest_task(
+    ctx: TaskContext, path: str, force: bool = False, process: bool | None = None
+) -> dict[str, Any]:
+    """Ingest one file: probe, fingerprint and sidecars, then schedule processing.
+
+    ``process``: the submitter's choice to process the file further (when absent,
+    this process's ``auto_process``).
+    """
     result = ingest_file(ctx.engine, Path(path), force=force)
-    if result.action in ("new", "updated", "duplicate"):
+    wanted = process if process is not None else ctx.settings.auto_process
+    # A second attempt may follow one that stored the file and then died before
+    # it scheduled the next stage: the file now looks unchanged, but its chain
+    # still has to run (each stage skips what is already done).
+    if wanted and (result.action in ("new", "updated", "duplicate") or ctx.attempt > 1):
         schedule_next(ctx, "ingest", [result.media_id])
     return result.to_dict()
 
@@ -399,10 +431,14 @@ def _store(
     descriptive = _descriptive(path, facts, nfo)
 
     previous_path = None
+    kept = Kept()
+    work = NO_WORK
     if existing is not None:
         media_id = existing.id
         changed = facts is not None
         action = "updated" if changed else "unchanged"
+        work = _user_work(connection, media_id)
+        kept.fields = _kept_fields(work, existing, path, descriptive)
         values.update(
             {
                 key: value
@@ -440,9 +476,12 @@ def _store(
             for key in _DESCRIPTIVE:
                 if getattr(existing_values, key) is not None:
                     values.pop(key, None)
+            work = _user_work(connection, media_id)
+            kept.fields = _kept_fields(work, existing_values, path, descriptive)
             connection.execute(update(media).where(media.c.id == media_id).values(**values))
         elif gone is not None:
             media_id, action, previous_path = gone.id, "moved", gone.path
+            work = _user_work(connection, media_id)
             connection.execute(
                 update(media).where(media.c.id == media_id).values(path=str(path), **values)
             )
@@ -476,9 +515,30 @@ def _store(
 
     _replace_sidecars(connection, media_id, sidecars)
     if nfo is not None:
-        upsert_tags(connection, media_id, _nfo_tags(nfo))
+        tags, kept.removed_tags = keep_user_tags(work, _nfo_tags(nfo))
+        upsert_tags(connection, media_id, tags)
     refresh_words(connection, [media_id])
-    return FileIngest(media_id, action, str(path), previous_path)
+    return FileIngest(media_id, action, str(path), previous_path, kept)
+
+
+def _user_work(connection: Connection, media_id: int) -> UserWork:
+    return load_user_work(connection, [media_id]).get(media_id, NO_WORK)
+
+
+def _kept_fields(work: UserWork, row: Any, path: Path, descriptive: dict[str, Any]) -> int:
+    """Fields the user edited that the file's metadata (or its .nfo) now says otherwise.
+
+    Ingest fills only empty fields, so nothing more needs doing to keep them; a title
+    made from the file name is no metadata and does not count.
+    """
+    said = dict(descriptive)
+    if said.get("title") == _title_from_name(path):
+        said["title"] = None
+    return sum(
+        1
+        for name in work.fields
+        if said.get(name) is not None and said[name] != getattr(row, name, None)
+    )
 
 
 def _catalog_record(connection: Connection, external_id: str | None) -> int | None:

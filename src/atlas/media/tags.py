@@ -21,9 +21,13 @@ from atlas.db.tables import media_tags
 from atlas.errors import InvalidInput
 
 __all__ = [
+    "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "SOURCE_RANK",
     "Tag",
+    "check_text",
+    "clean_tag",
+    "has_control_characters",
     "normalise_tag",
     "parse_tag_list",
     "tags_by_media",
@@ -31,8 +35,15 @@ __all__ = [
 ]
 
 MAX_TAG_LENGTH = 100
+#: The most tags one item may be given at once: by the user (``--tags``,
+#: ``media-tags add``) or by one column of a catalogue row.
+MAX_TAGS = 100
 SOURCE_RANK = {"auto": 0, "rule": 1, "user": 2}
 _SPACES = re.compile(r"\s+")
+#: Control characters (Unicode category Cc) and lone surrogates (Cs); with line breaks
+#: and tabs allowed.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IN_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,34 @@ def clean_tag(tag: str) -> str:
         )
     if any(unicodedata.category(char).startswith("C") for char in cleaned):
         raise InvalidInput(f"tag {cleaned[:30]!r} contains control characters")
+    return cleaned
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character (line breaks and tabs included)."""
+    return _CONTROL.search(text) is not None
+
+
+def check_text(value: str, *, what: str, limit: int, multiline: bool = False) -> str:
+    """A descriptive text (title, description, ...) as stored; ``what`` names it in errors.
+
+    One line: NFC, single spaces, trimmed. ``multiline`` (descriptions): trimmed,
+    line breaks kept (``\\r\\n`` read as ``\\n``), tabs allowed. Raises
+    ``InvalidInput`` when it is empty, longer than ``limit`` or holds control characters
+    (C0/C1 controls, lone surrogates). Invisible format characters that real texts
+    carry (soft hyphens, the joiners of emoji, right-to-left marks) are allowed here,
+    unlike in tags, where they would make two spellings of one tag look alike.
+    """
+    if multiline:
+        cleaned = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    else:
+        cleaned = " ".join(unicodedata.normalize("NFC", value).split())
+    if not cleaned:
+        raise InvalidInput(f"{what} cannot be empty")
+    if len(cleaned) > limit:
+        raise InvalidInput(f"{what} is {len(cleaned):,} characters long; the limit is {limit:,}")
+    if (_CONTROL_IN_LINES if multiline else _CONTROL).search(cleaned):
+        raise InvalidInput(f"{what} contains control characters")
     return cleaned
 
 

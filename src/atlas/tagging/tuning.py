@@ -38,7 +38,7 @@ from atlas.db import database_errors
 from atlas.db.tables import tagger_models
 from atlas.embeddings import get_provider
 from atlas.embeddings.providers import SentenceTransformerProvider
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 from atlas.tagging.inputs import TagInput, load_texts
 from atlas.tagging.sources.profiles import ProfileTag, confirmed_examples
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
@@ -207,8 +207,11 @@ class TunedModel:
     def _load(self, settings: Settings) -> tuple[_Encoder, Any, Any]:
         with self._lock:
             if self._parts is None:
-                import torch
-                from safetensors.torch import load as load_tensors
+                try:
+                    import torch
+                    from safetensors.torch import load as load_tensors
+                except ModuleNotFoundError:
+                    raise missing_extra("torch (the fine-tuned tagger)") from None
 
                 encoder = _Encoder(settings)
                 layers = int(self.training["layers"])
@@ -292,8 +295,12 @@ def train_tagger(
     ``Unavailable`` when the embedding model cannot be fine-tuned.
     """
     import numpy as np
-    import torch
-    from safetensors.torch import save as save_tensors
+
+    try:
+        import torch
+        from safetensors.torch import save as save_tensors
+    except ModuleNotFoundError:
+        raise missing_extra("torch (fine-tuning the tagger)") from None
 
     config = settings.tagging
     passes = epochs if epochs is not None else config.tune_epochs

@@ -20,9 +20,13 @@ STAGES = ("ingest", "transcribe", "tag", "embed")
 def schedule_next(ctx: TaskContext, stage: str, media_ids: Sequence[int]) -> str | None:
     """Submit the stage after ``stage`` for ``media_ids``; returns its name, if any.
 
-    Does nothing when ``auto_process`` is off or there is nothing to process.
+    The caller decides whether the chain goes on: the first stage by the choice
+    its submitter recorded in its params (``process``), later stages because
+    they run as part of a chain. The settings of the process that happens to
+    run the task (a worker's ``auto_process``) do not overrule that choice.
+    Does nothing when there is nothing to process.
     """
-    if not ctx.settings.auto_process or not media_ids:
+    if not media_ids:
         return None
     for following in STAGES[STAGES.index(stage) + 1 :]:
         if is_registered(following):

@@ -6,18 +6,26 @@ in the ``tasks`` table, so any worker that shares the database can run it.
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from atlas.config import Settings
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 
 __all__ = ["TaskQueue"]
 
 _TASK_NAME = "atlas.execute"
+#: Seconds an idle worker's blocking read (BRPOP) waits for a message before it
+#: looks again; ``queue_timeout_s`` must be longer (the settings make sure).
+BLOCKING_READ_S = 1
 
 
 class TaskQueue:
@@ -25,6 +33,7 @@ class TaskQueue:
 
     def __init__(self, settings: Settings, execute: Callable[[int], object]) -> None:
         self.url = settings.queue_url or ""
+        self.timeout_s = settings.queue_timeout_s
         self.huey = _make_huey(settings)
 
         def run(task_id: int) -> None:
@@ -42,24 +51,95 @@ class TaskQueue:
         except Exception as exc:
             if not _is_connection_error(exc):
                 raise
-            raise Unavailable(
-                f"the task queue at {self.url} is not reachable ({exc}); "
-                "start it or unset queue_url to run tasks in-process"
-            ) from None
+            raise _unreachable(self.url, exc, self.timeout_s) from None
 
     def pending(self) -> int:
         """Messages waiting in the queue."""
-        return int(self.huey.pending_count())
+        return int(self._read(self.huey.pending_count))
 
-    def consumer(self, *, workers: int, worker_type: str) -> Consumer:
-        return self.huey.create_consumer(
+    def pending_task_ids(self) -> set[int]:
+        """The task ids of every message waiting or scheduled (a retry's delay) in the queue."""
+        ids: set[int] = set()
+        for task in [*self._read(self.huey.pending), *self._read(self.huey.scheduled)]:
+            if task.name.endswith(_TASK_NAME) and task.args:
+                ids.add(int(task.args[0]))
+        return ids
+
+    def check(self) -> None:
+        """Raise ``Unavailable`` unless the queue answers."""
+        storage: Any = self.huey.storage
+        if hasattr(storage, "conn") and hasattr(storage.conn, "ping"):
+            self._read(storage.conn.ping)
+        else:
+            self._read(self.huey.pending_count)
+
+    def _read(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            raise _unreachable(self.url, exc, self.timeout_s) from None
+
+    def consumer(
+        self,
+        *,
+        workers: int,
+        worker_type: str,
+        grace_s: float,
+        tick: Callable[[], None] | None = None,
+        tick_every_s: float = 5.0,
+    ) -> Consumer:
+        """A Huey consumer that stops gently and runs ``tick`` every ``tick_every_s``.
+
+        SIGTERM (and SIGINT sent to the consumer alone) let running tasks finish
+        for ``grace_s`` seconds; then the workers are interrupted and hand their
+        tasks back. ``tick`` runs in the consumer's main thread, between its
+        checks, never while it forks a worker process.
+        """
+        return _AtlasConsumer(
+            self.huey,
+            tick=tick,
+            tick_every_s=tick_every_s,
             workers=workers,
             worker_type=worker_type,
             periodic=False,
             initial_delay=0.05,
             max_delay=1.0,
             check_worker_health=True,
+            health_check_interval=1,
+            shutdown_timeout=grace_s,
+            graceful_signal="TERM",
         )
+
+
+class _AtlasConsumer(Consumer):
+    def __init__(
+        self,
+        huey: Huey,
+        *,
+        tick: Callable[[], None] | None,
+        tick_every_s: float,
+        **options: Any,
+    ) -> None:
+        super().__init__(huey, **options)
+        # A SIGINT sent to the consumer alone stops it as gently as SIGTERM. (Ctrl-C
+        # in a terminal also reaches the worker processes, which hand back at once.)
+        self._signal_actions[signal.SIGINT] = (False, True)
+        self._tick = tick
+        self._tick_every_s = tick_every_s
+        self._next_tick = 0.0
+
+    def loop(self, health_check_ts: float | None = None) -> Any:
+        health_check_ts = super().loop(health_check_ts)
+        now = time.monotonic()
+        if self._tick is not None and now >= self._next_tick:
+            self._next_tick = now + self._tick_every_s
+            try:
+                self._tick()
+            except Exception as exc:  # the next tick tries again
+                logging.getLogger(__name__).warning("recovery pass failed: %s", exc)
+        return health_check_ts
 
 
 def _make_huey(settings: Settings) -> Huey:
@@ -69,16 +149,61 @@ def _make_huey(settings: Settings) -> Huey:
         try:
             import redis  # noqa: F401
         except ModuleNotFoundError:
-            raise Unavailable(
-                "queue_url points at Redis but the 'redis' package is not installed; "
-                "install Atlas with the 'redis' extra"
+            raise missing_extra(
+                "redis (queue_url points at Redis)",
+                "redis",
+                alternative="unset queue_url to run tasks in-process",
             ) from None
-        return RedisHuey(settings.queue_name, url=url, results=False)
+        return RedisHuey(
+            settings.queue_name,
+            results=False,
+            connection_pool=_redis_pool(url, settings.queue_timeout_s),
+            read_timeout=BLOCKING_READ_S,
+        )
     if backend == "sqlite":
         return SqliteHuey(
             settings.queue_name, filename=str(_sqlite_queue_path(settings, url)), results=False
         )
     raise InvalidInput(f"queue_url {url!r} is not a queue; use sqlite, sqlite:///PATH or redis://")
+
+
+def _redis_pool(url: str, timeout_s: float) -> Any:
+    """A connection pool whose every connect and answer is bounded by ``timeout_s``.
+
+    Without it a Redis that accepts connections and never answers (a stopped
+    process, a full network buffer) blocks an enqueue, or a worker, forever.
+    """
+    from redis import ConnectionPool
+
+    try:
+        return ConnectionPool.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+    except ValueError as exc:
+        raise InvalidInput(
+            f"queue_url {_describe(url)!r} is not a valid Redis URL ({exc})"
+        ) from None
+
+
+def _unreachable(url: str, exc: Exception, timeout_s: float) -> Unavailable:
+    where = f"the task queue at {_describe(url)}"
+    if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
+        return Unavailable(
+            f"{where} did not answer within {timeout_s:g} s; "
+            "check that it is running and not overloaded, or raise queue_timeout_s"
+        )
+    return Unavailable(
+        f"{where} is not reachable ({exc}); start it or unset queue_url to run tasks in-process"
+    )
+
+
+def _describe(url: str) -> str:
+    """The queue URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _sqlite_queue_path(settings: Settings, url: str) -> Path:

