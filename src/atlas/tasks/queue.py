@@ -6,6 +6,7 @@ in the ``tasks`` table, so any worker that shares the database can run it.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from huey.consumer import Consumer
 
 from atlas.config import Settings
 from atlas.errors import InvalidInput, Unavailable
+from atlas.paths import os_errors, user_path
 
 __all__ = ["TaskQueue"]
 
@@ -75,9 +77,14 @@ def _make_huey(settings: Settings) -> Huey:
             ) from None
         return RedisHuey(settings.queue_name, url=url, results=False)
     if backend == "sqlite":
-        return SqliteHuey(
-            settings.queue_name, filename=str(_sqlite_queue_path(settings, url)), results=False
-        )
+        path = _sqlite_queue_path(settings, url)
+        try:
+            return SqliteHuey(settings.queue_name, filename=str(path), results=False)
+        except sqlite3.DatabaseError as exc:  # opening it creates its tables
+            raise Unavailable(
+                f"the task queue file {path} cannot be used ({exc}); "
+                "point queue_url at another file, or move this one aside"
+            ) from None
     raise InvalidInput(f"queue_url {url!r} is not a queue; use sqlite, sqlite:///PATH or redis://")
 
 
@@ -90,7 +97,9 @@ def _sqlite_queue_path(settings: Settings, url: str) -> Path:
         raise InvalidInput(
             f"queue_url {url!r} is not understood; use sqlite, sqlite:///PATH or redis://HOST:PORT"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = user_path(path, what="task queue file")
+    with os_errors(path.parent, "cannot be created for the task queue"):
+        path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
