@@ -13,10 +13,11 @@ from sqlalchemy import Engine
 
 from atlas.config import Settings
 from atlas.db import describe_url, make_engine, migration_status, upgrade
-from atlas.errors import Unavailable
-from atlas.tasks import Dispatcher
+from atlas.errors import InvalidInput, Unavailable
+from atlas.paths import os_errors
+from atlas.tasks import Dispatcher, registered_task_types
 
-__all__ = ["TASK_MODULES", "Atlas", "load_task_modules", "open_atlas"]
+__all__ = ["TASK_MODULES", "Atlas", "check_task_policies", "load_task_modules", "open_atlas"]
 
 #: Modules whose import registers task types. Heavy libraries are imported
 #: inside the tasks, so loading these stays cheap.
@@ -48,13 +49,28 @@ def load_task_modules() -> None:
         importlib.import_module(module)
 
 
+def check_task_policies(settings: Settings) -> None:
+    """Refuse a ``[tasks.NAME]`` section for a task type no module registered."""
+    known = sorted(task.name for task in registered_task_types())
+    unknown = sorted(set(settings.tasks) - set(known))
+    if unknown:
+        raise InvalidInput(
+            f"unknown task type {unknown[0]!r} in the settings (tasks.{unknown[0]}); "
+            f"the task types are: {', '.join(known)}"
+        )
+
+
 def open_atlas(settings: Settings, *, migrate: bool = True) -> Atlas:
     """Connect to the database, bring its schema up to date, register the tasks.
 
     With ``migrate=False`` a database behind the code raises ``Unavailable``
-    telling the user to run ``atlas migrate``.
+    telling the user to run ``atlas migrate``. A data dir that cannot be created
+    and a retry policy for a task type Atlas does not have raise ``InvalidInput``.
     """
-    settings.home.mkdir(parents=True, exist_ok=True)
+    load_task_modules()
+    check_task_policies(settings)
+    with os_errors(settings.home, "cannot be created as the data dir"):
+        settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(
         settings.database,
         busy_timeout_s=settings.busy_timeout_s,
@@ -66,5 +82,4 @@ def open_atlas(settings: Settings, *, migrate: bool = True) -> Atlas:
         raise Unavailable(
             f"the database {describe_url(settings.database)} needs migrating; run: atlas migrate"
         )
-    load_task_modules()
     return Atlas(settings=settings, engine=engine, dispatcher=Dispatcher(settings, engine))

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from atlas.errors import InvalidInput
+from atlas.paths import os_errors, user_path
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -45,7 +46,8 @@ MAX_TIMEOUT_S = 86_400.0
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are never a sensible timeout, weight or threshold.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ChromaSettings(_Section):
@@ -61,6 +63,10 @@ class ChromaSettings(_Section):
     timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
 
+#: Device kinds a sentence-transformers model can be put on.
+_TORCH_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
 class EmbeddingSettings(_Section):
     """Which model turns a media item into a vector."""
 
@@ -72,6 +78,19 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(default=64, ge=1, le=4096)
     #: Where sentence-transformers runs (``cpu``, ``cuda``, ...); unset: its own choice.
     device: str | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        kind, colon, index = value.partition(":")
+        if kind not in _TORCH_DEVICES or (colon and not (index.isascii() and index.isdigit())):
+            raise ValueError(
+                f"unknown device {value!r}; use cpu, cuda, cuda:N, mps or xpu (or leave it unset)"
+            )
+        return value
+
     ollama_host: str = "http://127.0.0.1:11434"
     #: An Ollama embedding model (the seed names ``qwen3:8b``; ``qwen3-embedding``
     #: is its embedding sibling).
@@ -247,6 +266,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     #: The data dir (``ATLAS_HOME``).
@@ -295,6 +315,15 @@ class Settings(BaseSettings):
         # load_settings() merges the layers itself (so it can say where each
         # value came from) and hands the result over as init kwargs.
         return (init_settings,)
+
+    @field_validator("busy_timeout_s")
+    @classmethod
+    def _bounded_busy_timeout(cls, value: float) -> float:
+        # SQLite keeps it in milliseconds in a C int: beyond ~24 days it silently
+        # becomes 0, no waiting at all.
+        if value > 86_400:
+            raise ValueError("must be at most 86400 (a day)")
+        return value
 
     @property
     def database(self) -> str:
@@ -352,16 +381,22 @@ def load_settings(
     sources: dict[str, str] = {}
 
     if home is not None:
-        home_path, sources["home"] = Path(home), "flag --home"
+        raw_home, sources["home"] = home, "flag --home"
     elif env.get(f"{ENV_PREFIX}HOME"):
-        home_path, sources["home"] = Path(env[f"{ENV_PREFIX}HOME"]), f"env {ENV_PREFIX}HOME"
+        raw_home, sources["home"] = env[f"{ENV_PREFIX}HOME"], f"env {ENV_PREFIX}HOME"
     else:
-        home_path = Path(platformdirs.user_data_dir("atlas", appauthor=False))
-    home_path = home_path.expanduser().resolve()
+        raw_home = platformdirs.user_data_dir("atlas", appauthor=False)
+    home_what = f"data dir (from {sources['home']})" if "home" in sources else "data dir"
+    home_path = user_path(raw_home, what=home_what, resolve=True)
+    with os_errors(home_path, f"cannot be used as the {home_what}"):
+        if home_path.exists() and not home_path.is_dir():
+            raise InvalidInput(f"the {home_what} {home_path} is a file, not a folder")
 
     if config_file is not None:
-        given = Path(config_file).expanduser()
-        if not given.is_file():
+        given = user_path(config_file, what="config file")
+        with os_errors(given, "cannot be read as the config file"):
+            found = given.is_file()
+        if not found:
             raise InvalidInput(f"config file {given} does not exist")
         file_path: Path | None = given
     else:
@@ -394,6 +429,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"config file {path} is not valid TOML: not UTF-8 text") from None
     except OSError as exc:
         raise InvalidInput(f"config file {path} cannot be read: {exc.strerror}") from None
 

@@ -9,6 +9,8 @@ Nothing else in Atlas catches exceptions broadly.
 from __future__ import annotations
 
 __all__ = [
+    "CHECK_VECTOR_STORE",
+    "REBUILD_VECTOR_STORE",
     "AtlasError",
     "Conflict",
     "InvalidInput",
@@ -16,6 +18,13 @@ __all__ = [
     "Unavailable",
     "missing_extra",
 ]
+
+# Repairs an error can point to, in the domain's words. A service names the
+# repair; each interface says how to do it (the CLI: which command to run).
+#: Move the damaged vector store aside and embed every item again into a new one.
+REBUILD_VECTOR_STORE = "rebuild the vector store from the database"
+#: Compare the vector store with the database and embed again what it lacks.
+CHECK_VECTOR_STORE = "check the vector store against the database"
 
 
 class AtlasError(Exception):
@@ -28,12 +37,14 @@ class AtlasError(Exception):
     #: Whether retrying the same work later may succeed (used by the dispatcher).
     transient = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, repair: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: The repair that fixes it, if there is one (``REBUILD_VECTOR_STORE``, ...).
+        self.repair = repair
 
     def __str__(self) -> str:
-        return self.message
+        return self.message if self.repair is None else f"{self.message}; {self.repair}"
 
 
 class InvalidInput(AtlasError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -26,12 +27,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from typer.core import TyperCommand, TyperGroup
 
 from atlas.app import Atlas, open_atlas
 from atlas.config import LoadedSettings, Settings, load_settings
-from atlas.errors import AtlasError
+from atlas.db import MAX_ID, explain_database_error
+from atlas.errors import CHECK_VECTOR_STORE, REBUILD_VECTOR_STORE, AtlasError, InvalidInput
 from atlas.tasks.dispatcher import RecoveryReport
 
 __all__ = [
@@ -59,7 +61,11 @@ class CliState:
     """Global flags, and the Atlas they describe, opened on first use."""
 
     def __init__(
-        self, *, home: Path | None, config: Path | None, overrides: Mapping[str, Any]
+        self,
+        *,
+        home: Path | str | None,
+        config: Path | str | None,
+        overrides: Mapping[str, Any],
     ) -> None:
         self.home = home
         self.config = config
@@ -99,6 +105,12 @@ def _say_recovered(report: RecoveryReport) -> None:
 
 
 def state(ctx: typer.Context) -> CliState:
+    """The command's ``CliState``; first checks every value the command line gave.
+
+    Every command asks for its state before it does anything, so this is the one
+    place where the values of all commands pass: see :func:`check_values`.
+    """
+    check_values(ctx)
     root = ctx.find_root()
     if not isinstance(root.obj, CliState):  # a command invoked without the root callback
         root.obj = CliState(home=None, config=None, overrides={})
@@ -106,10 +118,72 @@ def state(ctx: typer.Context) -> CliState:
     return root.obj
 
 
+def check_values(ctx: typer.Context) -> None:
+    """Refuse values no command can use, whatever the command: ``InvalidInput``.
+
+    An integer beyond what the database stores (ids, limits and years are SQL
+    integers, 32 bits in PostgreSQL), a float that is nan or infinite, and text
+    with a NUL character or bytes that are not UTF-8 (neither can be stored or
+    printed). Services check their own ranges; this is the floor under them.
+    """
+    contexts = []
+    current: Any = ctx
+    while current is not None:
+        contexts.append(current)
+        current = current.parent
+    for context in reversed(contexts):
+        labels = {param.name: _label(param) for param in context.command.params}
+        for name, value in context.params.items():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                problem = _problem(item)
+                if problem is not None:
+                    raise InvalidInput(f"{labels.get(name, name)}: {problem}")
+
+
+def _label(param: Any) -> str:
+    if param.param_type_name == "option":
+        return str(max(param.opts, key=len))
+    return str(param.metavar or param.name).upper()
+
+
+def _problem(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if abs(value) > MAX_ID:
+            return f"{value} is out of range; Atlas takes whole numbers up to ±{MAX_ID}"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a finite number"
+    if isinstance(value, (str, Path)):
+        text = str(value)
+        if "\x00" in text:
+            return "contains a NUL character"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid UTF-8 text"
+    return None
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
-    typer.echo(f"atlas: {message}", err=True)
+    typer.echo(f"atlas: {one_line(message)}", err=True)
     raise typer.Exit(code)
+
+
+def one_line(message: str) -> str:
+    """``message`` with every unprintable character escaped (``\\n``, ``\\x1b``, ...).
+
+    Error messages quote what the user gave: a path with a newline or a terminal
+    escape must neither break the one line nor reach the terminal raw.
+    """
+    if message.isprintable():
+        return message
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape", "backslashreplace").decode()
+        for char in message
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -196,6 +270,37 @@ def progress_bar(
     bar.close()
 
 
+#: The command that does each repair a service may point to (``AtlasError.repair``).
+REPAIR_COMMANDS = {
+    REBUILD_VECTOR_STORE: "atlas embed-media --all --force",
+    CHECK_VECTOR_STORE: "atlas embed-media --all --verify",
+}
+
+
+def describe_error(exc: AtlasError) -> str:
+    """An Atlas error as the CLI says it: its message, and the command that repairs it."""
+    if exc.repair is None:
+        return exc.message
+    command = REPAIR_COMMANDS.get(exc.repair)
+    return f"{exc.message}; {exc.repair}" + (f": {command}" if command else "")
+
+
+def _internal_error(exc: Exception) -> NoReturn:
+    """A bug: one line (exit 70), or the traceback with ``ATLAS_DEBUG`` set."""
+    if os.environ.get("ATLAS_DEBUG"):
+        raise exc
+    fail(
+        f"internal error: {type(exc).__name__}: {_first_line(exc)} "
+        "(set ATLAS_DEBUG=1 to see the traceback)",
+        70,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's message cut to its first line (SQLAlchemy's run on with the SQL)."""
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 if TYPE_CHECKING:
     _Command = TyperCommand
 else:  # a mixin: the command class it is mixed into comes next in the MRO
@@ -215,22 +320,21 @@ class ErrorEdge(_Command):
         try:
             return super().invoke(ctx)
         except AtlasError as exc:
-            fail(exc.message, exc.exit_code)
+            fail(describe_error(exc), exc.exit_code)
         except OperationalError as exc:
             detail = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
             fail(f"database error: {detail}", 5)
+        except DBAPIError as exc:
+            error = explain_database_error(exc)
+            if error is None:
+                _internal_error(exc)
+            fail(error.message, error.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:
-            if os.environ.get("ATLAS_DEBUG"):
-                raise
-            fail(
-                f"internal error: {type(exc).__name__}: {exc} "
-                "(set ATLAS_DEBUG=1 to see the traceback)",
-                70,
-            )
+            _internal_error(exc)
 
     def main(  # type: ignore[override]
         self,

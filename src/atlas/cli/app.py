@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, get_type_hints
 
 import typer
@@ -48,11 +47,18 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    home: Path | None = typer.Option(
-        None, "--home", help="Data dir (default: ATLAS_HOME, else the user data dir)."
+    # Text, not Path: a Path turns "" into "." (the current folder); "" is refused.
+    home: str | None = typer.Option(
+        None,
+        "--home",
+        metavar="DIR",
+        help="Data dir (default: ATLAS_HOME, else the user data dir).",
     ),
-    config: Path | None = typer.Option(
-        None, "--config", help="Settings file (default: atlas.toml in the data dir)."
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        metavar="FILE",
+        help="Settings file (default: atlas.toml in the data dir).",
     ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="SQLAlchemy URL of the database (SQLite or PostgreSQL)."

@@ -39,6 +39,11 @@ def embed_media(
     if as_json:
         emit_json(report.to_dict())
     else:
+        if report.set_aside:
+            console.print(
+                f"the vector store was damaged: moved it to {report.set_aside} and "
+                "built a new one from the database"
+            )
         dimension = f" ({report.dimension}-d)" if report.dimension else ""
         rate = f", {report.items_per_s:,.1f} items/s" if report.items_per_s else ""
         parts = [

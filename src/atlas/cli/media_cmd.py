@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.cli._common import JSON_OPTION, console, emit_json, one_line, progress_bar, state
 from atlas.db.tables import MEDIA_TYPES
 from atlas.errors import InvalidInput
 from atlas.feedback import edit_metadata, move_media
@@ -24,11 +24,17 @@ media_app = typer.Typer(help="Browse the media library.", no_args_is_help=True)
 
 def media_ingest(
     ctx: typer.Context,
-    paths: list[Path] | None = typer.Argument(None, help="Files and folders to ingest."),
+    # Text, not Path: a Path turns "" into "." (the current folder); "" is refused.
+    paths: list[str] | None = typer.Argument(
+        None, metavar="PATHS", help="Files and folders to ingest."
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
     force: bool = typer.Option(False, "--force", help="Re-probe files even if unchanged."),
-    catalog: Path | None = typer.Option(
-        None, "--catalog", help="Import records from a CSV, JSON Lines or .nfo folder."
+    catalog: str | None = typer.Option(
+        None,
+        "--catalog",
+        metavar="FILE",
+        help="Import records from a CSV, JSON Lines or .nfo folder.",
     ),
     process: bool | None = typer.Option(
         None,
@@ -101,6 +107,7 @@ def media_ingest(
                 "missing": report_files.missing,
                 "kept": report_files.kept.to_dict(),
                 "items": report_files.items,
+                "unreadable": report_files.unreadable,
             }
         )
     else:
@@ -118,8 +125,10 @@ def media_ingest(
         if queued:
             console.print(f"queued {len(queued)} task(s) for `atlas worker`")
     for item in report_files.failed:
-        typer.echo(f"atlas: {item.error}", err=True)
-    if report_files.failed:
+        typer.echo(f"atlas: {one_line(item.error or item.path)}", err=True)
+    for line in report_files.unreadable:
+        typer.echo(f"atlas: {one_line(line)}", err=True)
+    if report_files.failed or report_files.unreadable:
         raise typer.Exit(1)
 
 
@@ -209,7 +218,9 @@ def media_show(
 def media_move(
     ctx: typer.Context,
     media_id: int = typer.Argument(..., help="The media id."),
-    destination: Path = typer.Argument(..., help="A folder in the library, or a new file path."),
+    destination: str = typer.Argument(
+        ..., metavar="DESTINATION", help="A folder in the library, or a new file path."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Move an item's file (and its sidecars) within the library; Atlas learns from it."""

@@ -5,14 +5,21 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DataError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
-from atlas.errors import InvalidInput, Unavailable, missing_extra
+from atlas.errors import AtlasError, InvalidInput, Unavailable, missing_extra
+from atlas.paths import os_errors, user_path
 
 __all__ = [
     "database_errors",
@@ -57,11 +64,12 @@ def make_engine(
         parsed = make_url(url)
     except ArgumentError:
         raise InvalidInput(f"database URL {url!r} is not a valid SQLAlchemy URL") from None
+    _check_backend(url, parsed.get_backend_name())
 
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder_of(parsed.database)
         kwargs["connect_args"] = {"timeout": busy_timeout_s}
     else:
         kwargs["pool_pre_ping"] = True
@@ -69,6 +77,10 @@ def make_engine(
             parsed = _with_timeouts(parsed, database_timeout_s)
     try:
         engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError:
+        raise InvalidInput(
+            f"database URL {describe_url(url)!r} names a driver SQLAlchemy does not have"
+        ) from None
     except ModuleNotFoundError as exc:
         raise missing_extra(f"the database driver {exc.name!r}", "postgres") from None
 
@@ -127,6 +139,26 @@ def no_statement_timeout(connection: Connection) -> Iterator[None]:
             connection.invalidate()
 
 
+#: The relational stores Atlas runs on (SQLAlchemy backend names).
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def _check_backend(url: str, backend: str) -> None:
+    """Refuse a database Atlas does not run on, with one line (``InvalidInput``)."""
+    if backend not in SUPPORTED_BACKENDS:
+        raise InvalidInput(
+            f"database URL {describe_url(url)!r}: Atlas runs on SQLite (sqlite:///PATH) "
+            f"or PostgreSQL (postgresql://HOST/DB), not {backend!r}"
+        )
+
+
+def _make_folder_of(database: str) -> None:
+    """Create the folder of a SQLite file; ``InvalidInput`` when that cannot be done."""
+    file = user_path(database, what="SQLite database file")
+    with os_errors(file.parent, "cannot be created for the SQLite database"):
+        file.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINTs;
     # let SQLAlchemy emit BEGIN itself (the documented recipe).
@@ -172,6 +204,11 @@ def database_errors(engine: Engine) -> Iterator[None]:
         yield
     except OperationalError as exc:
         raise Unavailable(_explain(engine, exc)) from None
+    except DBAPIError as exc:
+        error = explain_database_error(exc, describe_url(str(engine.url)))
+        if error is None:  # an integrity error (its caller knows what clashed), a bug
+            raise
+        raise error from None
 
 
 def _explain(engine: Engine, exc: DBAPIError) -> str:
@@ -198,3 +235,22 @@ def _explain(engine: Engine, exc: DBAPIError) -> str:
     if "connection" in detail.lower() or "connect" in detail.lower():
         return f"cannot connect to the database {where}: {detail}"
     return f"database error on {where}: {detail}"
+
+
+def explain_database_error(exc: DBAPIError, where: str | None = None) -> AtlasError | None:
+    """What a driver error other than an ``OperationalError`` means to a user, if anything.
+
+    A value the database refuses (PostgreSQL: a number out of range) is
+    ``InvalidInput``; a SQLite file that is not a database or is damaged is
+    ``Unavailable``. ``None`` for the rest: integrity errors and bugs.
+    """
+    where = where or "in use"
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+    if isinstance(exc, DataError):
+        return InvalidInput(f"the database {where} refused a value: {detail}")
+    if type(exc) is DatabaseError:  # SQLite: "file is not a database", "disk image is malformed"
+        return Unavailable(
+            f"the database {where} is damaged or is not an Atlas database ({detail}); "
+            "restore it from a backup, or set database_url to another database"
+        )
+    return None

@@ -11,9 +11,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from sqlalchemy import Connection, Engine, text
 
-from atlas.db.engine import database_errors, no_statement_timeout
+from atlas.db.engine import database_errors, describe_url, no_statement_timeout
+from atlas.errors import Conflict
 
 __all__ = ["MigrationStatus", "migration_status", "upgrade"]
 
@@ -44,13 +46,25 @@ def _script() -> ScriptDirectory:
 
 
 def migration_status(engine: Engine) -> MigrationStatus:
-    """Where the database stands against the migrations shipped with Atlas."""
+    """Where the database stands against the migrations shipped with Atlas.
+
+    Raises ``Conflict`` for a database stamped with a revision this Atlas does
+    not ship (made by a newer Atlas, or not an Atlas database).
+    """
     script = _script()
     head = script.get_current_head()
     assert head is not None
     with database_errors(engine), engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-    pending = [revision.revision for revision in script.iterate_revisions(head, current)]
+    try:
+        pending = [revision.revision for revision in script.iterate_revisions(head, current)]
+    except RevisionError:
+        raise Conflict(
+            f"the database {describe_url(str(engine.url))} is at schema revision {current!r}, "
+            f"which this version of Atlas does not know (its newest is {head!r}); "
+            "it was made by a newer Atlas or another program: upgrade Atlas, or set "
+            "database_url to another database"
+        ) from None
     return MigrationStatus(current=current, head=head, pending=tuple(reversed(pending)))
 
 

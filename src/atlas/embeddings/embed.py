@@ -16,7 +16,9 @@ recorded ones): with nothing changed, ``--all`` neither loads the model nor
 opens the vector store. When it has work to do anyway, or with ``verify``, it
 also compares the store with the records and repairs either side: vectors
 missing from the store (a wiped folder, a new server) are embedded again, and
-vectors of deleted media are removed.
+vectors of deleted media are removed. ``--all --force`` also rebuilds a damaged
+embedded store: its folder is moved aside (kept, renamed) and every item is
+embedded again into a new one, from the database.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from atlas.db import database_errors
+from atlas.db import check_ids, database_errors
 from atlas.embeddings.document import MediaDocument
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.repository import (
@@ -37,7 +39,7 @@ from atlas.embeddings.repository import (
     record_embeddings,
     recorded_embeddings,
 )
-from atlas.embeddings.store import VectorStore, get_store
+from atlas.embeddings.store import StoreDamaged, VectorStore, get_store
 from atlas.errors import InvalidInput, NotFound
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 from atlas.tasks.pipeline import schedule_next
@@ -68,6 +70,8 @@ class EmbedReport:
     task_ids: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: Where a damaged embedded store was moved before it was rebuilt.
+    set_aside: str | None = None
 
     @property
     def items_per_s(self) -> float | None:
@@ -96,7 +100,8 @@ def embed_media(
     each, one model call each). Unchanged items (same document hash and model)
     are skipped without loading the model; ``force`` embeds them again. With
     ``all_media``, ``verify`` (implied when there is work to do) also checks the
-    vector store against the records and repairs it. Idempotent and safe to
+    vector store against the records and repairs it; with ``force`` too, a
+    damaged embedded store is moved aside and rebuilt. Idempotent and safe to
     interrupt: running it again completes the work.
 
     Raises ``InvalidInput`` for bad arguments or an explicitly named item with
@@ -116,7 +121,7 @@ def embed_media(
     engine = dispatcher.engine
     provider = get_provider(settings)
     report = EmbedReport(model=provider.model_id)
-    wanted = None if all_media else sorted(set(media_ids))
+    wanted = None if all_media else check_ids(sorted(set(media_ids)))
     with database_errors(engine), engine.connect() as connection:
         documents = load_documents(connection, wanted)
         recorded = recorded_embeddings(connection, provider.model_id, wanted)
@@ -134,6 +139,8 @@ def embed_media(
     report.empty = sorted(m for m, doc in documents.items() if not doc.embeddable)
     if recorded:
         report.dimension = next(iter(recorded.values())).dimension
+    if all_media and force:
+        report.set_aside = _set_aside_if_damaged(get_store(settings))
 
     todo = {
         media_id
@@ -185,6 +192,17 @@ def embed_media(
     report.batches = len(report.task_ids)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _set_aside_if_damaged(store: VectorStore) -> str | None:
+    """Move a damaged embedded store aside (the rebuild then fills a new one)."""
+    if store.is_server:
+        return None
+    try:
+        store.check_readable()
+    except StoreDamaged:
+        return str(store.set_aside())
+    return None
 
 
 def _reconcile(

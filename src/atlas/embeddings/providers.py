@@ -158,6 +158,8 @@ class SentenceTransformerProvider(EmbeddingProvider):
                 alternative="set embedding.provider to ollama or openai",
             ) from None
         _quiet_transformers()
+        if self.device is not None:
+            check_device(self.device)
         try:
             # Never download at run time: a name must already be in the local cache.
             return SentenceTransformer(location, device=self.device, local_files_only=True)
@@ -184,6 +186,29 @@ class SentenceTransformerProvider(EmbeddingProvider):
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
+        )
+
+
+def check_device(device: str) -> None:
+    """Raise ``Unavailable`` unless torch can use ``device`` (``embedding.device``) here."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise Unavailable(
+            f"embedding.device is {device!r}, which torch does not know; "
+            "set it to cpu, cuda or mps, or unset it"
+        ) from None
+    backend = getattr(torch, parsed.type, None) if parsed.type != "mps" else torch.backends.mps
+    available = parsed.type == "cpu" or bool(
+        backend is not None and getattr(backend, "is_available", lambda: False)()
+    )
+    count = getattr(backend, "device_count", lambda: 1)() if available else 0
+    if not available or (parsed.index is not None and parsed.index >= count):
+        raise Unavailable(
+            f"embedding.device is {device!r}, but torch finds no such device on this machine; "
+            "set embedding.device to cpu (or unset it to let Atlas choose)"
         )
 
 

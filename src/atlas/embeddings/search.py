@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, and_, select
 
 from atlas.config import Settings
-from atlas.db import database_errors
+from atlas.db import check_id, database_errors
 from atlas.db.tables import MEDIA_TYPES, media, media_embeddings, transcripts
 from atlas.embeddings.clusters import distinctive_tags, group_labels
 from atlas.embeddings.lexical import get_lexical_index, tokenize
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.repository import load_tags
 from atlas.embeddings.store import Neighbour, VectorCollection, get_store
-from atlas.errors import InvalidInput, NotFound
+from atlas.errors import CHECK_VECTOR_STORE, InvalidInput, NotFound
 from atlas.media.tags import normalise_tag
 
 if TYPE_CHECKING:
@@ -168,6 +168,7 @@ def similar_media(
     id or an item not embedded yet, ``InvalidInput`` for bad options.
     """
     media_type, genre_norm = _check_options(top, threshold, media_type, genre)
+    check_id(media_id)
     model_id = get_provider(settings).model_id
     with database_errors(engine), engine.connect() as connection:
         row = connection.execute(
@@ -191,7 +192,11 @@ def similar_media(
     collection = get_store(settings).collection(model_id, row.dimension, create=False)
     vector = collection.vectors([media_id]).get(media_id) if collection is not None else None
     if collection is None or vector is None:
-        raise NotFound(hint + " (its vector is missing from the store; --all repairs it)")
+        raise NotFound(
+            f"media {media_id} is recorded as embedded, but its vector is missing from the "
+            "vector store",
+            repair=CHECK_VECTOR_STORE,
+        )
 
     neighbours = collection.query(vector, top + 3, media_type=media_type, genre=genre_norm)
     neighbours = [n for n in neighbours if n.media_id != media_id]
@@ -204,7 +209,7 @@ def similar_media(
     for neighbour in neighbours:
         item = details.get(neighbour.media_id)
         if item is None:
-            continue  # a vector of a deleted item; the next --all removes it
+            continue  # a vector of a deleted item; checking the store removes it
         hits.append(
             _hit(
                 item,

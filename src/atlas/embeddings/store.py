@@ -21,12 +21,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from atlas.config import Settings
-from atlas.errors import Unavailable, missing_extra
+from atlas.errors import REBUILD_VECTOR_STORE, Unavailable, missing_extra
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Neighbour",
+    "StoreDamaged",
     "VectorCollection",
     "VectorStore",
     "clear_store_cache",
@@ -44,6 +47,12 @@ __all__ = [
 ]
 
 _SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class StoreDamaged(Unavailable):
+    """The embedded vector store's files are damaged; it must be rebuilt, not retried."""
+
+    transient = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class VectorStore:
             return Unavailable(
                 f"{self.describe()} is not reachable ({detail}); start it, fix chroma.host/"
                 "chroma.port/chroma.ssl, or unset chroma.host to use the embedded store"
+            )
+        if _is_damage(detail):
+            return StoreDamaged(
+                f"{self.describe()} is damaged ({detail})", repair=REBUILD_VECTOR_STORE
             )
         return Unavailable(f"{self.describe()} cannot be used ({detail}); check the folder")
 
@@ -194,6 +207,40 @@ class VectorStore:
         with self.errors():
             self.client.heartbeat()
 
+    def check_readable(self) -> None:
+        """Read every collection once: ``StoreDamaged`` if the files are damaged."""
+        with self.errors():
+            for raw in self.client.list_collections():
+                self.client.get_collection(raw.name, embedding_function=None).count()
+
+    def set_aside(self) -> Path:
+        """Move the embedded store's folder aside (kept, renamed) so a new one can be built.
+
+        Returns the folder's new name, ``chroma.damaged-<UTC time>`` next to it. The
+        process's client of the old store is closed first. Only for the embedded store.
+        """
+        if self.is_server:
+            raise ValueError("a Chroma server's store cannot be set aside from here")
+        folder = self.settings.chroma_path
+        with self._lock:
+            self._client = None
+            self._collections.clear()
+            _forget_embedded_client(folder)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            target = folder.with_name(f"{folder.name}.damaged-{stamp}")
+            suffix = 1
+            while target.exists():
+                suffix += 1
+                target = folder.with_name(f"{folder.name}.damaged-{stamp}-{suffix}")
+            try:
+                folder.rename(target)
+            except OSError as exc:
+                raise Unavailable(
+                    f"{self.describe()} is damaged and cannot be moved aside to {target} "
+                    f"({exc.strerror}); move or delete the folder, then embed everything again"
+                ) from None
+        return target
+
     def collection(
         self, model_id: str, dimension: int, *, create: bool = True
     ) -> VectorCollection | None:
@@ -211,8 +258,9 @@ class VectorStore:
                     embedding_function=None,
                 )
             else:
+                client = self.client  # a store that cannot be opened is not "no collection"
                 try:
-                    raw = self.client.get_collection(name, embedding_function=None)
+                    raw = client.get_collection(name, embedding_function=None)
                 except Exception as exc:
                     if _is_connection_error(exc):
                         raise
@@ -406,6 +454,31 @@ def _is_connection_error(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "could not connect" in text or "connection refused" in text
+
+
+def _is_damage(detail: str) -> bool:
+    """Whether an embedded-store error says its files are damaged (SQLite codes 11 and 26)."""
+    text = detail.lower()
+    return any(sign in text for sign in ("malformed", "not a database", "(code: 11)", "(code: 26)"))
+
+
+def _forget_embedded_client(folder: Path) -> None:
+    """Stop and drop chromadb's cached system for ``folder``.
+
+    chromadb keeps one ``System`` per folder for the process, cached before it
+    starts, so a store that failed to open would be handed out again, broken,
+    to the next client of that folder.
+    """
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ModuleNotFoundError:  # pragma: no cover - no chromadb, no client to forget
+        return
+    systems = getattr(SharedSystemClient, "_identifier_to_system", {})
+    system = systems.pop(str(folder), None)
+    getattr(SharedSystemClient, "_identifier_to_refcount", {}).pop(str(folder), None)
+    if system is not None:
+        with contextlib.suppress(Exception):  # a half-started system may not stop cleanly
+            system.stop()
 
 
 def _is_store_error(exc: BaseException) -> bool:

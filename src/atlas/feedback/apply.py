@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from atlas.config import FeedbackSettings
-from atlas.db import database_errors, utcnow
+from atlas.db import check_id, database_errors, utcnow
 from atlas.db.tables import learning_rules, media, rule_applications
 from atlas.errors import AtlasError, Conflict, NotFound
 from atlas.feedback.context import (
@@ -185,6 +185,7 @@ def apply_rules(
     Raises ``NotFound`` for an unknown item.
     """
     now = now or utcnow()
+    check_id(media_id)
     context = load_contexts(connection, [media_id]).get(media_id)
     if context is None:
         raise NotFound(f"no media with id {media_id}")
@@ -678,6 +679,7 @@ def undo_application(engine: Engine, settings: FeedbackSettings, application_id:
 def _application_row(
     connection: Connection, application_id: int, *, for_update: bool = False
 ) -> Any:
+    check_id(application_id, "rule application", hint="see: atlas rules applications")
     query = select(rule_applications).where(rule_applications.c.id == application_id)
     if for_update:
         query = query.with_for_update()
@@ -802,6 +804,7 @@ def list_applications(
     if rule_id is not None:
         conditions.append(rule_applications.c.rule_id == rule_id)
     if media_id is not None:
+        check_id(media_id)
         conditions.append(rule_applications.c.media_id == media_id)
     if outcome is not None:
         conditions.append(rule_applications.c.outcome == outcome)

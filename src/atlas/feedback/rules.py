@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from atlas.config import FeedbackSettings
-from atlas.db import database_errors, utcnow
+from atlas.db import check_id, database_errors, utcnow
 from atlas.db.tables import learning_rules
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback.context import MediaContext, TagState, normalise_genre
@@ -531,6 +531,7 @@ def list_rules(engine: Engine) -> list[Rule]:
 
 def get_rule(connection: Connection, rule_id: int, *, for_update: bool = False) -> Rule:
     """One rule; raises ``NotFound``."""
+    check_id(rule_id, "rule", hint="see: atlas rules list")
     query = select(learning_rules).where(learning_rules.c.id == rule_id)
     if for_update:
         query = query.with_for_update()

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, update
 
 from atlas.config import FeedbackSettings
-from atlas.db import database_errors, utcnow
+from atlas.db import check_id, database_errors, utcnow
 from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
@@ -271,6 +271,7 @@ def edit_metadata(
 
 
 def _media_row(connection: Connection, media_id: int) -> Any:
+    check_id(media_id)
     row = connection.execute(select(media).where(media.c.id == media_id).with_for_update()).first()
     if row is None:
         raise NotFound(f"no media with id {media_id}")

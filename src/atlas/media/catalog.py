@@ -60,6 +60,7 @@ from atlas.media.userwork import (
     load_user_work,
 )
 from atlas.media.words import refresh_words
+from atlas.paths import user_path
 from atlas.tasks import Dispatcher, TaskContext, task_type
 from atlas.tasks.pipeline import schedule_next
 
@@ -144,6 +145,17 @@ class CatalogEntry(BaseModel):
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("path")
+    @classmethod
+    def _normalised_path(cls, value: str | None) -> str | None:
+        """Absolute, ``~`` expanded, symlinks followed: the form ingest records paths in.
+
+        A path no file system can hold (a NUL, too long, a symlink loop) is refused.
+        The file need not exist, nor be inside the library: a path outside every
+        library root is recorded, and Atlas never moves that file.
+        """
+        return None if value is None else str(user_path(value, what="path", resolve=True))
+
 
 @dataclass
 class CatalogReport:
@@ -158,8 +170,11 @@ class CatalogReport:
         return self.created + self.updated
 
 
-def read_catalog(source: Path) -> list[CatalogEntry]:
+def read_catalog(source: Path | str) -> list[CatalogEntry]:
     """Read and validate a whole catalogue; raises ``InvalidInput`` naming the bad line."""
+    if not str(source).strip():
+        raise InvalidInput('an empty path ("") names no catalogue file or folder')
+    source = user_path(source, what="catalogue")
     if not source.exists():
         raise NotFound(f"{source}: no such catalogue file or folder")
     if source.is_dir():
@@ -343,7 +358,7 @@ def _nfo_rows(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def import_catalog(
     dispatcher: Dispatcher,
-    source: Path,
+    source: Path | str,
     *,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,

@@ -2,8 +2,9 @@
 
 A move is planned first (every check, nothing touched), then done on disk inside
 :func:`moving`, whose block records it in the database; if that block fails, the
-files are moved back. Atlas never overwrites a file and never moves one out of the
-folders given to ingest (``library_roots``).
+files are moved back. Atlas never overwrites a file, and moves a file only from
+and to the folders where ingest found media (``library_roots``): a recorded path
+outside them (a catalogue row may name any path) is never moved.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select, update
 
-from atlas.db import utcnow
+from atlas.db import check_id, utcnow
 from atlas.db.tables import library_roots, media, media_sidecars
 from atlas.errors import Conflict, InvalidInput, NotFound
 from atlas.media.sidecars import find_sidecars
+from atlas.paths import user_path
 
 __all__ = ["MovePlan", "moving", "plan_move", "store_move"]
 
@@ -45,9 +47,11 @@ def plan_move(connection: Connection, media_id: int, destination: Path | str) ->
     """Check a move of the item's file to ``destination`` (a folder, or a new file path).
 
     Raises ``NotFound`` (no such item, no such folder), ``InvalidInput`` (no file,
-    outside the library, another extension, already there) or ``Conflict`` (the
-    file is missing, or the target or a sidecar's target exists).
+    the file or the destination outside the library, symlinks followed; another
+    extension, already there) or ``Conflict`` (the file is missing, or the target
+    or a sidecar's target exists).
     """
+    check_id(media_id)
     row = connection.execute(
         select(media.c.id, media.c.path, media.c.missing).where(media.c.id == media_id)
     ).first()
@@ -57,12 +61,24 @@ def plan_move(connection: Connection, media_id: int, destination: Path | str) ->
         raise InvalidInput(
             f"media {media_id} is a catalogue record without a file; nothing to move"
         )
-    source = Path(row.path)
+    source = user_path(row.path, what=f"recorded path of media {media_id}")
     if not source.is_file():
         raise Conflict(
             f"the file of media {media_id} is missing ({source}); ingest its folder again first"
         )
-    wanted = Path(os.path.abspath(Path(destination).expanduser()))
+    roots = [
+        user_path(path, resolve=True)
+        for path in connection.execute(select(library_roots.c.path)).scalars()
+    ]
+    where = ", ".join(str(root) for root in sorted(roots)) or "none yet"
+    # Both the recorded path and the file it leads to (symlinks followed) must be inside.
+    for seen in (source.parent.resolve() / source.name, source.resolve()):
+        if not any(seen.is_relative_to(root) for root in roots):
+            raise InvalidInput(
+                f"the file of media {media_id} ({seen}) is outside the library; Atlas moves "
+                f"only files inside the folders given to media-ingest ({where})"
+            )
+    wanted = user_path(destination, what="destination")
     target = wanted / source.name if wanted.is_dir() else wanted
     if target.suffix.lower() != source.suffix.lower():
         raise InvalidInput(
@@ -70,12 +86,8 @@ def plan_move(connection: Connection, media_id: int, destination: Path | str) ->
         )
     if not target.parent.is_dir():
         raise NotFound(f"folder {target.parent} does not exist")
-    target = target.parent.resolve() / target.name
-    roots = [
-        Path(path).resolve() for path in connection.execute(select(library_roots.c.path)).scalars()
-    ]
+    target = user_path(target.parent, what="destination", resolve=True) / target.name
     if not any(target.parent.is_relative_to(root) for root in roots):
-        where = ", ".join(str(root) for root in sorted(roots)) or "none yet"
         raise InvalidInput(
             f"{target.parent} is outside the library; files move only within the folders "
             f"given to media-ingest ({where})"

@@ -7,6 +7,11 @@ re-fingerprinted and re-probed. Descriptive fields a user may have edited
 (title, genre, ...) are only filled in when empty, never overwritten; tags the
 user removed are not added back from an .nfo, and the user's own tags are left as
 they are (see :mod:`atlas.media.userwork`); the report counts what it kept.
+
+A folder that cannot be listed is reported and skipped; the rest is ingested,
+and the files Atlas knows under it are not marked missing. A folder (or a given
+file's own folder) becomes a library root, where ``atlas media move`` may move
+files, only once a file in it was ingested.
 """
 
 from __future__ import annotations
@@ -29,16 +34,19 @@ from atlas.media.sidecars import NfoMetadata, Sidecar, find_sidecars, read_nfo
 from atlas.media.tags import Tag, parse_tag_list, upsert_tags
 from atlas.media.userwork import NO_WORK, Kept, UserWork, keep_user_tags, load_user_work
 from atlas.media.words import refresh_words
+from atlas.paths import os_errors, user_path
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 from atlas.tasks.pipeline import schedule_next
 
 __all__ = [
     "FileIngest",
+    "FileWalk",
     "IngestItem",
     "IngestReport",
     "collect_files",
     "ingest_file",
     "ingest_paths",
+    "remember_roots",
 ]
 
 # Descriptive fields: filled from the file when empty, never overwritten.
@@ -92,6 +100,8 @@ class IngestReport:
     items: list[IngestItem] = field(default_factory=list)
     #: Media under the ingested folders whose file has disappeared.
     missing: int = 0
+    #: One line for each folder (or entry) that could not be listed or read.
+    unreadable: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for item in self.items if item.status == status)
@@ -120,55 +130,102 @@ class IngestReport:
 # --- walking ---------------------------------------------------------------
 
 
-def collect_files(paths: Sequence[Path | str], *, recursive: bool) -> list[Path]:
+@dataclass
+class FileWalk:
+    """The files an ingest found, the folder each was found in, and what could not be read."""
+
+    files: list[Path] = field(default_factory=list)
+    #: The folders given (walked), as opposed to files given.
+    folders: list[Path] = field(default_factory=list)
+    #: file -> the library root it belongs to: the folder given, or a given file's folder.
+    roots: dict[Path, Path] = field(default_factory=dict)
+    #: (folder or file, reason) for each entry that could not be listed or read.
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+    def add(self, path: Path, root: Path) -> None:
+        if path not in self.roots:
+            self.roots[path] = root
+            self.files.append(path)
+
+    def under_unreadable(self, path: str) -> bool:
+        """Whether ``path`` lies in (or is) a folder that could not be listed."""
+        return any(
+            path == str(folder) or path.startswith(str(folder).rstrip(os.sep) + os.sep)
+            for folder, _ in self.unreadable
+        )
+
+
+def collect_files(paths: Sequence[Path | str], *, recursive: bool) -> FileWalk:
     """The files to ingest: files as given, and media files inside folders.
 
-    Raises ``NotFound`` for a path that does not exist, before anything is done.
-    Folders contribute files with a media extension, skipping hidden entries;
-    without ``recursive`` only their top level.
+    Raises ``InvalidInput`` (an empty path, one no file system can hold) or
+    ``NotFound`` (a path that does not exist) before anything is done. Folders
+    contribute files with a media extension, skipping hidden entries; without
+    ``recursive`` only their top level. A folder that cannot be listed, or an
+    entry that cannot be read, is recorded in ``unreadable`` and the walk goes on.
     """
     if not paths:
         raise InvalidInput("give at least one file or folder to ingest")
-    resolved = []
+    given = []
     for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.exists():
+        if not os.fspath(raw).strip():
+            raise InvalidInput(
+                'an empty path ("") names no file or folder; give the files or folders to ingest'
+            )
+        path = user_path(raw, what="path to ingest", resolve=True)
+        with os_errors(path, "cannot be read"):
+            found = path.exists()
+        if not found:
             raise NotFound(f"{raw}: no such file or folder")
-        resolved.append(path.resolve())
+        given.append(path)
 
-    files: list[Path] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        if path not in seen:
-            seen.add(path)
-            files.append(path)
-
-    for path in resolved:
+    walk = FileWalk()
+    for path in given:
         if path.is_dir():
-            for found in _walk(path, recursive):
-                add(found)
+            walk.folders.append(path)
+            for found_file in _walk(path, recursive, walk.unreadable):
+                walk.add(found_file, path)
         else:
-            add(path)
-    return files
+            walk.add(path, path.parent)
+    return walk
 
 
-def _walk(folder: Path, recursive: bool) -> Iterable[Path]:
+def _walk(folder: Path, recursive: bool, unreadable: list[tuple[Path, str]]) -> Iterable[Path]:
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
     except OSError as exc:
-        raise InvalidInput(f"{folder}: cannot list the folder ({exc.strerror})") from None
+        unreadable.append((folder, f"cannot list the folder ({exc.strerror}); skipped"))
+        return
     subfolders = []
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir(follow_symlinks=False):
-            subfolders.append(Path(entry.path))
-        elif entry.is_file() and Path(entry.name).suffix.lower().lstrip(".") in MEDIA_EXTENSIONS:
-            yield Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(Path(entry.path))
+                continue
+            if Path(entry.name).suffix.lower().lstrip(".") not in MEDIA_EXTENSIONS:
+                continue
+            if not entry.is_file():
+                continue
+        except OSError as exc:  # a symlink loop, a file gone while listing, ...
+            unreadable.append((Path(entry.path), f"cannot be read ({exc.strerror}); skipped"))
+            continue
+        try:
+            entry.path.encode("utf-8")
+        except UnicodeEncodeError:
+            unreadable.append(
+                (
+                    Path(entry.path),
+                    "its name is not UTF-8, which Atlas cannot record; skipped",
+                )
+            )
+            continue
+        yield Path(entry.path)
     if recursive:
         for subfolder in subfolders:
-            yield from _walk(subfolder, recursive)
+            yield from _walk(subfolder, recursive, unreadable)
 
 
 # --- the command's service ---------------------------------------------------
@@ -194,7 +251,8 @@ def ingest_paths(
     the ``auto_process`` setting); the choice travels with each task, so a worker
     with another setting obeys it.
     """
-    files = collect_files(paths, recursive=recursive)
+    walk = collect_files(paths, recursive=recursive)
+    files = walk.files
     if on_start is not None:
         on_start(len(files))
     report = IngestReport()
@@ -204,7 +262,6 @@ def ingest_paths(
         if on_item is not None:
             on_item(item)
 
-    _remember_roots(dispatcher.engine, paths)
     known = {} if force else _known_stats(dispatcher.engine, files)
     todo: list[Path] = []
     for path in files:
@@ -229,11 +286,14 @@ def ingest_paths(
         process = dispatcher.settings.auto_process
     dispatcher.submit_many(
         "ingest",
-        [{"path": str(path), "force": force, "process": process} for path in todo],
+        [
+            {"path": str(path), "force": force, "process": process, "root": str(walk.roots[path])}
+            for path in todo
+        ],
         concurrency=dispatcher.settings.ingest_concurrency,
         on_outcome=on_outcome,
     )
-    _mark_missing(dispatcher.engine, paths, files, recursive=recursive, report=report)
+    _mark_missing(dispatcher.engine, walk, recursive=recursive, report=report)
     if submitted and wait:
         by_id = {outcome.task_id: path for path, outcome in submitted}
         dispatcher.wait(
@@ -245,45 +305,58 @@ def ingest_paths(
     # Files finish in any order when several run at once; report them in walk order.
     position = {str(path): index for index, path in enumerate(files)}
     report.items.sort(key=lambda item: position.get(item.path, len(position)))
+    report.unreadable = [f"{where}: {reason}" for where, reason in walk.unreadable]
+    # Only a folder that really holds ingested media becomes a library root: a
+    # failed or empty ingest must not open a folder to moves.
+    root_of = {str(path): root for path, root in walk.roots.items()}
+    remember_roots(
+        dispatcher.engine,
+        {root_of[item.path] for item in report.items if item.status in _INGESTED},
+    )
     return report
 
 
-def _remember_roots(engine: Engine, paths: Sequence[Path | str]) -> None:
-    """Record the folders given to ingest (a file's own folder) as library roots."""
-    folders = set()
-    for raw in paths:
-        path = Path(raw).expanduser().resolve()
-        folders.add(str(path if path.is_dir() else path.parent))
-    with database_errors(engine), engine.begin() as connection:
-        known = set(
-            connection.execute(
-                select(library_roots.c.path).where(library_roots.c.path.in_(sorted(folders)))
-            ).scalars()
-        )
-        new = sorted(folders - known)
-        if new:
-            now = utcnow()
-            connection.execute(
-                insert(library_roots), [{"path": folder, "added_at": now} for folder in new]
-            )
+#: Statuses of a file that is in the library after the ingest.
+_INGESTED = frozenset({"new", "updated", "moved", "duplicate", "unchanged"})
 
 
-def _mark_missing(
-    engine: Engine,
-    paths: Sequence[Path | str],
-    files: Sequence[Path],
-    *,
-    recursive: bool,
-    report: IngestReport,
-) -> None:
-    """Flag media under the ingested folders whose file is gone (their data stays)."""
-    folders = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
-    if not folders:
+def remember_roots(engine: Engine, folders: Iterable[Path | str]) -> None:
+    """Record folders as library roots (idempotent; safe from several processes at once)."""
+    wanted = sorted({str(folder) for folder in folders})
+    if not wanted:
         return
-    present = {str(path) for path in files}
+    for attempt in (1, 2):
+        try:
+            with database_errors(engine), engine.begin() as connection:
+                known = set(
+                    connection.execute(
+                        select(library_roots.c.path).where(library_roots.c.path.in_(wanted))
+                    ).scalars()
+                )
+                new = [folder for folder in wanted if folder not in known]
+                if new:
+                    now = utcnow()
+                    connection.execute(
+                        insert(library_roots), [{"path": folder, "added_at": now} for folder in new]
+                    )
+            return
+        except IntegrityError:
+            # Another process recorded one of them first: look again.
+            if attempt == 2:
+                raise
+
+
+def _mark_missing(engine: Engine, walk: FileWalk, *, recursive: bool, report: IngestReport) -> None:
+    """Flag media under the ingested folders whose file is gone (their data stays).
+
+    Files under a folder that could not be listed are not known to be gone.
+    """
+    if not walk.folders:
+        return
+    present = {str(path) for path in walk.files}
     gone: list[int] = []
     with database_errors(engine), engine.connect() as connection:
-        for folder in folders:
+        for folder in walk.folders:
             prefix = str(folder).rstrip(os.sep) + os.sep
             rows = connection.execute(
                 select(media.c.id, media.c.path).where(
@@ -292,12 +365,28 @@ def _mark_missing(
             )
             for row in rows:
                 inside = recursive or os.sep not in row.path[len(prefix) :]
-                if inside and row.path not in present and not Path(row.path).exists():
+                if (
+                    inside
+                    and row.path not in present
+                    and not walk.under_unreadable(row.path)
+                    and _gone(row.path)
+                ):
                     gone.append(row.id)
     if gone:
         with database_errors(engine), engine.begin() as connection:
             connection.execute(update(media).where(media.c.id.in_(gone)).values(missing=True))
         report.missing = len(gone)
+
+
+def _gone(path: str) -> bool:
+    """Whether the file at ``path`` is known not to exist (not merely unreadable)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def _item_from_outcome(path: str, outcome: TaskOutcome) -> IngestItem:
@@ -343,14 +432,21 @@ def _known_stats(engine: Engine, files: Sequence[Path]) -> dict[str, tuple[int, 
 
 @task_type("ingest", retries=2, retry_delay_s=0.5)
 def ingest_task(
-    ctx: TaskContext, path: str, force: bool = False, process: bool | None = None
+    ctx: TaskContext,
+    path: str,
+    force: bool = False,
+    process: bool | None = None,
+    root: str | None = None,
 ) -> dict[str, Any]:
     """Ingest one file: probe, fingerprint and sidecars, then schedule processing.
 
     ``process``: the submitter's choice to process the file further (when absent,
-    this process's ``auto_process``).
+    this process's ``auto_process``). ``root``: the folder given to ingest that
+    holds the file; recorded as a library root once the file is in.
     """
     result = ingest_file(ctx.engine, Path(path), force=force)
+    if root is not None:
+        remember_roots(ctx.engine, [root])
     wanted = process if process is not None else ctx.settings.auto_process
     # A second attempt may follow one that stored the file and then died before
     # it scheduled the next stage: the file now looks unchanged, but its chain

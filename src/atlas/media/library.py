@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from atlas.db import database_errors
+from atlas.db import check_id, database_errors
 from atlas.db.tables import media, media_sidecars, transcripts
 from atlas.errors import InvalidInput, NotFound
 from atlas.media.tags import Tag, tags_by_media
@@ -84,6 +84,7 @@ class MediaPage:
 
 
 def _fetch(connection: Connection, media_id: int) -> MediaRecord:
+    check_id(media_id)
     row = connection.execute(select(media).where(media.c.id == media_id)).first()
     if row is None:
         raise NotFound(f"no media with id {media_id}")

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from atlas.config import Settings
-from atlas.db import database_errors
+from atlas.db import database_errors, fits_id
 from atlas.embeddings import get_provider
 from atlas.errors import AtlasError, InvalidInput, NotFound, Unavailable
 from atlas.feedback import tag_rule_index
@@ -71,7 +71,8 @@ def tag_batch(
     is skipped quietly instead of failing. Raises (for the whole batch) when the
     model, the vector store, Ollama or the vocabulary cannot be used.
     """
-    wanted = list(dict.fromkeys(int(media_id) for media_id in media_ids))
+    given = list(dict.fromkeys(int(media_id) for media_id in media_ids))
+    wanted = [media_id for media_id in given if fits_id(media_id)]
     with database_errors(engine), engine.connect() as connection:
         inputs = load_inputs(connection, wanted)
         previous = tagged_hashes(connection, list(inputs))
@@ -79,7 +80,7 @@ def tag_batch(
     failures: list[tuple[int, AtlasError]] = []
     todo = []
     hashes = hash_inputs(settings, list(inputs.values()))
-    for media_id in wanted:
+    for media_id in given:
         item = inputs.get(media_id)
         if item is None:
             failures.append((media_id, NotFound(f"no media with id {media_id}")))

@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from atlas.config import FeedbackSettings
-from atlas.db import database_errors
+from atlas.db import check_id, database_errors
 from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback import EditReport, add_user_tags, remove_user_tags
 from atlas.media.probe import MEDIA_EXTENSIONS
 from atlas.media.tags import Tag, clean_tag, tags_by_media
+from atlas.paths import user_path
 
 __all__ = [
     "MediaTags",
@@ -74,14 +75,21 @@ def resolve_target(engine: Engine, target: str) -> int:
     text = target.strip()
     if not text:
         raise InvalidInput("the target is empty; give a media id or the path of a media file")
-    path = Path(text).expanduser()
+    # A number names a media id, unless a file of that name is right here.
+    if text.isascii() and text.isdigit() and not (len(text) <= 255 and Path(text).exists()):
+        media_id = check_id(int(text))
+        with database_errors(engine), engine.connect() as connection:
+            found = connection.scalar(select(media.c.id).where(media.c.id == media_id))
+        if found is None:
+            raise NotFound(f"no media with id {text}")
+        return int(found)
+    path = user_path(text, what="target")
     with database_errors(engine), engine.connect() as connection:
-        if text.isdigit() and not path.exists():
-            found = connection.scalar(select(media.c.id).where(media.c.id == int(text)))
-            if found is None:
-                raise NotFound(f"no media with id {text}")
-            return int(found)
-        found = connection.scalar(select(media.c.id).where(media.c.path == str(path.resolve())))
+        found = connection.scalar(
+            select(media.c.id).where(
+                media.c.path == str(user_path(path, what="target", resolve=True))
+            )
+        )
     if found is not None:
         return int(found)
     if path.is_dir():

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, s
 from sqlalchemy.exc import OperationalError
 
 from atlas.config import Settings
-from atlas.db import database_errors, utcnow
+from atlas.db import check_id, database_errors, utcnow
 from atlas.db.tables import task_logs, tasks
 from atlas.errors import AtlasError, InvalidInput, NotFound, Unavailable
 from atlas.tasks.leases import LeaseKeeper, owner_is_dead
@@ -770,6 +770,7 @@ class Dispatcher:
 
     def outcome(self, task_id: int, connection: Connection | None = None) -> TaskOutcome:
         if connection is None:
+            check_id(task_id, "task")
             with database_errors(self.engine), self.engine.connect() as own:
                 return self.outcome(task_id, own)
         row = connection.execute(select(tasks).where(tasks.c.id == task_id)).first()

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from atlas.db import database_errors
+from atlas.db import check_id, database_errors
 from atlas.db.tables import TASK_STATUSES, task_logs, tasks
 from atlas.errors import InvalidInput, NotFound
 
@@ -86,6 +86,7 @@ def list_tasks(
 
 def task_detail(engine: Engine, task_id: int) -> TaskDetail:
     """One task with its result and every logged run; raises ``NotFound``."""
+    check_id(task_id, "task")
     with database_errors(engine), engine.connect() as connection:
         row = connection.execute(select(tasks).where(tasks.c.id == task_id)).first()
         if row is None:

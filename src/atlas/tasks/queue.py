@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from huey.consumer import Consumer
 
 from atlas.config import Settings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
+from atlas.paths import os_errors, user_path
 
 __all__ = ["TaskQueue"]
 
@@ -161,9 +163,14 @@ def _make_huey(settings: Settings) -> Huey:
             read_timeout=BLOCKING_READ_S,
         )
     if backend == "sqlite":
-        return SqliteHuey(
-            settings.queue_name, filename=str(_sqlite_queue_path(settings, url)), results=False
-        )
+        path = _sqlite_queue_path(settings, url)
+        try:
+            return SqliteHuey(settings.queue_name, filename=str(path), results=False)
+        except sqlite3.DatabaseError as exc:  # opening it creates its tables
+            raise Unavailable(
+                f"the task queue file {path} cannot be used ({exc}); "
+                "point queue_url at another file, or move this one aside"
+            ) from None
     raise InvalidInput(f"queue_url {url!r} is not a queue; use sqlite, sqlite:///PATH or redis://")
 
 
@@ -215,7 +222,9 @@ def _sqlite_queue_path(settings: Settings, url: str) -> Path:
         raise InvalidInput(
             f"queue_url {url!r} is not understood; use sqlite, sqlite:///PATH or redis://HOST:PORT"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = user_path(path, what="task queue file")
+    with os_errors(path.parent, "cannot be created for the task queue"):
+        path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

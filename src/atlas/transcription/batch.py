@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_, select
 
-from atlas.db import database_errors
+from atlas.db import check_ids, database_errors
 from atlas.db.tables import media, media_sidecars, transcripts
 from atlas.errors import InvalidInput, NotFound
 from atlas.media import ingest_paths
@@ -225,7 +225,7 @@ def _glob_matcher(pattern: str) -> Callable[[str], bool]:
 
 
 def _existing_ids(engine: Engine, media_ids: Sequence[int]) -> list[int]:
-    wanted = _unique(media_ids)
+    wanted = check_ids(_unique(media_ids))
     with database_errors(engine), engine.connect() as connection:
         found = set(connection.execute(select(media.c.id).where(media.c.id.in_(wanted))).scalars())
     for media_id in wanted:

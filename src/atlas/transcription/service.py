@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from atlas.config import TranscriptionSettings
-from atlas.db import database_errors
+from atlas.db import check_id, database_errors
 from atlas.db.tables import media, media_sidecars, transcripts
 from atlas.errors import AtlasError, InvalidInput, NotFound, Unavailable
 from atlas.tasks import TaskContext, task_type
@@ -106,6 +106,7 @@ def transcribe_media(
     ``Unavailable`` (a model not on this machine).
     """
     options = options or TranscribeOptions()
+    check_id(media_id)
     with database_errors(engine), engine.connect() as connection:
         item = connection.execute(select(media).where(media.c.id == media_id)).first()
         if item is None:
