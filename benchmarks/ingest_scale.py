@@ -1,7 +1,8 @@
 """Ingest a folder of generated media files, then ingest it again.
 
-Prints the first run's time and rate, the number of completed task_logs rows, and
-the second run's time as a share of the first (target: under 10%). Files are
+Prints the first run's time and rate, the number of completed task_logs rows (target:
+one per file), and the second run's time as a share of the first (target: under 10%),
+each with a verdict; exits 1 when a target is missed. Files are
 made with ffmpeg: a handful of distinct clips, each copied with distinct trailing
 bytes so every file has its own content (ffprobe ignores the trailer).
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,7 +68,7 @@ def make_files(folder: Path, count: int) -> None:
         (folder / f"file{index:04d}.mp4").write_bytes(data)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument(
@@ -101,17 +103,21 @@ def main() -> None:
 
     print(
         f"ingest {args.files} files, first run: {first_s:.2f} s "
-        f"({args.files / first_s:.1f} files/s), {first.summary()}"
+        f"({args.files / first_s:.1f} files/s), {first.summary()} (no target)"
     )
+    one_each = completed == args.files
     print(
-        f"completed ingest task_logs rows: {completed} (one per file: "
-        f"{'yes' if completed == args.files else 'NO'})"
+        f"completed ingest task_logs rows: {completed} "
+        f"(target: one per file, {args.files}: {'met' if one_each else 'MISSED'})"
     )
+    share = second_s / first_s
     print(
-        f"re-ingest of unchanged files: {second_s:.3f} s = {100 * second_s / first_s:.1f}% "
-        f"of the first run (target < 10%), {second.summary()}"
+        f"re-ingest of unchanged files: {second_s:.3f} s = {100 * share:.1f}% "
+        f"of the first run, {second.summary()} (target < 10%: "
+        f"{'met' if share < 0.1 else 'MISSED'})"
     )
+    return 0 if one_each and share < 0.1 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -55,10 +55,11 @@ def smart_transcribe(
     language: str | None = typer.Option(
         None, "--language", help="Language code (en, de, ...); default: detect per file."
     ),
-    process: bool = typer.Option(
-        True,
+    process: bool | None = typer.Option(
+        None,
         "--process/--no-process",
-        help="Afterwards, schedule tagging and embedding of the items (when installed).",
+        help="Afterwards, schedule tagging and embedding of the items "
+        "(default: the auto_process setting).",
     ),
     wait: bool = typer.Option(
         True, "--wait/--no-wait", help="With a task queue: wait for the workers to finish."
@@ -92,7 +93,7 @@ def smart_transcribe(
             model=model,
             quality=quality,
             language=language,
-            chain=process,
+            chain=atlas.settings.auto_process if process is None else process,
             wait=wait,
             on_start=bar.start,
             on_item=lambda _item: bar.advance(),

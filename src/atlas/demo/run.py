@@ -122,7 +122,7 @@ def run_demo(
     transcription = transcribe_library(
         atlas.dispatcher,
         all_media=True,
-        chain=True,
+        chain=atlas.settings.auto_process,
         on_start=lambda total: stage("transcribing", total),
         on_item=lambda _item: tick(),
     )

@@ -7,8 +7,9 @@ tagged is reported ``unchanged`` and costs no task; ``force`` tags it again
 before any task runs; a failing item ends its batch's task in ``error`` with
 the reason, and the other items and batches go on.
 
-Tasks are submitted with ``chain`` on, so with ``auto_process`` the items are
-embedded again afterwards (their tags are part of their embedding document).
+With ``auto_process`` (the submitter's setting), tasks are submitted with
+``chain`` on, so the items are embedded again afterwards (their tags are part of
+their embedding document), whatever the settings of the worker that runs them.
 """
 
 from __future__ import annotations
@@ -156,7 +157,10 @@ def retag_media(
 
     pending: list[int] = []
     for batch in batches:
-        outcome = dispatcher.submit("tag", {"media_ids": batch, "chain": True, "force": force})
+        outcome = dispatcher.submit(
+            "tag",
+            {"media_ids": batch, "chain": dispatcher.settings.auto_process, "force": force},
+        )
         report.task_ids.append(outcome.task_id)
         submitted[outcome.task_id] = batch
         if outcome.finished:
