@@ -215,9 +215,10 @@ def edits_phase(
 
     with atlas.engine.connect() as connection:
         media_ids = sorted(connection.execute(text("SELECT id FROM media")).scalars())
-    # media id -> the states its user tags may be in: the last acknowledged edit,
-    # then any edits killed after it (a killed edit is all or nothing).
-    states: dict[int, list[tuple[set[str], set[str]]]] = {}
+    # media id -> the states its user tags may be in: the last acknowledged edit
+    # (None: none yet, so no tag of the user's), then any edits killed after it (a
+    # killed edit is all or nothing).
+    states: dict[int, list[tuple[set[str], set[str]] | None]] = {}
     kills = 0
     for _ in range(args.edits):
         media_id = rng.choice(media_ids)
@@ -229,7 +230,7 @@ def edits_phase(
         state = ({normalise_tag(tag) for tag in chosen}, removed)
         if rng.random() < 0.35:
             kills += chaos.kill_command_after(command, rng.uniform(0.3, 3.0))
-            states.setdefault(media_id, []).append(state)
+            states.setdefault(media_id, [None]).append(state)
         else:
             code, output = chaos.run(*command)
             if code == 0:
@@ -250,7 +251,10 @@ def edits_phase(
     for media_id, candidates in states.items():
         now = tags_of(media_id)
         user = {norm for norm, source in now.items() if source == "user"}
-        if not any(wanted <= user and not (removed & set(now)) for wanted, removed in candidates):
+        if not any(
+            not user if state is None else state[0] <= user and not (state[1] & set(now))
+            for state in candidates
+        ):
             lost += 1
             print(f"media {media_id}: tags {sorted(now)} match none of the user's edits")
     with atlas.engine.connect() as connection:
@@ -354,9 +358,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--kills-inline", type=int, default=30)
-    parser.add_argument("--kills-workers", type=int, default=20)
-    parser.add_argument("--edits", type=int, default=40)
-    parser.add_argument("--kills-automatic", type=int, default=12)
+    parser.add_argument("--kills-workers", type=int, default=25)
+    parser.add_argument("--edits", type=int, default=60)
+    parser.add_argument("--kills-automatic", type=int, default=20)
     parser.add_argument("--hostile", type=int, default=1000)
     parser.add_argument("--throughput-items", type=int, default=300)
     parser.add_argument("--throughput-rounds", type=int, default=3)
