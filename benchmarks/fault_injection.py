@@ -365,7 +365,7 @@ def main() -> int:
     parser.add_argument("--throughput-items", type=int, default=300)
     parser.add_argument("--throughput-rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--only", choices=["chaos", "hostile", "throughput"])
+    parser.add_argument("--only", choices=["chaos", "edits", "hostile", "throughput"])
     args = parser.parse_args()
     args.kills_done = 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -429,6 +429,10 @@ def main() -> int:
                 verdicts.judge(
                     "time from kill to running again", "no run measured", False, "< 60 s"
                 )
+        if args.only == "edits":
+            files = make_speech_library(work / "library", args.files)
+            args.kills_inline = 0
+            edits_phase(args, files, inline_phase(args, files, work, verdicts), verdicts)
         if args.only in (None, "hostile"):
             hostile_phase(args, verdicts)
         if args.only in (None, "throughput"):
