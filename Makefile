@@ -20,7 +20,7 @@ lint: setup-dev
 	$(VENV)/mypy
 
 test: lint
-	$(VENV)/python -m pytest -q
+	$(VENV)/python -m pytest -q --durations=20
 
 # While developing: everything but the slow tests (real models, real media).
 test-quick: setup-dev

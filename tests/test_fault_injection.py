@@ -61,6 +61,7 @@ def _settings(env: dict[str, str]):
     return load_settings(environ=env).settings
 
 
+@pytest.mark.timeout(900)
 def test_random_kills_of_in_process_commands_lose_and_double_nothing(speech_library, tmp_path):
     env = _env(tmp_path / "home")
     chaos = Chaos(env, random.Random(15))
@@ -82,6 +83,7 @@ def test_random_kills_of_in_process_commands_lose_and_double_nothing(speech_libr
     assert check.retried_after_death >= 1
 
 
+@pytest.mark.timeout(900)
 def test_random_kills_of_workers_lose_and_double_nothing(speech_library, tmp_path, chroma_server):
     host, port = chroma_server
     if POSTGRES_URL:

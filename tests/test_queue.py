@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 
 from atlas.config import load_settings
@@ -42,3 +45,26 @@ def test_a_queue_timeout_no_longer_than_the_blocking_read_is_refused(tmp_path):
 def test_messages_about_the_queue_hide_its_password():
     assert _describe("redis://:s3cret@queue.local:6379/0") == "redis://:***@queue.local:6379/0"
     assert _describe("redis://queue.local:6379/0") == "redis://queue.local:6379/0"
+
+
+def _queues(make_settings, tmp_path):
+    yield make_settings(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
+    redis_url = os.environ.get("ATLAS_TEST_REDIS_URL")
+    if redis_url:
+        yield make_settings(queue_url=redis_url, queue_name=f"order-{uuid.uuid4().hex[:8]}")
+
+
+def test_a_message_sent_first_is_taken_before_those_already_waiting(make_settings, tmp_path):
+    for settings in _queues(make_settings, tmp_path):
+        queue = TaskQueue(settings, execute=lambda task_id: None)
+        try:
+            for task_id in (1, 2, 3):
+                queue.enqueue(task_id)
+            queue.enqueue(4, first=True)
+            queue.enqueue(5)
+            taken = []
+            while (message := queue.huey.dequeue()) is not None:
+                taken.append(message.args[0])
+            assert taken == [4, 1, 2, 3, 5], settings.queue_url
+        finally:
+            queue.huey.flush()

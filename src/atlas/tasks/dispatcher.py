@@ -414,13 +414,14 @@ class Dispatcher:
     def _send_again(self, task_id: int, not_before: Any = None) -> None:
         """Send a message for a queued task again, keeping its retry back-off.
 
-        A queue that cannot be reached leaves the task queued (a later pass, or
-        the next worker to start, sends it), unlike a first submit.
+        The message goes ahead of new work: this task was taken once already.
+        A queue that cannot be reached leaves the task queued (a later pass,
+        or the next worker to start, sends it), unlike a first submit.
         """
         delay_s = 0.0
         if not_before is not None:
             delay_s = max(0.0, (not_before - utcnow()).total_seconds())
-        self.queue.enqueue(task_id, delay_s)
+        self.queue.enqueue(task_id, delay_s, first=True)
         with self.engine.begin() as connection:
             connection.execute(
                 update(tasks).where(tasks.c.id == task_id).values(enqueued_at=utcnow())
@@ -659,7 +660,7 @@ class Dispatcher:
                         },
                     )
             if handed and self.queued:
-                self.queue.enqueue(task_id)
+                self.queue.enqueue(task_id, first=True)
         except Exception:
             # The process is stopping: at worst the lease runs out and the
             # task is recovered like that of a process that died.

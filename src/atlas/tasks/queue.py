@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
+from huey.storage import RedisStorage
 
 from atlas.config import Settings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
@@ -28,6 +29,23 @@ _TASK_NAME = "atlas.execute"
 #: Seconds an idle worker's blocking read (BRPOP) waits for a message before it
 #: looks again; ``queue_timeout_s`` must be longer (the settings make sure).
 BLOCKING_READ_S = 1
+#: The priority of a message sent with ``first=True``.
+_FIRST = 10
+
+
+class _RedisStorage(RedisStorage):
+    """Huey's Redis list storage, where a prioritised message goes to the head.
+
+    The consumer pops from the right of the list (BRPOP) and new messages are
+    pushed on the left, so pushing on the right makes a message the next one
+    taken. The list stays a plain list: workers of either kind share a queue.
+    """
+
+    def enqueue(self, data: bytes, priority: int | None = None) -> None:
+        if priority:
+            self.conn.rpush(self.queue_key, data)
+        else:
+            self.conn.lpush(self.queue_key, data)
 
 
 class TaskQueue:
@@ -43,13 +61,21 @@ class TaskQueue:
 
         self._task = self.huey.task(name=_TASK_NAME)(run)
 
-    def enqueue(self, task_id: int, delay_s: float = 0.0) -> None:
-        """Send a task id to the queue; raises ``Unavailable`` if it cannot be reached."""
+    def enqueue(self, task_id: int, delay_s: float = 0.0, *, first: bool = False) -> None:
+        """Send a task id to the queue; raises ``Unavailable`` if it cannot be reached.
+
+        ``first`` puts the message ahead of the others: work that was already
+        running once (recovered from a dead process, handed back by a stopping
+        one) goes on before new work starts.
+        """
+        priority = _FIRST if first else None
         try:
             if delay_s > 0:
-                self._task.schedule(args=(task_id,), delay=delay_s)
+                self._task.schedule(args=(task_id,), delay=delay_s, priority=priority)
             else:
-                self._task(task_id)
+                message = self._task.s(task_id)
+                message.priority = priority
+                self.huey.enqueue(message)
         except Exception as exc:
             if not _is_connection_error(exc):
                 raise
@@ -159,6 +185,7 @@ def _make_huey(settings: Settings) -> Huey:
         return RedisHuey(
             settings.queue_name,
             results=False,
+            storage_class=_RedisStorage,
             connection_pool=_redis_pool(url, settings.queue_timeout_s),
             read_timeout=BLOCKING_READ_S,
         )
