@@ -80,6 +80,11 @@ def _env(home: Path, **settings: str) -> dict[str, str]:
         "ATLAS_AUTO_PROCESS": "true",
         "ATLAS_TAGGING__KEYPHRASES": "0",
         "ATLAS_EXECUTION__LEASE_S": "15",
+        # The kills come from outside, every few seconds, so on a slow machine one
+        # long task can be hit many times; the guard that gives up a task whose
+        # process died max_lost_runs times (for tasks that kill their process) is
+        # tested in tests/test_recovery.py, and would count such a task as lost here.
+        "ATLAS_EXECUTION__MAX_LOST_RUNS": "100",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
