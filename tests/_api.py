@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from atlas.api import Security, create_app
@@ -19,12 +17,6 @@ def make_client(atlas: Atlas, token: str | None = None, **options: Any) -> TestC
     """A client of the app serving ``atlas``; server errors are raised, not answered."""
     app = create_app(Library(atlas), Security(token=token), **options)
     return TestClient(app, base_url="http://127.0.0.1:8000")
-
-
-@pytest.fixture
-def client(atlas: Atlas) -> Iterator[TestClient]:
-    with make_client(atlas) as opened:
-        yield opened
 
 
 def page_client(client: TestClient) -> str:
