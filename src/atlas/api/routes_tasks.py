@@ -165,7 +165,7 @@ def trends(
 def bottlenecks(
     library: Lib,
     hours: Annotated[int, Query(ge=1, le=24 * 3650)] = 24,
-    threshold_ms: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    threshold_ms: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     task_type: TaskType = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = library.bottlenecks(
