@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from atlas import __version__
 from atlas.api import pages, routes_feedback, routes_media, routes_rules, routes_tasks
+from atlas.api.models import ERROR_RESPONSES
 from atlas.api.security import MAX_BODY_BYTES, BodyLimit, Security, error
 from atlas.db import explain_database_error
 from atlas.errors import AtlasError
@@ -55,9 +56,9 @@ def create_app(
         routes_feedback.router,
         routes_rules.router,
         routes_tasks.router,
-        pages.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     _errors(app)
     return app

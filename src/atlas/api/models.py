@@ -16,6 +16,8 @@ from atlas.feedback.tracking import MAX_TAG_STRING
 from atlas.media.tags import MAX_TAGS
 
 __all__ = [
+    "ERROR_RESPONSES",
+    "ApiError",
     "CorrectRequest",
     "EditRequest",
     "EnqueueRequest",
@@ -29,6 +31,29 @@ __all__ = [
 #: An id the database can hold.
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 _Tag = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ApiError(BaseModel):
+    """Every failure: one line that says what went wrong, and the HTTP status."""
+
+    error: str
+    status: int
+
+
+#: The failures every API route may answer with, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ApiError, "description": description}
+    for code, description in (
+        (401, "A token is required and was not given (or is wrong)"),
+        (403, "Cross-site request, or a page request without its CSRF token"),
+        (404, "No such item, rule, application or task"),
+        (409, "The request clashes with the current state"),
+        (413, "The body is too large"),
+        (415, "The body is not JSON"),
+        (422, "The request is invalid"),
+        (503, "The database or the vector store is unavailable"),
+    )
+}
 
 
 class _Body(BaseModel):
