@@ -111,7 +111,8 @@ def api_words(message: str) -> str:
     Some service messages still name the CLI's flags ("--genre contains ...");
     over HTTP the same value is the ``genre`` field.
     """
-    return _FLAG.sub(lambda match: match.group(1).replace("-", "_"), message)
+    head, command, rest = message.partition("atlas ")  # a command to run keeps its flags
+    return _FLAG.sub(lambda match: match.group(1).replace("-", "_"), head) + command + rest
 
 
 def describe_validation(errors: Any) -> str:
