@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from _api import events, make_client
@@ -104,3 +106,23 @@ def test_analytics_reports_every_view_of_the_task_logs(atlas, client):
     assert slow["nothing_recorded"] is False
     only = client.get("/api/v1/analytics/summary", params={"type": "tag"}).json()
     assert set(only["by_type"]) <= {"tag"}
+
+
+def test_a_started_task_runs_in_the_background_and_a_running_one_can_be_cancelled(
+    atlas, client, tmp_path
+):
+    import task_plugins  # noqa: F401  (registers test-hold)
+
+    marks, hold = tmp_path / "marks", tmp_path / "hold"
+    hold.touch()
+    started = atlas.dispatcher.start("test-hold", {"marks": str(marks), "hold_file": str(hold)})
+    assert started.status == "queued"  # answered before the task ran
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/v1/tasks/{started.task_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stopping = client.post(f"/api/v1/tasks/{started.task_id}/cancel")
+    assert stopping.status_code == 200 and stopping.json()["status"] == "running"
+    final = events(client, f"/api/v1/tasks/{started.task_id}/events")[-2][1]
+    assert final["status"] == "cancelled"
+    assert hold.exists()  # it stopped because it was cancelled, not because it was let go
