@@ -106,6 +106,10 @@ def test_analytics_reports_every_view_of_the_task_logs(atlas, client):
     assert slow["nothing_recorded"] is False
     only = client.get("/api/v1/analytics/summary", params={"type": "tag"}).json()
     assert set(only["by_type"]) <= {"tag"}
+    page = client.get("/analytics")
+    assert page.status_code == 200
+    table = page.text[page.text.index('id="bottlenecks"') :]
+    assert "<td>tag" in table and "Longest runs" in table
 
 
 def test_a_started_task_runs_in_the_background_and_a_running_one_can_be_cancelled(
