@@ -35,6 +35,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     }
 fi
 
+# The browser tests drive Debian's chromium (Playwright downloads no browser).
+if [ $dev = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium || say "no chromium: tests/test_api_browser.py will be skipped"
+fi
+
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     say "Atlas needs Python 3.11 or newer as $PYTHON (set PYTHON=/path/to/python3.11)"
     exit 1

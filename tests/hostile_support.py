@@ -30,6 +30,7 @@ from atlas.cli.app import app
 EXCLUDED = {
     "demo": "makes and processes ~36 real videos (minutes per run)",
     "worker": "serves a queue until it is stopped",
+    "serve": "serves HTTP until it is stopped (its bad input: tests/test_api_*.py)",
     "media-tags train": "fine-tunes the embedding model (minutes per run)",
 }
 

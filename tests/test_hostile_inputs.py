@@ -10,7 +10,8 @@ Each run must end with exit 0, 1 (some items failed) or a documented code, never
 70 (``internal error``) and never a traceback; an error is one line.
 
 Left out (see ``hostile_support.EXCLUDED``): ``demo`` (makes ~36 videos, minutes),
-``worker`` (runs until stopped) and ``media-tags train`` (fine-tunes a model,
+``worker`` and ``serve`` (run until stopped; the API's bad input is in
+``tests/test_api_*.py``) and ``media-tags train`` (fine-tunes a model,
 minutes). The library holds catalogue records only, so no command transcribes;
 the embedding model loads once for the commands that embed or search. The
 benchmark ``benchmarks/hostile_inputs.py`` runs 1,000 inputs with real media too.

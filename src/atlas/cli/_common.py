@@ -34,6 +34,7 @@ from atlas.app import Atlas, open_atlas
 from atlas.config import LoadedSettings, Settings, load_settings
 from atlas.db import MAX_ID, explain_database_error
 from atlas.errors import CHECK_VECTOR_STORE, REBUILD_VECTOR_STORE, AtlasError, InvalidInput
+from atlas.library import Library
 from atlas.tasks.dispatcher import RecoveryReport
 
 __all__ = [
@@ -91,6 +92,10 @@ class CliState:
             self._atlas = open_atlas(self.settings)
             self._atlas.dispatcher.on_recovered = _say_recovered
         return self._atlas
+
+    def library(self) -> Library:
+        """The same Atlas behind the library entry object every face uses."""
+        return Library(self.atlas())
 
     def close(self) -> None:
         if self._atlas is not None:

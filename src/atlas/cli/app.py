@@ -18,6 +18,7 @@ from atlas.cli import (
     media_cmd,
     migrate_cmd,
     search_cmd,
+    serve_cmd,
     storage_cmd,
     tags_cmd,
     tasks_cmd,
@@ -93,6 +94,7 @@ for module in (
     analytics_cmd,
     feedback_cmd,
     demo_cmd,
+    serve_cmd,
 ):
     module.register(app)
 

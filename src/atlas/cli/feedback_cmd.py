@@ -21,7 +21,6 @@ from atlas.feedback import (
     list_rules,
     rule_detail,
     set_rule_enabled,
-    track_tag_edits,
     undo_application,
 )
 
@@ -42,15 +41,16 @@ def track_tag_edits_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Correct an item's tags, genre or rating; Atlas learns from each correction."""
-    atlas = state(ctx).atlas()
-    report = track_tag_edits(
-        atlas.engine,
-        atlas.settings.feedback,
-        media_id,
-        tags=tags,
-        genre=genre,
-        rating=rating,
-        confidence=confidence,
+    report = (
+        state(ctx)
+        .library()
+        .correct(
+            media_id,
+            tags=tags,
+            genre=genre,
+            rating=rating,
+            confidence=confidence,
+        )
     )
     if as_json:
         emit_json(report.to_dict())

@@ -11,8 +11,6 @@ from atlas.embeddings import (
     SearchHit,
     SearchResult,
     cluster_library,
-    search_media,
-    similar_media,
 )
 from atlas.errors import InvalidInput
 
@@ -36,13 +34,11 @@ def search_similar(
     """Find media similar to an item (--media ID) or matching a text (--query TEXT)."""
     if (media is None) == (query is None):
         raise InvalidInput("give --media ID or --query TEXT (one of them)")
-    atlas = state(ctx).atlas()
+    library = state(ctx).library()
     if media is not None:
         if mode not in (None, "vector"):
             raise InvalidInput("--mode applies to --query; --media always compares vectors")
-        result = similar_media(
-            atlas.settings,
-            atlas.engine,
+        result = library.similar(
             media,
             top=top,
             threshold=threshold,
@@ -51,9 +47,7 @@ def search_similar(
             cluster=cluster,
         )
     else:
-        result = search_media(
-            atlas.settings,
-            atlas.engine,
+        result = library.search(
             query or "",
             top=top,
             mode=mode or "hybrid",

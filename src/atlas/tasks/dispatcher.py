@@ -359,6 +359,44 @@ class Dispatcher:
             raise
         return outcomes
 
+    def start(self, task_type: str, params: Mapping[str, Any] | None = None) -> TaskOutcome:
+        """Submit a task without waiting for it; the outcome says ``queued``.
+
+        With a queue this is :meth:`submit`. In-process, the task is recorded
+        (held by this process's lease, as :meth:`submit` holds it) and run in a
+        background thread, with the tasks it submits in turn; a server answers
+        at once and reports progress from the ``tasks`` table.
+        """
+        if self.queued:
+            return self.submit(task_type, params)
+        kind = get_task_type(task_type)
+        now = utcnow()
+        self.leases.hold()
+        with database_errors(self.engine), self.engine.begin() as connection:
+            task_id = connection.execute(
+                insert(tasks)
+                .values(
+                    task_type=kind.name,
+                    status="queued",
+                    params=dict(params or {}),
+                    created_at=now,
+                    lease_owner=self.leases.owner,
+                    lease_expires_at=self.leases.expiry(now),
+                )
+                .returning(tasks.c.id)
+            ).scalar_one()
+
+        def run() -> None:
+            try:
+                self._run_inline(task_id)
+                self._run_deferred()
+            except Exception:  # logged by the run itself; a recovery takes what is left
+                log.exception("background task %s failed", task_id)
+                self.release_held()
+
+        threading.Thread(target=run, name=f"atlas-task-{task_id}", daemon=True).start()
+        return TaskOutcome(task_id, kind.name, "queued")
+
     def _run_deferred(self) -> None:
         while True:
             with self._deferred_lock:

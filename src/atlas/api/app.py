@@ -1,0 +1,127 @@
+"""``create_app``: the FastAPI app of ``atlas serve`` (JSON under /api/v1, and the pages).
+
+Errors leave as one JSON object ``{"error": MESSAGE, "status": CODE}`` (or a
+page that says it): an ``AtlasError`` with its HTTP status, a request that
+fails validation with 422, a database that is locked or gone with 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
+
+from atlas import __version__
+from atlas.api import pages, routes_feedback, routes_media, routes_rules, routes_tasks
+from atlas.api.models import ERROR_RESPONSES
+from atlas.api.security import MAX_BODY_BYTES, BodyLimit, Security, error
+from atlas.db import explain_database_error
+from atlas.errors import AtlasError
+from atlas.library import Library
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+_HERE = Path(__file__).parent
+
+
+def create_app(
+    library: Library, security: Security | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
+    """The app serving ``library``; ``security.token`` set: every request needs it."""
+    security = security or Security()
+    app = FastAPI(
+        title="Atlas",
+        version=__version__,
+        description="The HTTP API of Atlas: browse, search and correct a media library; "
+        "every correction is recorded as feedback that Atlas learns rules from.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.library = library
+    app.state.security = security
+    app.middleware("http")(security.middleware())
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    for router in (
+        routes_media.router,
+        routes_feedback.router,
+        routes_rules.router,
+        routes_tasks.router,
+    ):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    _errors(app)
+    return app
+
+
+def _answer(request: Request, status: int, message: str) -> Response:
+    if request.url.path.startswith("/api/"):
+        return error(status, message)
+    return pages.error_page(request, status, message)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(AtlasError)
+    async def atlas_error(request: Request, exc: AtlasError) -> Response:
+        return _answer(request, exc.http_status, api_words(str(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _answer(request, 422, describe_validation(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _answer(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> Response:
+        detail = str(exc.orig).splitlines()[0] if exc.orig else "unavailable"
+        return _answer(request, 503, f"database error: {detail}")
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> Response:
+        explained = explain_database_error(exc)
+        if explained is None:
+            log.exception("database error", exc_info=exc)
+            return _answer(request, 500, "internal error (database); see the server log")
+        return _answer(request, explained.http_status, explained.message)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> Response:
+        log.exception("internal error", exc_info=exc)
+        return _answer(request, 500, f"internal error: {type(exc).__name__}; see the server log")
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
+
+
+def api_words(message: str) -> str:
+    """A service message in the API's words: a command-line flag named as its parameter.
+
+    Some service messages still name the CLI's flags ("--genre contains ...");
+    over HTTP the same value is the ``genre`` field.
+    """
+    head, command, rest = message.partition("atlas ")  # a command to run keeps its flags
+    return _FLAG.sub(lambda match: match.group(1).replace("-", "_"), head) + command + rest
+
+
+def describe_validation(errors: Any) -> str:
+    """The first validation error in one line: where, and what is wrong."""
+    problems = []
+    for item in list(errors)[:3]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+        message = str(item.get("msg", "invalid"))
+        if item.get("type") == "json_invalid":
+            return "the request body is not valid JSON"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems) or "invalid request"

@@ -1,0 +1,47 @@
+"""``atlas serve``: the HTTP API and the web pages on one address."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from atlas.cli._common import state
+from atlas.errors import InvalidInput, missing_extra
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (another than loopback needs a token)."
+    ),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+) -> None:
+    """Serve the API (/api/v1, OpenAPI at /api/v1/docs) and the web pages of the library.
+
+    Bound to 127.0.0.1 by default. Bound to any other address, every request needs
+    the token in ATLAS_API_TOKEN, or one generated now and printed once.
+    """
+    if not 1 <= port <= 65535:
+        raise InvalidInput(f"--port must be between 1 and 65535, got {port}")
+    try:
+        import uvicorn
+
+        from atlas.api import Security, create_app, is_loopback, new_token
+    except ImportError as exc:
+        raise missing_extra("the web server (fastapi, uvicorn, jinja2)", "api") from exc
+    token = os.environ.get("ATLAS_API_TOKEN") or None
+    if token is not None and len(token) < 16:
+        raise InvalidInput("ATLAS_API_TOKEN is too short; use at least 16 characters")
+    if token is None and not is_loopback(host):
+        token = new_token()
+        typer.echo(f"atlas serve: API token (shown once): {token}", err=True)
+    library = state(ctx).library()
+    app = create_app(library, Security(token=token))
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"atlas serve: http://{shown}:{port}/ (API: /api/v1, docs: /api/v1/docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,287 @@
+"""One entry object for every face of Atlas: ``Library``.
+
+The CLI and the HTTP API call the same service functions through it, so a
+correction made in a web page writes exactly the ``user_feedback`` rows that
+``atlas track-tag-edits`` writes. It owns the settings, the database engine,
+the dispatcher and (opened on first use) the vector store; each method is one
+service call, in the domain's words, and raises the services' ``AtlasError``s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from atlas.analytics import (
+    BottleneckReport,
+    MetricsSummary,
+    TrendReport,
+    find_bottlenecks,
+    summarise_task_metrics,
+    task_trends,
+)
+from atlas.app import Atlas, open_atlas
+from atlas.config import Settings
+from atlas.embeddings import SearchResult, VectorStore, get_store, search_media, similar_media
+from atlas.errors import InvalidInput, NotFound
+from atlas.feedback import (
+    Application,
+    EditReport,
+    MoveReport,
+    Rule,
+    UndoReport,
+    edit_metadata,
+    list_applications,
+    list_rules,
+    loop_mode,
+    move_media,
+    rule_detail,
+    set_rule_enabled,
+    track_tag_edits,
+    undo_application,
+)
+from atlas.feedback.apply import RuleDetail
+from atlas.feedback.history import FeedbackRow, list_feedback
+from atlas.media import (
+    MediaDetail,
+    MediaPage,
+    Transcript,
+    cluster_names,
+    library_root_paths,
+    list_media,
+    media_detail,
+    media_transcript,
+)
+from atlas.paths import user_path
+from atlas.tagging import MediaTags, TagEdit, add_media_tags, list_media_tags, remove_media_tags
+from atlas.tasks import Dispatcher, TaskOutcome
+from atlas.tasks.history import TaskDetail, TaskRow, list_tasks, task_detail
+
+__all__ = ["ENQUEUEABLE", "Library", "open_library"]
+
+#: The task types a face may enqueue directly, with the parameters each takes.
+ENQUEUEABLE: dict[str, tuple[str, ...]] = {
+    "ingest": ("path", "force", "process", "root"),
+    "transcribe": ("media_ids", "force", "chain"),
+    "tag": ("media_ids", "force", "chain"),
+    "embed": ("media_ids", "force", "chain"),
+    "cluster": ("k", "auto"),
+}
+
+
+class Library:
+    """Settings, database, dispatcher and vector store, with the service calls on top."""
+
+    def __init__(self, atlas: Atlas) -> None:
+        self.atlas = atlas
+        self._store: VectorStore | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.atlas.settings
+
+    @property
+    def engine(self) -> Engine:
+        return self.atlas.engine
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.atlas.dispatcher
+
+    @property
+    def store(self) -> VectorStore:
+        """The vector store (Chroma), opened on first use."""
+        if self._store is None:
+            self._store = get_store(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        self.atlas.close()
+
+    # -- media ------------------------------------------------------------------
+
+    def media_page(self, **filters: Any) -> MediaPage:
+        """A page of media: see :func:`atlas.media.list_media` for the filters."""
+        return list_media(self.engine, **filters)
+
+    def media(self, media_id: int) -> MediaDetail:
+        return media_detail(self.engine, media_id)
+
+    def transcript(self, media_id: int) -> Transcript:
+        return media_transcript(self.engine, media_id)
+
+    def tags(self, media_id: int) -> MediaTags:
+        """An item's tags with source, confidence and the explanation of each."""
+        return list_media_tags(self.engine, str(media_id))
+
+    def clusters(self) -> dict[int, str]:
+        return cluster_names(self.engine)
+
+    def roots(self) -> list[str]:
+        return library_root_paths(self.engine)
+
+    def media_file(self, media_id: int) -> Path:
+        """The file of an item, if it is inside a library root (symlinks followed).
+
+        Raises ``NotFound`` (no such item, a catalogue record, a missing file) or
+        ``InvalidInput`` (the file lies outside every folder given to ingest).
+        """
+        record = self.media(media_id).media
+        if record.path is None:
+            raise NotFound(f"media {media_id} is a catalogue record without a file")
+        recorded = user_path(record.path, what=f"recorded path of media {media_id}")
+        roots = [user_path(root, resolve=True) for root in self.roots()]
+        real = recorded.resolve()
+        for seen in (recorded.parent.resolve() / recorded.name, real):
+            if not any(seen.is_relative_to(root) for root in roots):
+                raise InvalidInput(
+                    f"the file of media {media_id} is outside the library folders; "
+                    "Atlas serves only files inside the folders given to ingest"
+                )
+        if not real.is_file():
+            raise NotFound(f"the file of media {media_id} is missing")
+        return real
+
+    # -- search -----------------------------------------------------------------
+
+    def search(self, query: str, **options: Any) -> SearchResult:
+        """Text search (``mode``: vector, lexical or hybrid); see ``search_media``."""
+        return search_media(self.settings, self.engine, query, **options)
+
+    def similar(self, media_id: int, **options: Any) -> SearchResult:
+        """The items most like one item, by its stored vector; see ``similar_media``."""
+        return similar_media(self.settings, self.engine, media_id, **options)
+
+    # -- feedback ---------------------------------------------------------------
+
+    def correct(
+        self,
+        media_id: int,
+        *,
+        tags: str | Sequence[str] | None = None,
+        genre: str | None = None,
+        rating: float | None = None,
+        confidence: float = 1.0,
+    ) -> EditReport:
+        """The user's corrected tag set, genre or rating (``track-tag-edits``)."""
+        return track_tag_edits(
+            self.engine,
+            self.settings.feedback,
+            media_id,
+            tags=tags,
+            genre=genre,
+            rating=rating,
+            confidence=confidence,
+        )
+
+    def edit(self, media_id: int, **values: Any) -> EditReport:
+        """Title, genre, description, artist or year (``media edit``); recorded as feedback."""
+        return edit_metadata(self.engine, self.settings.feedback, media_id, **values)
+
+    def move(self, media_id: int, destination: str) -> MoveReport:
+        """Move an item's file inside the library (``media move``); recorded as feedback."""
+        return move_media(self.engine, self.settings.feedback, media_id, destination)
+
+    def add_tags(self, media_id: int, tags: Sequence[str], *, kind: str = "topic") -> TagEdit:
+        return add_media_tags(self.engine, self.settings.feedback, str(media_id), tags, kind=kind)
+
+    def remove_tags(self, media_id: int, tags: Sequence[str]) -> TagEdit:
+        return remove_media_tags(self.engine, self.settings.feedback, str(media_id), tags)
+
+    def feedback(self, **filters: Any) -> list[FeedbackRow]:
+        return list_feedback(self.engine, **filters)
+
+    # -- rules ------------------------------------------------------------------
+
+    def rules(self) -> list[Rule]:
+        return list_rules(self.engine)
+
+    def rule(self, rule_id: int) -> RuleDetail:
+        return rule_detail(self.engine, rule_id)
+
+    def set_rule(self, rule_id: int, enabled: bool, *, reason: str | None = None) -> Rule:
+        return set_rule_enabled(self.engine, rule_id, enabled, reason=reason)
+
+    def applications(self, **filters: Any) -> list[Application]:
+        return list_applications(self.engine, **filters)
+
+    def undo(self, application_id: int) -> UndoReport:
+        return undo_application(self.engine, self.settings.feedback, application_id)
+
+    def start_feedback_loop(
+        self,
+        *,
+        analyze_only: bool = False,
+        apply_rules: bool = False,
+        dry_run: bool = False,
+        min_frequency: int | None = None,
+        move_files: bool = False,
+    ) -> TaskOutcome:
+        """Start the feedback loop as a task and return at once (its id in the outcome)."""
+        mode = loop_mode(
+            analyze_only=analyze_only, apply_rules=apply_rules, min_frequency=min_frequency
+        )
+        return self.dispatcher.start(
+            "feedback-loop",
+            {
+                "mode": mode,
+                "dry_run": dry_run,
+                "min_frequency": min_frequency,
+                "move_files": move_files,
+            },
+        )
+
+    # -- analytics --------------------------------------------------------------
+
+    def metrics(self, *, hours: int = 24, task_type: str | None = None) -> MetricsSummary:
+        return summarise_task_metrics(
+            self.engine, self.settings.analytics, hours=hours, task_type=task_type
+        )
+
+    def trends(self, *, days: int = 7, task_type: str | None = None) -> TrendReport:
+        return task_trends(self.engine, self.settings.analytics, days=days, task_type=task_type)
+
+    def bottlenecks(
+        self, *, hours: int = 24, threshold_ms: int | None = None, task_type: str | None = None
+    ) -> BottleneckReport:
+        return find_bottlenecks(
+            self.engine, hours=hours, threshold_ms=threshold_ms, task_type=task_type
+        )
+
+    # -- tasks ------------------------------------------------------------------
+
+    def tasks(self, **filters: Any) -> list[TaskRow]:
+        return list_tasks(self.engine, **filters)
+
+    def task(self, task_id: int) -> TaskDetail:
+        return task_detail(self.engine, task_id)
+
+    def cancel(self, task_id: int) -> TaskOutcome:
+        return self.dispatcher.cancel(task_id)
+
+    def enqueue(self, task_type: str, params: dict[str, Any]) -> TaskOutcome:
+        """Start one of :data:`ENQUEUEABLE` without waiting; ``InvalidInput`` otherwise.
+
+        The task itself checks its parameters when it runs (an unknown media id
+        ends it in ``error``); here only their names are checked.
+        """
+        allowed = ENQUEUEABLE.get(task_type)
+        if allowed is None:
+            raise InvalidInput(
+                f"task type {task_type!r} cannot be started here; use one of "
+                f"{', '.join(ENQUEUEABLE)}"
+            )
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise InvalidInput(
+                f"a {task_type} task takes {', '.join(allowed)}; not {', '.join(unknown)}"
+            )
+        return self.dispatcher.start(task_type, params)
+
+
+def open_library(settings: Settings, *, migrate: bool = True) -> Library:
+    """Open Atlas (see :func:`atlas.app.open_atlas`) behind one ``Library``."""
+    return Library(open_atlas(settings, migrate=migrate))

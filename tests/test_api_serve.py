@@ -1,0 +1,90 @@
+"""``atlas serve`` as a real process: loopback without a token, other addresses with one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from conftest import free_port
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@contextmanager
+def serving(
+    home: Path, database_url: str, *args: str, token: str | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ATLAS_HOME": str(home),
+        "ATLAS_DATABASE_URL": database_url,
+        "PYTHONPATH": str(SRC),
+    }
+    env.pop("ATLAS_API_TOKEN", None)
+    if token is not None:
+        env["ATLAS_API_TOKEN"] = token
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atlas", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/static/app.js", timeout=2)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"atlas serve did not start: {process.stderr.read()}"
+                    ) from None
+                time.sleep(0.2)
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_serve_on_loopback_answers_without_a_token(home, database_url):
+    with serving(home, database_url) as (process, port):
+        response = httpx.get(f"http://127.0.0.1:{port}/api/v1/media", timeout=10)
+        assert response.status_code == 200 and response.json()["total"] == 0
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "Nothing here yet" in page.text
+    _, err = process.communicate(timeout=10)
+    assert f"atlas serve: http://127.0.0.1:{port}/" in err
+    assert "token" not in err
+
+
+def test_serve_on_another_address_prints_a_token_once_and_requires_it(home, database_url):
+    with serving(home, database_url, "--host", "0.0.0.0") as (process, port):
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/api/v1/media", timeout=10).status_code == 401
+        assert httpx.get(f"{base}/", timeout=10).status_code == 303
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    (line,) = [line for line in err.splitlines() if "API token" in line]
+    token = line.rsplit(" ", 1)[1]
+    assert len(token) >= 40
+
+
+def test_serve_takes_the_token_from_the_environment(home, database_url):
+    token = "a-token-from-the-environment-42"
+    with serving(home, database_url, "--host", "0.0.0.0", token=token) as (process, port):
+        url = f"http://127.0.0.1:{port}/api/v1/media"
+        assert httpx.get(url, timeout=10).status_code == 401
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(url, headers=headers, timeout=10).status_code == 200
+    _, err = process.communicate(timeout=10)
+    assert token not in err and "API token" not in err
