@@ -30,6 +30,8 @@ TASK_MODULES = (
     "atlas.analytics.cleanup",
     "atlas.embeddings.embed",
     "atlas.embeddings.clusters",
+    "atlas.autolearn.apply",
+    "atlas.autolearn.cycle",
 )
 
 

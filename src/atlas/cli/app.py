@@ -11,6 +11,7 @@ import typer
 from atlas import __version__
 from atlas.cli import (
     analytics_cmd,
+    autolearn_cmd,
     config_cmd,
     demo_cmd,
     embed_cmd,
@@ -92,6 +93,7 @@ for module in (
     tasks_cmd,
     analytics_cmd,
     feedback_cmd,
+    autolearn_cmd,
     demo_cmd,
 ):
     module.register(app)

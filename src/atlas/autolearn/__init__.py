@@ -1,0 +1,55 @@
+"""Autolearn: insights with evidence, recommendations that act and are judged.
+
+Detectors read what Atlas already records (task analytics, feedback and rules,
+coverage of transcripts, tags and vectors, the library's vectors, activity) and
+make :class:`Insight` objects; actionable ones become stored recommendations
+(:mod:`~atlas.autolearn.recommendations`) that are applied as tasks
+(:mod:`~atlas.autolearn.apply`) and judged by the next cycle
+(:mod:`~atlas.autolearn.cycle`).
+"""
+
+from atlas.autolearn.actions import ACTION_KINDS, SAFE_ACTIONS, check_action, describe_action
+from atlas.autolearn.activity import Activity, load_activity, quiet_hours
+from atlas.autolearn.apply import APPLY_TASK, ApplyResult, apply_recommendation
+from atlas.autolearn.collect import InsightReport, collect_insights
+from atlas.autolearn.cycle import CYCLE_TASK, last_run, run_autolearn, run_cycle
+from atlas.autolearn.insights import INSIGHT_KINDS, SEVERITIES, Insight, Suggestion
+from atlas.autolearn.recommendations import (
+    Recommendation,
+    SyncReport,
+    blocked_kinds,
+    dismiss_recommendation,
+    judge_applied,
+    list_recommendations,
+    sync_recommendations,
+)
+
+__all__ = [
+    "ACTION_KINDS",
+    "APPLY_TASK",
+    "CYCLE_TASK",
+    "INSIGHT_KINDS",
+    "SAFE_ACTIONS",
+    "SEVERITIES",
+    "Activity",
+    "ApplyResult",
+    "Insight",
+    "InsightReport",
+    "Recommendation",
+    "Suggestion",
+    "SyncReport",
+    "apply_recommendation",
+    "blocked_kinds",
+    "check_action",
+    "collect_insights",
+    "describe_action",
+    "dismiss_recommendation",
+    "judge_applied",
+    "last_run",
+    "list_recommendations",
+    "load_activity",
+    "quiet_hours",
+    "run_autolearn",
+    "run_cycle",
+    "sync_recommendations",
+]

@@ -1,0 +1,223 @@
+"""What a recommendation does: each action kind plans, checks, runs and measures itself.
+
+A plan is computed from the stored action alone, so ``apply --dry-run`` shows
+exactly what ``apply`` will do. Before running, the action recomputes the key of
+the data it acts on: when that changed since the recommendation was made, it is
+refused (the next cycle makes it again from the new data). The metric an action
+promises to lower is measured the same way before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+
+from atlas.autolearn.coverage import coverage_state
+from atlas.config import Settings
+from atlas.db import database_errors, utcnow
+from atlas.db.tables import task_logs
+from atlas.errors import InvalidInput
+from atlas.feedback import list_rules, mine_patterns, set_rule_enabled
+from atlas.tasks import TaskContext
+
+__all__ = [
+    "ACTION_KINDS",
+    "SAFE_ACTIONS",
+    "action_data_key",
+    "check_action",
+    "describe_action",
+    "measure_action",
+    "run_action",
+]
+
+#: Actions the automatic cycle may apply on its own: they only queue missing work.
+SAFE_ACTIONS = frozenset({"embed", "transcribe", "tag"})
+ACTION_KINDS = ("embed", "transcribe", "tag", "feedback-loop", "disable-rule", "set-retries")
+_QUEUE_TASK = {"embed": "embed", "transcribe": "transcribe", "tag": "tag"}
+MAX_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class ActionRun:
+    """What running an action did: the follow-up tasks it queued and what it changed."""
+
+    task_ids: list[int]
+    detail: dict[str, Any]
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _ids(params: Mapping[str, Any]) -> list[int]:
+    return [int(m) for m in params.get("media_ids", [])]
+
+
+def check_action(kind: str, params: Mapping[str, Any]) -> None:
+    """Refuse an action of an unknown kind or with out-of-range parameters (``InvalidInput``)."""
+    if kind not in ACTION_KINDS:
+        raise InvalidInput(f"unknown action {kind!r}; the actions are: {', '.join(ACTION_KINDS)}")
+    if kind in _QUEUE_TASK:
+        ids = params.get("media_ids")
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ids)
+        ):
+            raise InvalidInput(f"action {kind} needs a non-empty list of media ids")
+    elif kind == "disable-rule":
+        rule_id = params.get("rule_id")
+        if not isinstance(rule_id, int) or isinstance(rule_id, bool) or rule_id < 1:
+            raise InvalidInput("action disable-rule needs a rule id")
+    elif kind == "set-retries":
+        retries = params.get("retries")
+        if not isinstance(params.get("task_type"), str):
+            raise InvalidInput("action set-retries needs a task type")
+        if (
+            not isinstance(retries, int)
+            or isinstance(retries, bool)
+            or not 0 <= retries <= MAX_RETRIES
+        ):
+            raise InvalidInput(f"action set-retries needs retries between 0 and {MAX_RETRIES}")
+
+
+def describe_action(kind: str, params: Mapping[str, Any]) -> str:
+    """The plan in one line: exactly what applying will do."""
+    if kind in _QUEUE_TASK:
+        ids = _ids(params)
+        shown = ", ".join(str(m) for m in ids[:12]) + (", ..." if len(ids) > 12 else "")
+        return f"queue {_QUEUE_TASK[kind]} tasks for {len(ids)} media items ({shown})"
+    if kind == "feedback-loop":
+        return "run the feedback loop (mine corrections into rules, apply the rules)"
+    if kind == "disable-rule":
+        return f"disable rule {params['rule_id']}"
+    if kind == "set-retries":
+        return f"retry failed {params['task_type']} tasks {params['retries']} times at most"
+    raise InvalidInput(f"unknown action {kind!r}")
+
+
+def action_data_key(
+    settings: Settings, engine: Engine, kind: str, params: Mapping[str, Any]
+) -> str:
+    """A key of the data the action acts on now; a changed key means the plan is out of date."""
+    if kind in _QUEUE_TASK:
+        state = coverage_state(settings, engine, now=utcnow())
+        gap = str(params.get("gap"))
+        return _digest([kind, gap, sorted(state.gaps.get(gap, []))])
+    if kind == "feedback-loop":
+        return _digest([kind, sorted(_uncovered(settings, engine, params))])
+    if kind == "disable-rule":
+        rule = _rule(engine, int(params["rule_id"]))
+        return _digest([kind, rule.id, rule.enabled, rule.success_count, rule.failure_count])
+    if kind == "set-retries":
+        return _digest([kind, params["task_type"]])
+    raise InvalidInput(f"unknown action {kind!r}")
+
+
+def _rule(engine: Engine, rule_id: int) -> Any:
+    for rule in list_rules(engine):
+        if rule.id == rule_id:
+            return rule
+    raise InvalidInput(f"rule {rule_id} does not exist")
+
+
+def _uncovered(settings: Settings, engine: Engine, params: Mapping[str, Any]) -> list[str]:
+    """The pattern keys of ``params`` that still qualify and have no rule."""
+    ruled = {rule.pattern_key for rule in list_rules(engine)}
+    with database_errors(engine), engine.connect() as connection:
+        mining = mine_patterns(connection, settings.feedback)
+    qualifying = {pattern.key for pattern in mining.qualifying}
+    return [k for k in params.get("pattern_keys", []) if k in qualifying and k not in ruled]
+
+
+def run_action(ctx: TaskContext, kind: str, params: Mapping[str, Any]) -> ActionRun:
+    """Do the action inside the apply task (follow-up work is queued as its own tasks)."""
+    settings, engine = ctx.settings, ctx.engine
+    if kind in _QUEUE_TASK:
+        size = {
+            "embed": settings.embedding.batch_size,
+            "tag": settings.tagging.batch_size,
+            "transcribe": 8,
+        }[kind]
+        ids = _ids(params)
+        task_ids = []
+        for start in range(0, len(ids), size):
+            outcome = ctx.submit(_QUEUE_TASK[kind], {"media_ids": ids[start : start + size]})
+            task_ids.append(outcome.task_id)
+        return ActionRun(task_ids, {"queued_items": len(ids)})
+    if kind == "feedback-loop":
+        outcome = ctx.submit("feedback-loop", {"mode": "full"})
+        return ActionRun([outcome.task_id], {})
+    if kind == "disable-rule":
+        rule = _rule(engine, int(params["rule_id"]))
+        set_rule_enabled(
+            engine,
+            int(params["rule_id"]),
+            False,
+            reason=(
+                f"disabled by autolearn: reverted on {rule.failure_count} of {rule.judged} items"
+            ),
+        )
+        return ActionRun([], {"reverted_before": rule.failure_count})
+    if kind == "set-retries":
+        return ActionRun([], {"task_type": params["task_type"], "retries": params["retries"]})
+    raise InvalidInput(f"unknown action {kind!r}")
+
+
+def measure_action(
+    settings: Settings,
+    engine: Engine,
+    kind: str,
+    params: Mapping[str, Any],
+    *,
+    since: datetime | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> tuple[float, int]:
+    """The action's metric now, and how many new observations it rests on."""
+    if kind in _QUEUE_TASK:
+        state = coverage_state(settings, engine, now=utcnow())
+        remaining = set(state.gaps.get(str(params.get("gap")), [])) & set(_ids(params))
+        return float(len(remaining)), len(_ids(params))
+    if kind == "feedback-loop":
+        return float(len(_uncovered(settings, engine, params))), 1
+    if kind == "disable-rule":
+        rule = _rule(engine, int(params["rule_id"]))
+        before = int((detail or {}).get("reverted_before", rule.failure_count))
+        return float(rule.failure_count - before), 1
+    if kind == "set-retries":
+        return _retried_in_vain(engine, str(params["task_type"]), since)
+    raise InvalidInput(f"unknown action {kind!r}")
+
+
+def _retried_in_vain(engine: Engine, task_type: str, since: datetime | None) -> tuple[float, int]:
+    conditions = [
+        task_logs.c.task_type == task_type,
+        task_logs.c.status.in_(("completed", "error")),
+    ]
+    if since is not None:
+        conditions.append(task_logs.c.created_at >= since)
+    with database_errors(engine), engine.connect() as connection:
+        row = connection.execute(
+            select(
+                func.count().label("runs"),
+                func.count().filter(and_(task_logs.c.retries > 0, task_logs.c.status == "error")),
+            ).where(and_(*conditions))
+        ).one()
+    return float(row[1] or 0), int(row[0] or 0)
+
+
+def learned_retries(values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Task type -> retries, from applied set-retries actions, latest last."""
+    policies: dict[str, int] = {}
+    for params in values:
+        policies[str(params["task_type"])] = int(params["retries"])
+    return policies
+
+
+Measure = Callable[..., tuple[float, int]]

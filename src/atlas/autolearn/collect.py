@@ -1,0 +1,95 @@
+"""Run every detector once and gather the insights (read-only)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from atlas.autolearn.activity import Activity, detect_schedule_insights, load_activity
+from atlas.autolearn.coverage import CoverageState, coverage_state, detect_coverage_insights
+from atlas.autolearn.insights import Insight, check_kind
+from atlas.autolearn.learning import detect_learning_insights
+from atlas.autolearn.library import detect_library_insights
+from atlas.autolearn.tasks_detect import detect_task_insights
+from atlas.config import Settings
+from atlas.db import utcnow
+from atlas.errors import InvalidInput
+
+__all__ = ["ACTIVITY_DAYS", "InsightReport", "collect_insights"]
+
+#: Activity patterns are learned over four weeks.
+ACTIVITY_DAYS = 28
+MAX_DAYS = 365
+_SEVERITY_ORDER = {"problem": 0, "warning": 1, "info": 2}
+
+
+@dataclass
+class InsightReport:
+    insights: list[Insight]
+    days: int
+    coverage: CoverageState
+    activity: Activity
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "days": self.days,
+            "seconds": round(self.seconds, 3),
+            "insights": [insight.to_dict() for insight in self.insights],
+        }
+
+
+def collect_insights(
+    settings: Settings,
+    engine: Engine,
+    *,
+    kind: str | None = None,
+    days: int = 7,
+    now: datetime | None = None,
+) -> InsightReport:
+    """Every insight the detectors support now; ``kind`` keeps one kind, ``days`` the window.
+
+    Read-only. Raises ``InvalidInput`` for an unknown kind or a bad window.
+    """
+    check_kind(kind)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"the window must be 1 to {MAX_DAYS} days, got {days!r}")
+    now = now or utcnow()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(name: str, call: Any) -> Any:
+        clock = time.perf_counter()
+        value = call()
+        timings[name] = round(time.perf_counter() - clock, 3)
+        return value
+
+    found: list[Insight] = []
+    found += timed("tasks", lambda: detect_task_insights(settings, engine, days=days, now=now))
+    coverage = timed("coverage", lambda: coverage_state(settings, engine, now=now))
+    found += detect_coverage_insights(coverage)
+    found += timed("learning", lambda: detect_learning_insights(settings, engine, now=now))
+    embedded = _current_vectors(coverage)
+    found += timed("library", lambda: detect_library_insights(settings, engine, embedded))
+    activity = timed("activity", lambda: load_activity(engine, days=ACTIVITY_DAYS, now=now))
+    found += detect_schedule_insights(activity)
+    if kind is not None:
+        found = [insight for insight in found if insight.kind == kind]
+    found.sort(key=lambda i: (_SEVERITY_ORDER[i.severity], i.kind, i.key))
+    return InsightReport(
+        insights=found,
+        days=days,
+        coverage=coverage,
+        activity=activity,
+        seconds=time.perf_counter() - started,
+        timings=timings,
+    )
+
+
+def _current_vectors(coverage: CoverageState) -> list[int]:
+    return sorted(coverage.embedded_current)
