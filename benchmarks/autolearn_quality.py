@@ -251,23 +251,23 @@ def build(home: Path, seed: int, *, planted: bool, size: int, now: datetime) -> 
         for media_id in rng.sample(ids[:100], 4):
             current = _tags(atlas, media_id)
             track_tag_edits(
-                atlas.engine, settings.feedback, media_id, tags=current + [f"note{media_id}"]
+                atlas.engine, settings.feedback, media_id, tags=[*current, f"note{media_id}"]
             )
         if planted:
-            # A rule the user keeps reverting: mined from 6 corrections, applied by
+            # A rule the user keeps reverting: mined from 10 corrections, applied by
             # the loop, then reverted by the user on 4 items.
-            reverted_items = ids[60:72]
+            reverted_items = ids[60:76]
             with atlas.engine.begin() as connection:
                 for media_id in reverted_items:
                     upsert_tags(
                         connection, media_id, [Tag("vintage", source="auto", confidence=0.5)]
                     )
-            for media_id in reverted_items[:6]:
+            for media_id in reverted_items[:10]:
                 current = _tags(atlas, media_id)
                 wanted = [t for t in current if t != "vintage"] + ["retro"]
                 track_tag_edits(atlas.engine, settings.feedback, media_id, tags=wanted)
             run_feedback_loop(atlas.engine, settings.feedback)
-            for media_id in reverted_items[6:10]:
+            for media_id in reverted_items[10:14]:
                 current = _tags(atlas, media_id)
                 wanted = [t for t in current if t != "retro"] + ["vintage"]
                 track_tag_edits(atlas.engine, settings.feedback, media_id, tags=wanted)
@@ -378,11 +378,11 @@ def quality(work: Path, now: datetime, controls: int, size: int) -> bool:
         }
         missed_wrong = set(plant["wrong_genre"]) - wrong
         if missed_wrong:
-            found -= 0 if "5 items with a wrong genre" not in EXPECTED else 0
             print(f"  wrong-genre items not named: {sorted(missed_wrong)}")
         recall = found / len(EXPECTED)
         print(
-            f"recall of planted problems: {recall:.0%} ({found}/{len(EXPECTED)})  target 100%  {verdict(recall == 1)}"
+            f"recall of planted problems: {recall:.0%} ({found}/{len(EXPECTED)})  "
+            f"target 100%  {verdict(recall == 1 and not missed_wrong)}"
         )
         ok &= recall == 1 and not missed_wrong
 
@@ -390,7 +390,8 @@ def quality(work: Path, now: datetime, controls: int, size: int) -> bool:
         quiet = quiet_hours(activity)
         busy = {19, 20, 21}
         print(
-            f"learned quiet hours: {quiet}  target: none of {sorted(busy)}  {verdict(not set(quiet) & busy)}"
+            f"learned quiet hours: {quiet}  target: none of {sorted(busy)}  "
+            f"{verdict(not set(quiet) & busy)}"
         )
         ok &= not set(quiet) & busy
 
@@ -435,7 +436,8 @@ def quality(work: Path, now: datetime, controls: int, size: int) -> bool:
             print(f"  control {seed}: {insight.key}: {insight.statement}")
     allowed = controls / 20
     print(
-        f"insights in {controls} control libraries: {total}  target <= {allowed:g} (1 per 20)  {verdict(total <= allowed)}"
+        f"insights in {controls} control libraries: {total}  target <= {allowed:g} "
+        f"(1 per 20)  {verdict(total <= allowed)}"
     )
     return ok and total <= allowed
 

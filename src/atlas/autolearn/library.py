@@ -116,47 +116,40 @@ def _vector_insights(engine: Engine, vectors: dict[int, Any]) -> list[Insight]:
 
     pairs: list[tuple[float, int, int]] = []
     outliers: list[dict[str, Any]] = []
+    names = sorted(counts)
+    codes = np.array([names.index(genre[m]) if genre.get(m) else -1 for m in ids])
     k = min(NEIGHBOURS, len(ids) - 1)
     for start in range(0, len(ids), CHUNK):
         block = matrix[start : start + CHUNK] @ matrix.T
-        for row_index in range(block.shape[0]):
-            block[row_index, start + row_index] = -1.0  # not its own neighbour
-        close = np.argwhere(block >= NEAR_DUPLICATE)
-        for row_index, col in close:
+        rows = np.arange(block.shape[0])
+        block[rows, start + rows] = -1.0  # not its own neighbour
+        for row_index, col in np.argwhere(block >= NEAR_DUPLICATE):
             a, b = ids[start + int(row_index)], ids[int(col)]
             same_file = content.get(a) is not None and content.get(a) == content.get(b)
             if a < b and not same_file:
                 pairs.append((float(block[row_index, col]), a, b))
-        if k < MIN_AGREEMENT or not labelled:
+        if k < MIN_AGREEMENT or not names:
             continue
         nearest = np.argpartition(-block, k, axis=1)[:, :k]
-        for row_index in range(block.shape[0]):
-            media_id = ids[start + row_index]
-            own = genre.get(media_id)
-            if own is None:
-                continue
-            picked = [
-                int(c)
-                for c in nearest[row_index]
-                if block[row_index, c] >= MIN_NEIGHBOUR_SIMILARITY
-            ]
-            votes = Counter(genre[ids[c]] for c in picked if genre.get(ids[c]))
-            if not votes:
-                continue
-            top, agree = votes.most_common(1)[0]
-            if top == own or agree < MIN_AGREEMENT:
-                continue
-            rate = (counts[top]) / max(labelled - 1, 1)
-            p_value = _binomial_tail(len(picked), agree, rate)
+        close = np.take_along_axis(block, nearest, axis=1) >= MIN_NEIGHBOUR_SIMILARITY
+        neighbour_codes = np.where(close, codes[nearest], -1)
+        votes = np.stack([(neighbour_codes == g).sum(axis=1) for g in range(len(names))], axis=1)
+        top, agree = votes.argmax(axis=1), votes.max(axis=1)
+        own = codes[start : start + block.shape[0]]
+        for row_index in np.nonzero((agree >= MIN_AGREEMENT) & (top != own) & (own >= 0))[0]:
+            top_name = names[int(top[row_index])]
+            picked = int(close[row_index].sum())
+            rate = counts[top_name] / max(labelled - 1, 1)
+            p_value = _binomial_tail(picked, int(agree[row_index]), rate)
             if p_value >= MAX_P_VALUE:
                 continue
             outliers.append(
                 {
-                    "media_id": media_id,
-                    "genre": own,
-                    "neighbours_genre": top,
-                    "agreeing": agree,
-                    "neighbours": len(picked),
+                    "media_id": ids[start + int(row_index)],
+                    "genre": names[int(own[row_index])],
+                    "neighbours_genre": top_name,
+                    "agreeing": int(agree[row_index]),
+                    "neighbours": picked,
                     "p_value": p_value,
                 }
             )

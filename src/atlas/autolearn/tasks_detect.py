@@ -281,7 +281,8 @@ def _slow_types(
                 severity="info",
                 statement=(
                     f"task type {load.task_type} is the bottleneck: its median run "
-                    f"({stats.duration.p50_ms / 1000:.1f} s) is slower than 95% of any other type's, "
+                    f"({stats.duration.p50_ms / 1000:.1f} s) is slower than 95% of any other "
+                    "type's, "
                     f"and it takes {load.busy_share:.0%} of all task time"
                 ),
                 rule=RULES["slow-type"],

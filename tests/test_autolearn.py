@@ -1,0 +1,147 @@
+"""The autolearn agent: insights with evidence, recommendations applied as tasks and judged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from tests._feedback import add_item
+
+from atlas.autolearn import (
+    apply_recommendation,
+    collect_insights,
+    dismiss_recommendation,
+    list_recommendations,
+    run_autolearn,
+)
+from atlas.db import utcnow
+from atlas.db.tables import autolearn_recommendations, media, task_logs
+from atlas.errors import Conflict, InvalidInput, NotFound
+
+TEXTS = [
+    "A sheriff rides into a dusty frontier town to face an outlaw gang",
+    "Astronauts aboard a starship explore a distant nebula",
+    "A chef bakes bread and pastry in a busy kitchen",
+    "Divers swim over a coral reef with turtles and sharks",
+]
+
+
+def _library(atlas, count: int = 4) -> list[int]:
+    ids = [
+        add_item(atlas.engine, TEXTS[i % 4].split()[1], description=TEXTS[i % 4], auto=["story"])
+        for i in range(count)
+    ]
+    with atlas.engine.begin() as connection:  # in the library for longer than the grace period
+        connection.execute(update(media).values(created_at=utcnow() - timedelta(hours=3)))
+    return ids
+
+
+def _embed(atlas, ids):
+    from atlas.embeddings import embed_media
+
+    embed_media(atlas.dispatcher, media_ids=ids)
+
+
+@pytest.mark.usefixtures("embedding_model")
+def test_missing_vectors_are_found_applied_as_a_task_and_judged_kept(atlas):
+    ids = _library(atlas)
+    _embed(atlas, ids[:2])
+    report = collect_insights(atlas.settings, atlas.engine)
+    gap = next(i for i in report.insights if i.key == "coverage:not-embedded")
+    assert gap.evidence["count"] == 2 and gap.evidence["media_ids"] == ids[2:]
+
+    first = run_autolearn(atlas.dispatcher)
+    assert "coverage:not-embedded" in first["new_insights"]
+    (rec,) = [r for r in list_recommendations(atlas.engine) if r.kind == "embed"]
+    assert rec.safe and rec.baseline == 2
+    plan = apply_recommendation(atlas.dispatcher, rec.id, dry_run=True)
+    assert plan.plan == f"queue embed tasks for 2 media items ({ids[2]}, {ids[3]})"
+    assert list_recommendations(atlas.engine)[0].status == "new"  # a dry run changes nothing
+
+    applied = apply_recommendation(atlas.dispatcher, rec.id)
+    assert applied.recommendation.status == "applied" and applied.follow_up_task_ids
+    with atlas.engine.connect() as connection:
+        logged = connection.scalar(
+            select(func.count()).where(task_logs.c.task_type == "autolearn-apply")
+        )
+    assert logged == 1
+    with pytest.raises(Conflict, match="is applied"):
+        apply_recommendation(atlas.dispatcher, rec.id)
+
+    second = run_autolearn(atlas.dispatcher)
+    assert "coverage:not-embedded" in second["resolved_insights"]
+    assert [(j["id"], j["verdict"]) for j in second["judged"]] == [(rec.id, "kept")]
+    third = run_autolearn(atlas.dispatcher)
+    assert third["recommendations"]["made"] == [] and third["judged"] == []
+
+
+def test_a_recommendation_whose_data_changed_is_refused_and_superseded(atlas):
+    ids = _library(atlas, 3)
+    run_autolearn(atlas.dispatcher)
+    rec = next(r for r in list_recommendations(atlas.engine) if r.kind == "embed")
+    assert rec.action["params"]["media_ids"] == ids
+    _library(atlas, 1)  # another item arrives: the gap it was made for changed
+    with pytest.raises(Conflict, match="out of date"):
+        apply_recommendation(atlas.dispatcher, rec.id)
+    with atlas.engine.connect() as connection:
+        status = connection.scalar(
+            select(autolearn_recommendations.c.status).where(
+                autolearn_recommendations.c.id == rec.id
+            )
+        )
+    assert status == "superseded"
+    made = run_autolearn(atlas.dispatcher)["recommendations"]["made"]
+    assert made, "the next run makes it again from the new data"
+
+
+def test_dismissed_and_unknown_recommendations_are_refused(atlas, cli):
+    _library(atlas, 2)
+    run_autolearn(atlas.dispatcher)
+    rec = list_recommendations(atlas.engine)[0]
+    dismissed = dismiss_recommendation(atlas.engine, rec.id, "not now")
+    assert dismissed.status == "dismissed" and dismissed.dismissed_reason == "not now"
+    with pytest.raises(Conflict, match="dismissed"):
+        apply_recommendation(atlas.dispatcher, rec.id)
+    with pytest.raises(NotFound):
+        apply_recommendation(atlas.dispatcher, 999)
+    # A dismissed recommendation is not made again while its data is the same.
+    assert rec.id not in run_autolearn(atlas.dispatcher)["recommendations"]["made"]
+    result = cli("autolearn", "apply", "999")
+    assert result.exit_code == 3 and result.stderr.strip() == "atlas: no recommendation with id 999"
+    result = cli("autolearn", "apply", str(rec.id))
+    assert result.exit_code == 4 and "only a new recommendation can be applied" in result.stderr
+    result = cli("autolearn", "insights", "--kind", "nope")
+    assert result.exit_code == 2 and "unknown insight kind 'nope'" in result.stderr
+    with pytest.raises(InvalidInput):
+        collect_insights(atlas.settings, atlas.engine, days=0)
+
+
+def test_a_type_failing_with_one_reason_is_an_insight_and_a_healthy_one_is_not(atlas):
+    from tests.analytics_support import insert_runs, run
+
+    now = utcnow()
+    rows = [
+        run(
+            "probe",
+            "error" if i % 3 == 0 else "completed",
+            100,
+            at=now - timedelta(hours=i % 20 + 1),
+            error=f"ffprobe failed on '/lib/f{i}.mkv' (exit 1)",
+        )
+        for i in range(60)
+    ] + [run("tag", "completed", 100, at=now - timedelta(hours=i % 20 + 1)) for i in range(60)]
+    insert_runs(atlas.engine, *rows)
+    keys = {i.key for i in collect_insights(atlas.settings, atlas.engine, now=now).insights}
+    assert "reliability:recurring-failure:probe" in keys
+    assert not any(key.endswith(":tag") for key in keys)
+
+
+def test_autolearn_commands_print_a_report(atlas, cli):
+    _library(atlas, 2)
+    result = cli("autolearn", "run")
+    assert result.exit_code == 0 and "first run" in result.stdout
+    result = cli("autolearn", "recommend")
+    assert result.exit_code == 0 and "plan: queue embed tasks for 2 media items" in result.stdout
+    result = cli("autolearn", "history")
+    assert result.exit_code == 0
