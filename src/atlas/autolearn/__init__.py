@@ -23,6 +23,13 @@ from atlas.autolearn.recommendations import (
     list_recommendations,
     sync_recommendations,
 )
+from atlas.autolearn.schedule import (
+    Job,
+    Schedule,
+    clear_schedule,
+    learn_schedule,
+    show_schedule,
+)
 
 __all__ = [
     "ACTION_KINDS",
@@ -35,21 +42,26 @@ __all__ = [
     "ApplyResult",
     "Insight",
     "InsightReport",
+    "Job",
     "Recommendation",
+    "Schedule",
     "Suggestion",
     "SyncReport",
     "apply_recommendation",
     "blocked_kinds",
     "check_action",
+    "clear_schedule",
     "collect_insights",
     "describe_action",
     "dismiss_recommendation",
     "judge_applied",
     "last_run",
+    "learn_schedule",
     "list_recommendations",
     "load_activity",
     "quiet_hours",
     "run_autolearn",
     "run_cycle",
+    "show_schedule",
     "sync_recommendations",
 ]

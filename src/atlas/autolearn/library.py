@@ -2,10 +2,12 @@
 
 Exact duplicates share a content fingerprint. Near duplicates are pairs of
 distinct items whose vectors' cosine similarity is at least ``NEAR_DUPLICATE``.
-A genre outlier is an item whose ``NEIGHBOURS`` nearest items (each at least
-``MIN_NEIGHBOUR_SIMILARITY`` alike) almost all (``MIN_AGREEMENT``) share one
-other genre: the binomial chance of so many agreeing by luck, at the library's
-own rate of that genre, is below ``MAX_P_VALUE``.
+(Libraries over a few thousand items are searched with an inverted-file index,
+see :mod:`atlas.autolearn.neighbours`.) A genre outlier is an item whose
+``NEIGHBOURS`` nearest items (each at least ``MIN_NEIGHBOUR_SIMILARITY`` alike)
+almost all (``MIN_AGREEMENT``) share one other genre: the binomial chance of so
+many agreeing by luck, at the library's own rate of that genre, is below
+``MAX_P_VALUE``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from atlas.autolearn.insights import Insight
+from atlas.autolearn.neighbours import similarity_blocks
 from atlas.config import Settings
 from atlas.db import database_errors
 from atlas.db.tables import media
@@ -29,8 +32,6 @@ NEIGHBOURS = 10
 MIN_AGREEMENT = 8
 MIN_NEIGHBOUR_SIMILARITY = 0.3
 MAX_P_VALUE = 0.001
-#: Rows of the similarity matrix computed at once (memory: CHUNK x items floats).
-CHUNK = 1024
 EXAMPLES = 10
 
 RULES = {
@@ -118,24 +119,23 @@ def _vector_insights(engine: Engine, vectors: dict[int, Any]) -> list[Insight]:
     outliers: list[dict[str, Any]] = []
     names = sorted(counts)
     codes = np.array([names.index(genre[m]) if genre.get(m) else -1 for m in ids])
-    k = min(NEIGHBOURS, len(ids) - 1)
-    for start in range(0, len(ids), CHUNK):
-        block = matrix[start : start + CHUNK] @ matrix.T
-        rows = np.arange(block.shape[0])
-        block[rows, start + rows] = -1.0  # not its own neighbour
+    seen_pairs: set[tuple[int, int]] = set()
+    for rows, columns, block in similarity_blocks(matrix):
         for row_index, col in np.argwhere(block >= NEAR_DUPLICATE):
-            a, b = ids[start + int(row_index)], ids[int(col)]
+            a, b = ids[int(rows[row_index])], ids[int(columns[col])]
             same_file = content.get(a) is not None and content.get(a) == content.get(b)
-            if a < b and not same_file:
+            if a < b and not same_file and (a, b) not in seen_pairs:
+                seen_pairs.add((a, b))
                 pairs.append((float(block[row_index, col]), a, b))
+        k = min(NEIGHBOURS, block.shape[1] - 1)
         if k < MIN_AGREEMENT or not names:
             continue
-        nearest = np.argpartition(-block, k, axis=1)[:, :k]
+        nearest = np.argpartition(-block, k - 1, axis=1)[:, :k]
         close = np.take_along_axis(block, nearest, axis=1) >= MIN_NEIGHBOUR_SIMILARITY
-        neighbour_codes = np.where(close, codes[nearest], -1)
+        neighbour_codes = np.where(close, codes[columns[nearest]], -1)
         votes = np.stack([(neighbour_codes == g).sum(axis=1) for g in range(len(names))], axis=1)
         top, agree = votes.argmax(axis=1), votes.max(axis=1)
-        own = codes[start : start + block.shape[0]]
+        own = codes[rows]
         for row_index in np.nonzero((agree >= MIN_AGREEMENT) & (top != own) & (own >= 0))[0]:
             top_name = names[int(top[row_index])]
             picked = int(close[row_index].sum())
@@ -145,7 +145,7 @@ def _vector_insights(engine: Engine, vectors: dict[int, Any]) -> list[Insight]:
                 continue
             outliers.append(
                 {
-                    "media_id": ids[start + int(row_index)],
+                    "media_id": ids[int(rows[row_index])],
                     "genre": names[int(own[row_index])],
                     "neighbours_genre": top_name,
                     "agreeing": int(agree[row_index]),

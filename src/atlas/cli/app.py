@@ -18,6 +18,7 @@ from atlas.cli import (
     feedback_cmd,
     media_cmd,
     migrate_cmd,
+    schedule_cmd,
     search_cmd,
     storage_cmd,
     tags_cmd,
@@ -94,6 +95,7 @@ for module in (
     analytics_cmd,
     feedback_cmd,
     autolearn_cmd,
+    schedule_cmd,
     demo_cmd,
 ):
     module.register(app)
