@@ -145,3 +145,74 @@ def test_autolearn_commands_print_a_report(atlas, cli):
     assert result.exit_code == 0 and "plan: queue embed tasks for 2 media items" in result.stdout
     result = cli("autolearn", "history")
     assert result.exit_code == 0
+
+
+def test_retries_that_never_help_are_lowered_for_new_processes(atlas, settings):
+    from tests.analytics_support import insert_runs, run
+
+    from atlas.app import open_atlas
+
+    now = utcnow()
+    rows = [
+        run("tag", "error", 300, at=now - timedelta(hours=i + 1), retries=1, error="bad input")
+        for i in range(8)
+    ] + [run("tag", "completed", 100, at=now - timedelta(hours=i + 1)) for i in range(30)]
+    insert_runs(atlas.engine, *rows)
+    run_autolearn(atlas.dispatcher)
+    rec = next(r for r in list_recommendations(atlas.engine) if r.kind == "set-retries")
+    assert rec.action["params"] == {"task_type": "tag", "retries": 0}
+    assert rec.insight["evidence"]["retried_and_failed"] == 8
+    apply_recommendation(atlas.dispatcher, rec.id)
+    reopened = open_atlas(settings)
+    try:
+        assert reopened.settings.task_policy("tag").retries == 0
+    finally:
+        reopened.close()
+    # What the user set in the settings wins over what was learned.
+    from atlas.config import TaskPolicy
+
+    mine = settings.model_copy(update={"tasks": {"tag": TaskPolicy(retries=3)}})
+    reopened = open_atlas(mine)
+    try:
+        assert reopened.settings.task_policy("tag").retries == 3
+    finally:
+        reopened.close()
+
+
+def test_the_learned_schedule_avoids_busy_hours_and_a_worker_runs_it_once_a_day(atlas):
+    from atlas.autolearn import clear_schedule, learn_schedule, show_schedule
+    from atlas.tasks.queue import TaskQueue
+    from atlas.tasks.worker import DailyJob, run_daily_job
+
+    ids = _library(atlas, 60)
+    with atlas.engine.begin() as connection:
+        for index, media_id in enumerate(ids):  # everything arrives 01-04 h
+            moment = utcnow().replace(hour=1 + index % 4, minute=5) - timedelta(days=1 + index % 9)
+            connection.execute(
+                update(media).where(media.c.id == media_id).values(created_at=moment)
+            )
+    assert show_schedule(atlas.settings, atlas.engine, queued=False).source == "default"
+    schedule = learn_schedule(atlas.settings, atlas.engine, queued=False)
+    assert not set(schedule.quiet_hours) & {1, 2, 3, 4}
+    assert [job.name for job in schedule.jobs] == [
+        "autolearn-cycle",
+        "feedback-loop",
+        "analytics-cleanup",
+    ]
+    shown = show_schedule(atlas.settings, atlas.engine, queued=False)
+    assert shown.source == "learned" and shown.quiet_hours == schedule.quiet_hours
+
+    job = DailyJob("autolearn-cycle", "autolearn-cycle", schedule.jobs[0].hour, 0, {"auto": True})
+    queue_settings = atlas.settings.model_copy(update={"queue_url": "sqlite"})
+    queue = TaskQueue(queue_settings, lambda task_id: None)
+    queue.add_daily(job.name, job.hour, job.minute, lambda: None)
+    (periodic_type,) = list(queue.huey._registry._periodic_tasks)
+    periodic = periodic_type()
+    at = utcnow().replace(hour=job.hour, minute=0, tzinfo=None)
+    assert periodic.validate_datetime(at)
+    assert not periodic.validate_datetime(at.replace(hour=(job.hour + 1) % 24))
+
+    first = run_daily_job(atlas.dispatcher, job)
+    assert first is not None and first.ok
+    assert run_daily_job(atlas.dispatcher, job) is None  # another worker fired it too
+    assert clear_schedule(atlas.engine) and not clear_schedule(atlas.engine)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,7 +98,10 @@ def describe_action(kind: str, params: Mapping[str, Any]) -> str:
     if kind == "disable-rule":
         return f"disable rule {params['rule_id']}"
     if kind == "set-retries":
-        return f"retry failed {params['task_type']} tasks {params['retries']} times at most"
+        return (
+            f"retry failed {params['task_type']} tasks {params['retries']} times at most "
+            "(for processes started from now on, unless tasks.<type>.retries is set)"
+        )
     raise InvalidInput(f"unknown action {kind!r}")
 
 
@@ -166,6 +169,8 @@ def run_action(ctx: TaskContext, kind: str, params: Mapping[str, Any]) -> Action
         )
         return ActionRun([], {"reverted_before": rule.failure_count})
     if kind == "set-retries":
+        # Stored with the recommendation, applied: every process opened from now on
+        # retries the type this often, unless the settings say otherwise.
         return ActionRun([], {"task_type": params["task_type"], "retries": params["retries"]})
     raise InvalidInput(f"unknown action {kind!r}")
 
@@ -212,12 +217,18 @@ def _retried_in_vain(engine: Engine, task_type: str, since: datetime | None) -> 
     return float(row[1] or 0), int(row[0] or 0)
 
 
-def learned_retries(values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Task type -> retries, from applied set-retries actions, latest last."""
+def learned_retries(engine: Engine) -> dict[str, int]:
+    """Task type -> retries, from applied set-retries recommendations (the latest wins)."""
+    from atlas.db.tables import autolearn_recommendations as recs
+
+    with database_errors(engine), engine.connect() as connection:
+        rows = connection.execute(
+            select(recs.c.action)
+            .where(recs.c.kind == "set-retries", recs.c.status == "applied")
+            .order_by(recs.c.applied_at, recs.c.id)
+        ).all()
     policies: dict[str, int] = {}
-    for params in values:
+    for row in rows:
+        params = dict(row.action).get("params", {})
         policies[str(params["task_type"])] = int(params["retries"])
     return policies
-
-
-Measure = Callable[..., tuple[float, int]]
