@@ -14,6 +14,7 @@ from atlas.autolearn.apply import APPLY_TASK, ApplyResult, apply_recommendation
 from atlas.autolearn.collect import InsightReport, collect_insights
 from atlas.autolearn.cycle import CYCLE_TASK, last_run, run_autolearn, run_cycle
 from atlas.autolearn.insights import INSIGHT_KINDS, SEVERITIES, Insight, Suggestion
+from atlas.autolearn.plan import PlanReport, plan_with_llm
 from atlas.autolearn.recommendations import (
     Recommendation,
     SyncReport,
@@ -43,6 +44,7 @@ __all__ = [
     "Insight",
     "InsightReport",
     "Job",
+    "PlanReport",
     "Recommendation",
     "Schedule",
     "Suggestion",
@@ -59,6 +61,7 @@ __all__ = [
     "learn_schedule",
     "list_recommendations",
     "load_activity",
+    "plan_with_llm",
     "quiet_hours",
     "run_autolearn",
     "run_cycle",

@@ -16,18 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, func, select, update
 
 from atlas.autolearn.coverage import coverage_state
 from atlas.config import Settings
 from atlas.db import database_errors, utcnow
-from atlas.db.tables import task_logs
+from atlas.db.tables import media, task_logs
 from atlas.errors import InvalidInput
 from atlas.feedback import list_rules, mine_patterns, set_rule_enabled
 from atlas.tasks import TaskContext
 
 __all__ = [
     "ACTION_KINDS",
+    "FILLABLE",
+    "PARAMETERS",
     "SAFE_ACTIONS",
     "action_data_key",
     "check_action",
@@ -38,7 +40,27 @@ __all__ = [
 
 #: Actions the automatic cycle may apply on its own: they only queue missing work.
 SAFE_ACTIONS = frozenset({"embed", "transcribe", "tag"})
-ACTION_KINDS = ("embed", "transcribe", "tag", "feedback-loop", "disable-rule", "set-retries")
+ACTION_KINDS = (
+    "embed",
+    "transcribe",
+    "tag",
+    "feedback-loop",
+    "disable-rule",
+    "set-retries",
+    "fill-metadata",
+)
+#: Fields a fill-metadata action may fill (only while empty: it never overwrites).
+FILLABLE = ("genre", "year", "description", "artist")
+#: The parameters each action takes; anything else is refused.
+PARAMETERS = {
+    "embed": {"gap", "media_ids"},
+    "transcribe": {"gap", "media_ids"},
+    "tag": {"gap", "media_ids"},
+    "feedback-loop": {"pattern_keys"},
+    "disable-rule": {"rule_id"},
+    "set-retries": {"task_type", "retries"},
+    "fill-metadata": {"media_id", "field", "value"},
+}
 _QUEUE_TASK = {"embed": "embed", "transcribe": "transcribe", "tag": "tag"}
 MAX_RETRIES = 20
 
@@ -63,6 +85,11 @@ def check_action(kind: str, params: Mapping[str, Any]) -> None:
     """Refuse an action of an unknown kind or with out-of-range parameters (``InvalidInput``)."""
     if kind not in ACTION_KINDS:
         raise InvalidInput(f"unknown action {kind!r}; the actions are: {', '.join(ACTION_KINDS)}")
+    if not isinstance(params, Mapping):
+        raise InvalidInput(f"action {kind} needs its parameters as an object")
+    unexpected = sorted(set(params) - PARAMETERS[kind])
+    if unexpected:
+        raise InvalidInput(f"action {kind} takes no parameter {unexpected[0]!r}")
     if kind in _QUEUE_TASK:
         ids = params.get("media_ids")
         if (
@@ -85,6 +112,17 @@ def check_action(kind: str, params: Mapping[str, Any]) -> None:
             or not 0 <= retries <= MAX_RETRIES
         ):
             raise InvalidInput(f"action set-retries needs retries between 0 and {MAX_RETRIES}")
+    elif kind == "fill-metadata":
+        media_id, field, value = params.get("media_id"), params.get("field"), params.get("value")
+        if not isinstance(media_id, int) or isinstance(media_id, bool) or media_id < 1:
+            raise InvalidInput("action fill-metadata needs a media id")
+        if field not in FILLABLE:
+            raise InvalidInput(f"action fill-metadata fills only {', '.join(FILLABLE)}")
+        if field == "year":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1800 <= value <= 2200:
+                raise InvalidInput("a year must be a whole number from 1800 to 2200")
+        elif not isinstance(value, str) or not value.strip() or len(value) > 2000:
+            raise InvalidInput(f"a {field} must be text of 1 to 2000 characters")
 
 
 def describe_action(kind: str, params: Mapping[str, Any]) -> str:
@@ -95,6 +133,10 @@ def describe_action(kind: str, params: Mapping[str, Any]) -> str:
         return f"queue {_QUEUE_TASK[kind]} tasks for {len(ids)} media items ({shown})"
     if kind == "feedback-loop":
         return "run the feedback loop (mine corrections into rules, apply the rules)"
+    if kind == "fill-metadata":
+        return (
+            f"set the empty {params['field']} of media {params['media_id']} to {params['value']!r}"
+        )
     if kind == "disable-rule":
         return f"disable rule {params['rule_id']}"
     if kind == "set-retries":
@@ -120,7 +162,23 @@ def action_data_key(
         return _digest([kind, rule.id, rule.enabled, rule.success_count, rule.failure_count])
     if kind == "set-retries":
         return _digest([kind, params["task_type"]])
+    if kind == "fill-metadata":
+        return _digest([kind, params["media_id"], params["field"], _field(engine, params)])
     raise InvalidInput(f"unknown action {kind!r}")
+
+
+def _field(engine: Engine, params: Mapping[str, Any]) -> Any:
+    """The current value of the field a fill-metadata action fills (NotFound: no such item)."""
+    from atlas.errors import NotFound
+
+    with database_errors(engine), engine.connect() as connection:
+        row = connection.execute(
+            select(media.c[str(params["field"])]).where(media.c.id == int(params["media_id"]))
+        ).first()
+    if row is None:
+        raise NotFound(f"no media with id {params['media_id']}")
+    value = row[0]
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
 def _rule(engine: Engine, rule_id: int) -> Any:
@@ -168,6 +226,15 @@ def run_action(ctx: TaskContext, kind: str, params: Mapping[str, Any]) -> Action
             ),
         )
         return ActionRun([], {"reverted_before": rule.failure_count})
+    if kind == "fill-metadata":
+        column = media.c[str(params["field"])]
+        with database_errors(engine), engine.begin() as connection:
+            done = connection.execute(
+                update(media)
+                .where(media.c.id == int(params["media_id"]), column.is_(None))
+                .values({column: params["value"]})
+            ).rowcount
+        return ActionRun([], {"filled": bool(done)})
     if kind == "set-retries":
         # Stored with the recommendation, applied: every process opened from now on
         # retries the type this often, unless the settings say otherwise.
@@ -197,6 +264,8 @@ def measure_action(
         return float(rule.failure_count - before), 1
     if kind == "set-retries":
         return _retried_in_vain(engine, str(params["task_type"]), since)
+    if kind == "fill-metadata":
+        return (0.0 if _field(engine, params) is not None else 1.0), 1
     raise InvalidInput(f"unknown action {kind!r}")
 
 

@@ -13,11 +13,13 @@ from atlas.autolearn import (
     collect_insights,
     dismiss_recommendation,
     list_recommendations,
+    plan_with_llm,
     run_autolearn,
     sync_recommendations,
 )
 from atlas.cli._common import JSON_OPTION, emit_json, state
 from atlas.db import database_errors
+from atlas.errors import InvalidInput
 
 autolearn_app = typer.Typer(
     help="Insights from what Atlas records, recommendations that act and are judged.",
@@ -158,6 +160,29 @@ def history_command(
         _say(f"    {verdict}")
     for kind, why in blocked.items():
         _say(f"no longer proposing {kind}: {why}")
+
+
+@autolearn_app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    media_ids: list[int] = typer.Option(
+        [], "--media", help="Also ask for missing metadata of this item (repeatable)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Ask the configured LLM for an ordered plan; its valid steps become recommendations."""
+    atlas = state(ctx).atlas()
+    report = plan_with_llm(atlas.settings, atlas.engine, media_ids=media_ids)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _say(f"plan from {report.model}: {len(report.stored)} steps stored as recommendations")
+        for rec in list_recommendations(atlas.engine, statuses=("new",)):
+            if rec.id in report.stored:
+                _render_rec(rec)
+    if report.rejected:
+        reasons = "; ".join(f"{step} {reason}" for step, reason in report.rejected)
+        raise InvalidInput(f"{len(report.rejected)} step(s) of the plan refused: {reasons}")
 
 
 @autolearn_app.command("run")
