@@ -216,3 +216,57 @@ def test_the_learned_schedule_avoids_busy_hours_and_a_worker_runs_it_once_a_day(
     assert first is not None and first.ok
     assert run_daily_job(atlas.dispatcher, job) is None  # another worker fired it too
     assert clear_schedule(atlas.engine) and not clear_schedule(atlas.engine)
+
+
+def test_two_applies_of_one_recommendation_at_once_apply_it_once(atlas, settings):
+    import threading
+
+    from tests.analytics_support import insert_runs, run
+
+    from atlas.app import open_atlas
+
+    now = utcnow()
+    insert_runs(
+        atlas.engine,
+        *[
+            run("tag", "error", 300, at=now - timedelta(hours=i + 1), retries=2, error="bad")
+            for i in range(6)
+        ],
+    )
+    run_autolearn(atlas.dispatcher)
+    rec = next(r for r in list_recommendations(atlas.engine) if r.kind == "set-retries")
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def apply() -> None:
+        opened = open_atlas(settings)
+        try:
+            barrier.wait()
+            apply_recommendation(opened.dispatcher, rec.id)
+            results.append("applied")
+        except Conflict as exc:
+            results.append(f"refused: {exc}")
+        finally:
+            opened.close()
+
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.split(":")[0] for r in results) == ["applied", "refused"]
+    with atlas.engine.connect() as connection:
+        applied = connection.scalar(
+            select(func.count()).where(
+                autolearn_recommendations.c.status == "applied",
+                autolearn_recommendations.c.id == rec.id,
+            )
+        )
+        runs = (
+            connection.execute(
+                select(task_logs.c.status).where(task_logs.c.task_type == "autolearn-apply")
+            )
+            .scalars()
+            .all()
+        )
+    assert applied == 1 and sorted(runs) == ["completed", "error"]
