@@ -492,15 +492,19 @@ def scale(work: Path, now: datetime, n_media: int, n_logs: int) -> bool:
                 select(__import__("sqlalchemy").func.count()).select_from(task_logs)
             )
         run_cycle(atlas.settings, atlas.engine, now=now)  # the first folds the history
-        clock = time.perf_counter()
-        result = run_cycle(atlas.settings, atlas.engine, now=now)
-        seconds = time.perf_counter() - clock
+        # The machine may be shared: the median of three cycles.
+        times = []
+        for _ in range(3):
+            clock = time.perf_counter()
+            result = run_cycle(atlas.settings, atlas.engine, now=now)
+            times.append(time.perf_counter() - clock)
+        seconds = sorted(times)[1]
     finally:
         atlas.close()
     print(f"  timings: {result['timings']}")
     target = 5.0
     print(
-        f"cycle over {logs:,} task_logs and {n_media:,} media: {seconds:.2f} s  "
+        f"cycle over {logs:,} task_logs and {n_media:,} media: {seconds:.2f} s (median of 3)  "
         f"target < {target:g} s  {verdict(seconds < target)}"
     )
     return seconds < target

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select, update
 
-from atlas.autolearn.coverage import coverage_state
+from atlas.autolearn.coverage import CoverageState, coverage_state
 from atlas.config import Settings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import media, task_logs
@@ -148,11 +148,19 @@ def describe_action(kind: str, params: Mapping[str, Any]) -> str:
 
 
 def action_data_key(
-    settings: Settings, engine: Engine, kind: str, params: Mapping[str, Any]
+    settings: Settings,
+    engine: Engine,
+    kind: str,
+    params: Mapping[str, Any],
+    *,
+    state: CoverageState | None = None,
 ) -> str:
-    """A key of the data the action acts on now; a changed key means the plan is out of date."""
+    """A key of the data the action acts on now; a changed key means the plan is out of date.
+
+    ``state``: the coverage computed a moment ago, to not compute it again.
+    """
     if kind in _QUEUE_TASK:
-        state = coverage_state(settings, engine, now=utcnow())
+        state = state or coverage_state(settings, engine, now=utcnow())
         gap = str(params.get("gap"))
         return _digest([kind, gap, sorted(state.gaps.get(gap, []))])
     if kind == "feedback-loop":

@@ -44,7 +44,7 @@ def run_cycle(
     now = now or utcnow()
     judged = judge_applied(settings, engine)
     report = collect_insights(settings, engine, now=now)
-    sync = sync_recommendations(settings, engine, report.insights)
+    sync = sync_recommendations(settings, engine, report.insights, coverage=report.coverage)
     applying: list[dict[str, Any]] = []
     if auto and submit is not None:
         for rec in list_recommendations(engine, statuses=("new",)):

@@ -21,6 +21,7 @@ from atlas.autolearn.actions import (
     describe_action,
     measure_action,
 )
+from atlas.autolearn.coverage import CoverageState
 from atlas.autolearn.insights import Insight
 from atlas.config import Settings
 from atlas.db import check_id, database_errors, utcnow
@@ -193,7 +194,12 @@ def blocked_kinds(connection: Connection) -> dict[str, str]:
 
 
 def sync_recommendations(
-    settings: Settings, engine: Engine, insights: Sequence[Insight], *, origin: str = "detector"
+    settings: Settings,
+    engine: Engine,
+    insights: Sequence[Insight],
+    *,
+    origin: str = "detector",
+    coverage: CoverageState | None = None,
 ) -> SyncReport:
     """Make a recommendation for each actionable insight; supersede those out of date.
 
@@ -205,7 +211,7 @@ def sync_recommendations(
     actionable = [i for i in insights if i.suggestion is not None]
     keys = {
         insight.key: action_data_key(
-            settings, engine, insight.suggestion.action, insight.suggestion.params
+            settings, engine, insight.suggestion.action, insight.suggestion.params, state=coverage
         )
         for insight in actionable
         if insight.suggestion is not None

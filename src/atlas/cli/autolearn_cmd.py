@@ -80,7 +80,9 @@ def recommend_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Make recommendations from the current insights and list the open ones."""
     atlas = state(ctx).atlas()
     report = collect_insights(atlas.settings, atlas.engine)
-    sync = sync_recommendations(atlas.settings, atlas.engine, report.insights)
+    sync = sync_recommendations(
+        atlas.settings, atlas.engine, report.insights, coverage=report.coverage
+    )
     open_recs = list_recommendations(atlas.engine, statuses=("new",))
     if as_json:
         emit_json({"sync": sync.to_dict(), "recommendations": [r.to_dict() for r in open_recs]})
