@@ -270,3 +270,34 @@ def test_two_applies_of_one_recommendation_at_once_apply_it_once(atlas, settings
             .all()
         )
     assert applied == 1 and sorted(runs) == ["completed", "error"]
+
+
+def test_clusters_that_grew_split_or_appeared_are_reported_against_the_last_run():
+    from atlas.autolearn.clusters import detect_cluster_insights
+
+    def snap(made: str, groups: dict[str, list[int]]) -> dict:
+        return {
+            "model": "m",
+            "made": made,
+            "clusters": [
+                {"cluster": i, "name": name, "members": members}
+                for i, (name, members) in enumerate(groups.items())
+            ],
+        }
+
+    before = snap("1", {"space": list(range(20)), "ocean": list(range(100, 110))})
+    same = snap("2", {"space": list(range(20)), "ocean": list(range(100, 110))})
+    assert detect_cluster_insights(before, same) == []
+    assert detect_cluster_insights(None, same) == []
+    after = snap(
+        "2",
+        {
+            "space": list(range(12)),
+            "robots": list(range(12, 20)),
+            "ocean": list(range(100, 125)),
+            "cooking": list(range(200, 215)),
+        },
+    )
+    (insight,) = detect_cluster_insights(before, after)
+    changes = {(c["change"], c["cluster"]) for c in insight.evidence["changes"]}
+    assert changes == {("split", "space"), ("grew", "ocean"), ("appeared", "cooking")}

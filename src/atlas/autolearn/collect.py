@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from atlas.autolearn.activity import Activity, detect_schedule_insights, load_activity
+from atlas.autolearn.clusters import cluster_snapshot, detect_cluster_insights
 from atlas.autolearn.coverage import CoverageState, coverage_state, detect_coverage_insights
 from atlas.autolearn.insights import Insight, check_kind
 from atlas.autolearn.learning import detect_learning_insights
@@ -33,6 +34,7 @@ class InsightReport:
     days: int
     coverage: CoverageState
     activity: Activity
+    clustering: dict[str, Any] | None = None
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -51,10 +53,12 @@ def collect_insights(
     kind: str | None = None,
     days: int = 7,
     now: datetime | None = None,
+    previous_clusters: dict[str, Any] | None = None,
 ) -> InsightReport:
     """Every insight the detectors support now; ``kind`` keeps one kind, ``days`` the window.
 
-    Read-only. Raises ``InvalidInput`` for an unknown kind or a bad window.
+    ``previous_clusters``: the clustering the last cycle saw (cluster changes are
+    judged against it). Read-only. Raises ``InvalidInput`` for an unknown kind or a bad window.
     """
     check_kind(kind)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
@@ -76,6 +80,8 @@ def collect_insights(
     found += timed("learning", lambda: detect_learning_insights(settings, engine, now=now))
     embedded = _current_vectors(coverage)
     found += timed("library", lambda: detect_library_insights(settings, engine, embedded))
+    clustering = cluster_snapshot(engine, coverage.model)
+    found += detect_cluster_insights(previous_clusters, clustering)
     activity = timed("activity", lambda: load_activity(engine, days=ACTIVITY_DAYS, now=now))
     found += detect_schedule_insights(activity)
     if kind is not None:
@@ -86,6 +92,7 @@ def collect_insights(
         days=days,
         coverage=coverage,
         activity=activity,
+        clustering=clustering,
         seconds=time.perf_counter() - started,
         timings=timings,
     )

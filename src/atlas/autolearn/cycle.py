@@ -43,7 +43,13 @@ def run_cycle(
     """One cycle; ``submit(task_type, params)`` queues the safe applies when ``auto``."""
     now = now or utcnow()
     judged = judge_applied(settings, engine)
-    report = collect_insights(settings, engine, now=now)
+    previous = last_run(engine)
+    report = collect_insights(
+        settings,
+        engine,
+        now=now,
+        previous_clusters=previous.get("clusters") if previous else None,
+    )
     sync = sync_recommendations(settings, engine, report.insights, coverage=report.coverage)
     applying: list[dict[str, Any]] = []
     if auto and submit is not None:
@@ -51,7 +57,6 @@ def run_cycle(
             if rec.safe:
                 outcome = submit(APPLY_TASK, {"recommendation_id": rec.id})
                 applying.append({"recommendation_id": rec.id, "task_id": outcome.task_id})
-    previous = last_run(engine)
     keys = sorted(insight.key for insight in report.insights)
     before = set(previous["insight_keys"]) if previous else set()
     result: dict[str, Any] = {
@@ -72,7 +77,10 @@ def run_cycle(
                 finished_at=utcnow(),
                 task_id=task_id,
                 insight_keys=keys,
-                report={k: v for k, v in result.items() if k != "insights"},
+                report={
+                    **{k: v for k, v in result.items() if k != "insights"},
+                    "clusters": report.clustering,
+                },
             )
         )
     return result
@@ -90,7 +98,11 @@ def last_run(engine: Engine) -> dict[str, Any] | None:
         ).first()
     if row is None:
         return None
-    return {"started_at": row.started_at.isoformat(), "insight_keys": list(row.insight_keys)}
+    return {
+        "started_at": row.started_at.isoformat(),
+        "insight_keys": list(row.insight_keys),
+        "clusters": (row.report or {}).get("clusters"),
+    }
 
 
 @task_type(CYCLE_TASK, retries=1, retry_delay_s=1.0)
