@@ -301,3 +301,31 @@ def test_clusters_that_grew_split_or_appeared_are_reported_against_the_last_run(
     (insight,) = detect_cluster_insights(before, after)
     changes = {(c["change"], c["cluster"]) for c in insight.evidence["changes"]}
     assert changes == {("split", "space"), ("grew", "ocean"), ("appeared", "cooking")}
+
+
+def test_hours_when_tasks_crowd_and_slow_down_are_a_schedule_insight(atlas):
+    from tests.analytics_support import insert_runs, run
+
+    now = utcnow().replace(hour=23, minute=30)
+    quiet = [
+        run("tag", "completed", 100, at=(now - timedelta(days=d)).replace(hour=h))
+        for d in range(1, 4)
+        for h in range(24)
+        if h != 20
+    ]
+    crowded = [
+        run(
+            "tag",
+            "completed",
+            400,
+            at=(now - timedelta(days=1 + i % 3)).replace(hour=20, minute=i % 60),
+        )
+        for i in range(40)
+    ]
+    insert_runs(atlas.engine, *quiet)
+    report = collect_insights(atlas.settings, atlas.engine, now=now)
+    assert "schedule:slow-hours" not in {i.key for i in report.insights}
+    insert_runs(atlas.engine, *crowded)
+    report = collect_insights(atlas.settings, atlas.engine, now=now)
+    (slow,) = [i for i in report.insights if i.key == "schedule:slow-hours"]
+    assert slow.evidence["slow_hours"] == [20]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from atlas.autolearn.clusters import cluster_snapshot, detect_cluster_insights
 from atlas.autolearn.coverage import CoverageState, coverage_state, detect_coverage_insights
 from atlas.autolearn.insights import Insight, check_kind
 from atlas.autolearn.learning import detect_learning_insights
-from atlas.autolearn.library import detect_library_insights
+from atlas.autolearn.library import detect_library_insights, recorded_vectors
 from atlas.autolearn.tasks_detect import detect_task_insights
 from atlas.config import Settings
 from atlas.db import utcnow
@@ -58,7 +59,8 @@ def collect_insights(
     """Every insight the detectors support now; ``kind`` keeps one kind, ``days`` the window.
 
     ``previous_clusters``: the clustering the last cycle saw (cluster changes are
-    judged against it). Read-only. Raises ``InvalidInput`` for an unknown kind or a bad window.
+    judged against it). Read-only. Raises ``InvalidInput`` for an unknown kind or a
+    bad window.
     """
     check_kind(kind)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
@@ -74,12 +76,24 @@ def collect_insights(
         return value
 
     found: list[Insight] = []
-    found += timed("tasks", lambda: detect_task_insights(settings, engine, days=days, now=now))
-    coverage = timed("coverage", lambda: coverage_state(settings, engine, now=now))
+    # The three costly reads overlap: the task log (SQL), the coverage (documents
+    # of every item) and the stored vectors (the vector store).
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        tasks_job = pool.submit(
+            timed, "tasks", lambda: detect_task_insights(settings, engine, days=days, now=now)
+        )
+        coverage_job = pool.submit(
+            timed, "coverage", lambda: coverage_state(settings, engine, now=now)
+        )
+        vectors_job = pool.submit(timed, "vectors", lambda: recorded_vectors(settings, engine))
+        found += tasks_job.result()
+        coverage = coverage_job.result()
+        vectors = vectors_job.result()
     found += detect_coverage_insights(coverage)
     found += timed("learning", lambda: detect_learning_insights(settings, engine, now=now))
-    embedded = _current_vectors(coverage)
-    found += timed("library", lambda: detect_library_insights(settings, engine, embedded))
+    current = set(coverage.embedded_current)
+    vectors = {media_id: v for media_id, v in vectors.items() if media_id in current}
+    found += timed("library", lambda: detect_library_insights(engine, vectors))
     clustering = cluster_snapshot(engine, coverage.model)
     found += detect_cluster_insights(previous_clusters, clustering)
     activity = timed("activity", lambda: load_activity(engine, days=ACTIVITY_DAYS, now=now))
@@ -96,7 +110,3 @@ def collect_insights(
         seconds=time.perf_counter() - started,
         timings=timings,
     )
-
-
-def _current_vectors(coverage: CoverageState) -> list[int]:
-    return sorted(coverage.embedded_current)

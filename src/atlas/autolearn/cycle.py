@@ -7,6 +7,7 @@ daily. Idempotent: running it twice in a row makes nothing new the second time.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +43,9 @@ def run_cycle(
 ) -> dict[str, Any]:
     """One cycle; ``submit(task_type, params)`` queues the safe applies when ``auto``."""
     now = now or utcnow()
+    clock = time.perf_counter()
     judged = judge_applied(settings, engine)
+    judge_s = time.perf_counter() - clock
     previous = last_run(engine)
     report = collect_insights(
         settings,
@@ -50,7 +53,9 @@ def run_cycle(
         now=now,
         previous_clusters=previous.get("clusters") if previous else None,
     )
+    clock = time.perf_counter()
     sync = sync_recommendations(settings, engine, report.insights, coverage=report.coverage)
+    sync_s = time.perf_counter() - clock
     applying: list[dict[str, Any]] = []
     if auto and submit is not None:
         for rec in list_recommendations(engine, statuses=("new",)):
@@ -68,7 +73,7 @@ def run_cycle(
         "auto_applied": applying,
         "previous_run_at": previous["started_at"] if previous else None,
         "seconds": round(report.seconds, 3),
-        "timings": report.timings,
+        "timings": {**report.timings, "judge": round(judge_s, 3), "sync": round(sync_s, 3)},
     }
     with database_errors(engine), engine.begin() as connection:
         connection.execute(

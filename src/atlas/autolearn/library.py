@@ -25,7 +25,7 @@ from atlas.db import database_errors
 from atlas.db.tables import media
 from atlas.errors import NotFound
 
-__all__ = ["RULES", "detect_library_insights"]
+__all__ = ["RULES", "detect_library_insights", "recorded_vectors"]
 
 NEAR_DUPLICATE = 0.97
 NEIGHBOURS = 10
@@ -46,12 +46,9 @@ RULES = {
 }
 
 
-def detect_library_insights(
-    settings: Settings, engine: Engine, embedded: list[int]
-) -> list[Insight]:
-    """Duplicate and genre insights; ``embedded``: the items with a current vector."""
+def detect_library_insights(engine: Engine, vectors: dict[int, Any]) -> list[Insight]:
+    """Duplicate and genre insights; ``vectors``: the current vectors, by media id."""
     found = _exact_duplicates(engine)
-    vectors = _vectors(settings, engine, embedded)
     if len(vectors) >= 2:
         found += _vector_insights(engine, vectors)
     return found
@@ -88,9 +85,13 @@ def _exact_duplicates(engine: Engine) -> list[Insight]:
     ]
 
 
-def _vectors(settings: Settings, engine: Engine, embedded: list[int]) -> dict[int, Any]:
-    from atlas.embeddings import media_vectors
+def recorded_vectors(settings: Settings, engine: Engine) -> dict[int, Any]:
+    """The stored vectors of every item recorded as embedded with the configured model."""
+    from atlas.embeddings import get_provider, media_vectors
+    from atlas.embeddings.repository import recorded_embeddings
 
+    with database_errors(engine), engine.connect() as connection:
+        embedded = sorted(recorded_embeddings(connection, get_provider(settings).model_id))
     if not embedded:
         return {}
     try:

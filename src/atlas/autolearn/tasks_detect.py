@@ -11,7 +11,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, func, literal_column, select
 
 from atlas.analytics import (
     DEGRADING,
@@ -40,6 +40,13 @@ MIN_BUSY_SHARE = 0.3
 #: Trends compare the earlier and the recent half of this many days.
 TREND_DAYS = 14
 
+#: Slow hours: tasks take this much longer than their type's mean...
+SLOW_HOUR_RATIO = 1.5
+#: ...in an hour with at least this many runs...
+SLOW_HOUR_MIN_RUNS = 30
+#: ...and at least this many times the average number of runs per hour.
+SLOW_HOUR_LOAD = 2.0
+
 RULES = {
     "degrading": (
         f"the analytics trend rule over the last {TREND_DAYS} days (earlier week vs recent "
@@ -54,6 +61,12 @@ RULES = {
     "wasted-retries": (
         f"at least {MIN_WASTED_RUNS} runs that retried and still failed, and no run of "
         "the type that a retry rescued, in the window"
+    ),
+    "slow-hours": (
+        f"per UTC hour of day, each run's duration over its type's mean in the window; an "
+        f"hour is slow when its runs take at least {SLOW_HOUR_RATIO:g}x their types' mean, "
+        f"it has at least {SLOW_HOUR_MIN_RUNS} runs, and at least {SLOW_HOUR_LOAD:g}x the "
+        "average number of runs per hour start in it"
     ),
     "slow-type": (
         f"at least {MIN_RUNS} runs, the type's median duration above the p95 of every "
@@ -86,6 +99,7 @@ def detect_task_insights(
     found += _recurring_failures(engine, summary)
     found += _wasted_retries(engine, summary, hours)
     found += _slow_types(engine, summary, hours, now)
+    found += _slow_hours(engine, summary, hours)
     return found
 
 
@@ -301,3 +315,76 @@ def _slow_types(
             )
         )
     return found
+
+
+def _slow_hours(engine: Engine, summary: MetricsSummary, hours: int) -> list[Insight]:
+    window = summary.window.where()
+    with database_errors(engine), engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            hour: Any = literal_column(
+                "CAST(extract(hour from timezone('UTC', task_logs.created_at)) AS integer)"
+            )
+        else:
+            hour = literal_column("CAST(substr(task_logs.created_at, 12, 2) AS integer)")
+        rows = connection.execute(
+            select(
+                hour.label("hour"),
+                task_logs.c.task_type,
+                func.count().label("runs"),
+                func.sum(task_logs.c.duration_ms).label("ms"),
+            )
+            .where(
+                and_(
+                    window,
+                    task_logs.c.status.in_(("completed", "error")),
+                    task_logs.c.duration_ms.is_not(None),
+                )
+            )
+            .group_by(hour, task_logs.c.task_type)
+        ).all()
+    type_mean: dict[str, float] = {}
+    for name, stats in summary.by_type.items():
+        if stats.duration.mean_ms:
+            type_mean[name] = stats.duration.mean_ms
+    per_hour_runs = [0] * 24
+    per_hour_expected = [0.0] * 24
+    per_hour_ms = [0.0] * 24
+    for row in rows:
+        mean = type_mean.get(row.task_type)
+        if mean is None or row.hour is None or not 0 <= int(row.hour) < 24:
+            continue
+        slot = int(row.hour)
+        per_hour_runs[slot] += int(row.runs)
+        per_hour_expected[slot] += mean * int(row.runs)
+        per_hour_ms[slot] += float(row.ms or 0)
+    total = sum(per_hour_runs)
+    if not total:
+        return []
+    average = total / 24
+    slow = [
+        slot
+        for slot in range(24)
+        if per_hour_runs[slot] >= SLOW_HOUR_MIN_RUNS
+        and per_hour_runs[slot] >= SLOW_HOUR_LOAD * average
+        and per_hour_ms[slot] >= SLOW_HOUR_RATIO * per_hour_expected[slot]
+    ]
+    if not slow:
+        return []
+    ratios = {slot: round(per_hour_ms[slot] / per_hour_expected[slot], 2) for slot in slow}
+    listed = ", ".join(f"{slot:02d} h ({ratios[slot]:g}x)" for slot in slow)
+    return [
+        Insight(
+            key="schedule:slow-hours",
+            kind="schedule",
+            severity="info",
+            statement=f"tasks run slowest when many run at once: {listed} UTC",
+            rule=RULES["slow-hours"],
+            evidence={
+                "window_hours": hours,
+                "slow_hours": slow,
+                "slowdown": ratios,
+                "runs_per_hour": per_hour_runs,
+                "average_runs_per_hour": round(average, 1),
+            },
+        )
+    ]
