@@ -272,9 +272,23 @@ def _wasted_retries(engine: Engine, summary: MetricsSummary, hours: int) -> list
 def _slow_types(
     engine: Engine, summary: MetricsSummary, hours: int, now: datetime
 ) -> list[Insight]:
+    candidates = []
+    for name, candidate in summary.by_type.items():
+        others = [
+            other.duration.p95_ms
+            for other_name, other in summary.by_type.items()
+            if other_name != name and other.duration.p95_ms is not None
+        ]
+        p50 = candidate.duration.p50_ms
+        if others and p50 is not None and candidate.runs >= MIN_RUNS and p50 > max(others):
+            candidates.append(name)
+    if not candidates:  # the bottleneck report (a second pass over the runs) is not needed
+        return []
     report = find_bottlenecks(engine, hours=hours, now=now)
     found = []
     for load in report.types:
+        if load.task_type not in candidates:
+            continue
         stats = summary.by_type.get(load.task_type)
         if stats is None or load.runs < MIN_RUNS or stats.duration.p50_ms is None:
             continue
