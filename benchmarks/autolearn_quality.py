@@ -493,15 +493,19 @@ def scale(work: Path, now: datetime, n_media: int, n_logs: int) -> bool:
             )
         run_cycle(atlas.settings, atlas.engine, now=now)  # the first folds the history
         # The machine may be shared: the median of three cycles.
-        times = []
+        times, cpu = [], []
         for _ in range(3):
-            clock = time.perf_counter()
+            clock, cpu_clock = time.perf_counter(), time.process_time()
             result = run_cycle(atlas.settings, atlas.engine, now=now)
             times.append(time.perf_counter() - clock)
+            cpu.append(time.process_time() - cpu_clock)
         seconds = sorted(times)[1]
     finally:
         atlas.close()
-    print(f"  timings: {result['timings']}")
+    print(f"  detector timings (s): {result['timings']}")
+    print(
+        f"  CPU time of the cycle (median): {sorted(cpu)[1]:.2f} s; load average now: {os.getloadavg()[0]:.1f}"
+    )
     target = 5.0
     print(
         f"cycle over {logs:,} task_logs and {n_media:,} media: {seconds:.2f} s (median of 3)  "

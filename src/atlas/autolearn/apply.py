@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 
 from atlas.autolearn.actions import action_data_key, check_action, run_action
 from atlas.autolearn.recommendations import Recommendation, get_recommendation
+from atlas.config import Settings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import autolearn_recommendations as recs
 from atlas.errors import Conflict
@@ -83,7 +84,9 @@ def apply_recommendation(
     )
 
 
-def _check_current(settings: Any, engine: Any, rec: Recommendation, *, supersede: bool) -> None:
+def _check_current(
+    settings: Settings, engine: Engine, rec: Recommendation, *, supersede: bool
+) -> None:
     kind, params = rec.action["kind"], rec.action.get("params", {})
     if action_data_key(settings, engine, kind, params) == rec.data_key:
         return
