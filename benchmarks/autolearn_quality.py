@@ -504,7 +504,8 @@ def scale(work: Path, now: datetime, n_media: int, n_logs: int) -> bool:
         atlas.close()
     print(f"  detector timings (s): {result['timings']}")
     print(
-        f"  CPU time of the cycle (median): {sorted(cpu)[1]:.2f} s; load average now: {os.getloadavg()[0]:.1f}"
+        f"  CPU time of the cycle (median): {sorted(cpu)[1]:.2f} s; "
+        f"load average now: {os.getloadavg()[0]:.1f}"
     )
     target = 5.0
     print(
