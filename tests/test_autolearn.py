@@ -329,3 +329,33 @@ def test_hours_when_tasks_crowd_and_slow_down_are_a_schedule_insight(atlas):
     report = collect_insights(atlas.settings, atlas.engine, now=now)
     (slow,) = [i for i in report.insights if i.key == "schedule:slow-hours"]
     assert slow.evidence["slow_hours"] == [20]
+
+
+def test_a_kind_whose_applied_recommendations_keep_failing_stops_being_proposed(atlas):
+    from sqlalchemy import insert
+
+    _library(atlas, 2)
+    now = utcnow()
+    with atlas.engine.begin() as connection:
+        for verdict in ("failed", "failed", "kept"):
+            connection.execute(
+                insert(autolearn_recommendations).values(
+                    kind="embed",
+                    status="applied",
+                    insight_key="coverage:not-embedded",
+                    insight={},
+                    statement="old",
+                    action={"kind": "embed", "params": {}, "describe": ""},
+                    metric="media without a vector",
+                    data_key="old",
+                    created_at=now,
+                    updated_at=now,
+                    verdict=verdict,
+                )
+            )
+    report = run_autolearn(atlas.dispatcher)
+    assert report["recommendations"]["made"] == []
+    assert report["recommendations"]["blocked"] == {
+        "embed": "2 of 3 applied embed recommendations did not move their metric"
+    }
+    assert "coverage:not-embedded" in {i["key"] for i in report["insights"]}
