@@ -359,3 +359,29 @@ def test_a_kind_whose_applied_recommendations_keep_failing_stops_being_proposed(
         "embed": "2 of 3 applied embed recommendations did not move their metric"
     }
     assert "coverage:not-embedded" in {i["key"] for i in report["insights"]}
+
+
+@pytest.mark.usefixtures("embedding_model")
+def test_run_auto_applies_only_the_safe_recommendations(atlas):
+    from tests.analytics_support import insert_runs, run
+
+    from atlas.autolearn import list_recommendations as recs_of
+
+    ids = _library(atlas, 3)
+    _embed(atlas, ids[:1])
+    now = utcnow()
+    insert_runs(  # retries that never help: lowering them is not for the automatic cycle
+        atlas.engine,
+        *[
+            run("tag", "error", 300, at=now - timedelta(hours=i + 1), retries=1, error="bad")
+            for i in range(6)
+        ],
+    )
+    report = run_autolearn(atlas.dispatcher, auto=True)
+    applied = [a["recommendation_id"] for a in report["auto_applied"]]
+    kinds = {r.id: r.kind for r in recs_of(atlas.engine, statuses=("applied", "new"))}
+    assert applied and all(kinds[rec_id] == "embed" for rec_id in applied)
+    assert [r.kind for r in recs_of(atlas.engine, statuses=("new",))] == ["set-retries"]
+    after = run_autolearn(atlas.dispatcher)
+    assert "coverage:not-embedded" in after["resolved_insights"]
+    assert {j["verdict"] for j in after["judged"]} == {"kept"}
