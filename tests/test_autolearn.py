@@ -385,3 +385,15 @@ def test_run_auto_applies_only_the_safe_recommendations(atlas):
     after = run_autolearn(atlas.dispatcher)
     assert "coverage:not-embedded" in after["resolved_insights"]
     assert {j["verdict"] for j in after["judged"]} == {"kept"}
+
+
+def test_a_tag_kind_the_user_nearly_always_removes_is_a_learning_insight(atlas):
+    from atlas.feedback import track_tag_edits
+
+    for index in range(32):
+        media_id = add_item(atlas.engine, f"Film {index}", auto=[f"theme{index}"], user=["mine"])
+        track_tag_edits(atlas.engine, atlas.settings.feedback, media_id, tags=["mine"])
+    report = collect_insights(atlas.settings, atlas.engine, kind="learning")
+    (removed,) = [i for i in report.insights if i.key == "learning:removed-kind:topic"]
+    assert removed.evidence["reviewed"] == 32 and removed.evidence["kept"] == 0
+    assert removed.severity == "warning"  # 50 reviews are needed before a cut-off is learned

@@ -24,7 +24,17 @@ MIN_REVERTED = 3
 #: ...and at least this share of its judged applications.
 MIN_REVERTED_SHARE = 0.5
 
+#: Automatic tags of a kind are nearly always removed: at least this many reviewed...
+MIN_REVIEWED = 30
+#: ...and the upper bound of the 95% Wilson interval of the share kept at most this.
+MAX_KEPT_SHARE = 0.2
+
 RULES = {
+    "removed-kind": (
+        f"at least {MIN_REVIEWED} automatic tags of a kind judged by full reviews, and the "
+        f"upper bound of the 95% Wilson interval of the share the user kept at most "
+        f"{MAX_KEPT_SHARE:.0%}"
+    ),
     "uncovered-correction": (
         f"the same correction made on at least {MIN_ITEMS} items (and at least the miner's "
         "minimum frequency) with no rule for it; the miner's support and confidence say why"
@@ -85,6 +95,7 @@ def detect_learning_insights(settings: Settings, engine: Engine, *, now: datetim
                 else None,
             )
         )
+    found += _removed_kinds(settings, engine)
     for rule in rules:
         if rule.id is None:
             continue
@@ -131,4 +142,49 @@ def detect_learning_insights(settings: Settings, engine: Engine, *, now: datetim
                     },
                 )
             )
+    return found
+
+
+def _removed_kinds(settings: Settings, engine: Engine) -> list[Insight]:
+    """Kinds of automatic tags the user removes on nearly every full review."""
+    from atlas.autolearn.tasks_detect import wilson_interval
+    from atlas.tagging.cutoffs import learned_cutoffs, reviewed_tags
+
+    reviews = reviewed_tags(engine, settings.tagging.cutoff_window)
+    cutoffs = learned_cutoffs(settings.tagging, engine)
+    found = []
+    for kind, pairs in sorted(reviews.kinds.items()):
+        kept = sum(1 for _, was_kept in pairs if was_kept)
+        if len(pairs) < MIN_REVIEWED:
+            continue
+        low, high = wilson_interval(kept, len(pairs))
+        if high > MAX_KEPT_SHARE:
+            continue
+        learned = cutoffs.kinds.get(kind)
+        handled = learned is not None and learned.never
+        found.append(
+            Insight(
+                key=f"learning:removed-kind:{kind}",
+                kind="learning",
+                severity="info" if handled else "warning",
+                statement=(
+                    f"you remove automatic {kind} tags on nearly every review (kept "
+                    f"{kept} of {len(pairs)}); "
+                    + (
+                        "Atlas has learned to stop proposing them"
+                        if handled
+                        else "Atlas still proposes them (tagging.learn_cutoffs is off, or "
+                        "their cut-off has too few reviews)"
+                    )
+                ),
+                rule=RULES["removed-kind"],
+                evidence={
+                    "tag_kind": kind,
+                    "reviewed": len(pairs),
+                    "kept": kept,
+                    "kept_share_interval": [round(low, 4), round(high, 4)],
+                    "learned_cutoff": learned.cutoff if learned else None,
+                },
+            )
+        )
     return found
