@@ -397,3 +397,43 @@ def test_a_tag_kind_the_user_nearly_always_removes_is_a_learning_insight(atlas):
     (removed,) = [i for i in report.insights if i.key == "learning:removed-kind:topic"]
     assert removed.evidence["reviewed"] == 32 and removed.evidence["kept"] == 0
     assert removed.severity == "warning"  # 50 reviews are needed before a cut-off is learned
+
+
+def test_transcriptions_that_time_out_are_offered_a_smaller_model(atlas):
+    from sqlalchemy import insert
+    from tests.analytics_support import insert_runs, run
+
+    from atlas.db.tables import tasks
+
+    ids = _library(atlas, 4)
+    now = utcnow()
+    rows = []
+    with atlas.engine.begin() as connection:
+        for index in range(40):
+            failed = index % 4 == 0
+            task_id = connection.execute(
+                insert(tasks)
+                .values(
+                    task_type="transcribe",
+                    status="error" if failed else "completed",
+                    params={"media_ids": [ids[(index // 4) % 2]] if failed else [ids[2]]},
+                    created_at=now,
+                )
+                .returning(tasks.c.id)
+            ).scalar_one()
+            rows.append(
+                run(
+                    "transcribe",
+                    "error" if failed else "completed",
+                    600_000 if failed else 20_000,
+                    at=now - timedelta(hours=index % 20 + 1),
+                    task_id=task_id,
+                    error=f"whisper timed out after 600 s on '/lib/long{index}.mkv'",
+                )
+            )
+    insert_runs(atlas.engine, *rows)
+    run_autolearn(atlas.dispatcher)
+    (rec,) = [r for r in list_recommendations(atlas.engine) if r.kind == "transcribe-smaller"]
+    assert sorted(rec.action["params"]["media_ids"]) == sorted(ids[:2])
+    plan = apply_recommendation(atlas.dispatcher, rec.id, dry_run=True).plan
+    assert plan.startswith("transcribe 2 media items again with the fast (smaller) Whisper model")

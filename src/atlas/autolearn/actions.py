@@ -48,6 +48,7 @@ ACTION_KINDS = (
     "disable-rule",
     "set-retries",
     "fill-metadata",
+    "transcribe-smaller",
 )
 #: Fields a fill-metadata action may fill (only while empty: it never overwrites).
 FILLABLE = ("genre", "year", "description", "artist")
@@ -60,6 +61,7 @@ PARAMETERS = {
     "disable-rule": {"rule_id"},
     "set-retries": {"task_type", "retries"},
     "fill-metadata": {"media_id", "field", "value"},
+    "transcribe-smaller": {"media_ids"},
 }
 _QUEUE_TASK = {"embed": "embed", "transcribe": "transcribe", "tag": "tag"}
 MAX_RETRIES = 20
@@ -90,7 +92,7 @@ def check_action(kind: str, params: Mapping[str, Any]) -> None:
     unexpected = sorted(set(params) - PARAMETERS[kind])
     if unexpected:
         raise InvalidInput(f"action {kind} takes no parameter {unexpected[0]!r}")
-    if kind in _QUEUE_TASK:
+    if kind in _QUEUE_TASK or kind == "transcribe-smaller":
         ids = params.get("media_ids")
         if (
             not isinstance(ids, list)
@@ -133,6 +135,12 @@ def describe_action(kind: str, params: Mapping[str, Any]) -> str:
         return f"queue {_QUEUE_TASK[kind]} tasks for {len(ids)} media items ({shown})"
     if kind == "feedback-loop":
         return "run the feedback loop (mine corrections into rules, apply the rules)"
+    if kind == "transcribe-smaller":
+        ids = _ids(params)
+        return (
+            f"transcribe {len(ids)} media items again with the fast (smaller) Whisper "
+            f"model: {', '.join(str(m) for m in ids[:12])}" + (", ..." if len(ids) > 12 else "")
+        )
     if kind == "fill-metadata":
         return (
             f"set the empty {params['field']} of media {params['media_id']} to {params['value']!r}"
@@ -165,6 +173,8 @@ def action_data_key(
         return _digest([kind, gap, sorted(state.gaps.get(gap, []))])
     if kind == "feedback-loop":
         return _digest([kind, sorted(_uncovered(settings, engine, params))])
+    if kind == "transcribe-smaller":
+        return _digest([kind, sorted(untranscribed(engine, _ids(params)))])
     if kind == "disable-rule":
         rule = _rule(engine, int(params["rule_id"]))
         return _digest([kind, rule.id, rule.enabled, rule.success_count, rule.failure_count])
@@ -173,6 +183,19 @@ def action_data_key(
     if kind == "fill-metadata":
         return _digest([kind, params["media_id"], params["field"], _field(engine, params)])
     raise InvalidInput(f"unknown action {kind!r}")
+
+
+def untranscribed(engine: Engine, media_ids: list[int]) -> list[int]:
+    """Which of these items still have no transcript."""
+    from atlas.db.tables import transcripts
+
+    with database_errors(engine), engine.connect() as connection:
+        done = set(
+            connection.scalars(
+                select(transcripts.c.media_id).where(transcripts.c.media_id.in_(media_ids))
+            )
+        )
+    return [m for m in media_ids if m not in done]
 
 
 def _field(engine: Engine, params: Mapping[str, Any]) -> Any:
@@ -223,6 +246,15 @@ def run_action(ctx: TaskContext, kind: str, params: Mapping[str, Any]) -> Action
     if kind == "feedback-loop":
         outcome = ctx.submit("feedback-loop", {"mode": "full"})
         return ActionRun([outcome.task_id], {})
+    if kind == "transcribe-smaller":
+        task_ids = []
+        ids = _ids(params)
+        for start in range(0, len(ids), 8):
+            outcome = ctx.submit(
+                "transcribe", {"media_ids": ids[start : start + 8], "quality": "fast"}
+            )
+            task_ids.append(outcome.task_id)
+        return ActionRun(task_ids, {"queued_items": len(ids)})
     if kind == "disable-rule":
         rule = _rule(engine, int(params["rule_id"]))
         set_rule_enabled(
@@ -266,6 +298,8 @@ def measure_action(
         return float(len(remaining)), len(_ids(params))
     if kind == "feedback-loop":
         return float(len(_uncovered(settings, engine, params))), 1
+    if kind == "transcribe-smaller":
+        return float(len(untranscribed(engine, _ids(params)))), len(_ids(params))
     if kind == "disable-rule":
         rule = _rule(engine, int(params["rule_id"]))
         before = int((detail or {}).get("reverted_before", rule.failure_count))

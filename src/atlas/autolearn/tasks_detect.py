@@ -8,6 +8,7 @@ analytics does not offer: which runs retried, and the media a failing type hit.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from atlas.analytics import (
     summarise_task_metrics,
     task_trends,
 )
+from atlas.autolearn.actions import untranscribed as _untranscribed
 from atlas.autolearn.insights import Insight, Suggestion
 from atlas.config import Settings
 from atlas.db import database_errors
@@ -37,6 +39,7 @@ MIN_REASON_SHARE = 0.5
 MIN_WASTED_RUNS = 5
 #: Slow type: its median is above every other type's p95 and it takes this share of the time.
 MIN_BUSY_SHARE = 0.3
+_TIMEOUT = re.compile(r"timed? ?out|timeout", re.IGNORECASE)
 #: Trends compare the earlier and the recent half of this many days.
 TREND_DAYS = 14
 
@@ -151,6 +154,16 @@ def _recurring_failures(engine: Engine, summary: MetricsSummary) -> list[Insight
         if count / stats.failed < MIN_REASON_SHARE:
             continue
         examples = _failed_examples(engine, name, summary)
+        suggestion = None
+        waiting = _untranscribed(engine, examples["all_media_ids"]) if name == "transcribe" else []
+        if _TIMEOUT.search(top.reason) and waiting:
+            # Long files that time out: a smaller model transcribes them in time.
+            suggestion = Suggestion(
+                action="transcribe-smaller",
+                params={"media_ids": waiting},
+                metric="media whose transcription timed out, still without a transcript",
+                baseline=float(len(waiting)),
+            )
         found.append(
             Insight(
                 key=f"reliability:recurring-failure:{name}",
@@ -170,8 +183,9 @@ def _recurring_failures(engine: Engine, summary: MetricsSummary) -> list[Insight
                     "reason": top.reason,
                     "reason_count": count,
                     "example": top.example,
-                    **examples,
+                    **{k: v for k, v in examples.items() if k != "all_media_ids"},
                 },
+                suggestion=suggestion,
             )
         )
     return found
@@ -185,7 +199,7 @@ def _failed_examples(engine: Engine, task_type: str, summary: MetricsSummary) ->
             .select_from(task_logs.outerjoin(tasks, tasks.c.id == task_logs.c.task_id))
             .where(and_(window, task_logs.c.task_type == task_type, task_logs.c.status == "error"))
             .order_by(task_logs.c.id.desc())
-            .limit(5)
+            .limit(500)
         ).all()
         rescued = connection.scalar(
             select(func.count()).where(
@@ -203,8 +217,9 @@ def _failed_examples(engine: Engine, task_type: str, summary: MetricsSummary) ->
         ids = params.get("media_ids") or ([params["media_id"]] if "media_id" in params else [])
         media_ids += [i for i in ids if isinstance(i, int) and i not in media_ids]
     return {
-        "task_ids": [row.task_id for row in rows],
+        "task_ids": [row.task_id for row in rows][:5],
         "media_ids": media_ids[:10],
+        "all_media_ids": media_ids,
         "runs_rescued_by_retry": int(rescued or 0),
     }
 
