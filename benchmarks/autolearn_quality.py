@@ -397,7 +397,8 @@ def quality(work: Path, now: datetime, controls: int, size: int) -> bool:
 
         fixable_keys = {k for k in keys if k.startswith(FIXABLE)}
         applied = []
-        for rec in list_recommendations(atlas.engine):
+        # In the order they were made (most severe first), as a user would go down the list.
+        for rec in sorted(list_recommendations(atlas.engine), key=lambda r: r.id):
             if not rec.insight_key.startswith(FIXABLE):
                 continue
             try:
