@@ -74,6 +74,9 @@ def test_demo_embeds_during_ingest_then_searches_and_clusters(
     learning = report.learning
     assert learning is not None and (learning.reviewed, learning.held_out) == (3, 2)
     assert learning.review_edits > 0 and learning.edits_before > 0
+    # The demo ends with an autolearn cycle over the library it built, logged as a task.
+    assert report.autolearn is not None and report.autolearn["task_id"]
+    assert report.autolearn["previous_run_at"] is None
     sample = next(item for item in load_items() if item.title == first.title)
     assert {tag.norm for tag in first_tags} == {
         normalise_tag(t) for t in sample.genres + sample.tags

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from atlas.config import Settings
+from atlas.autolearn.actions import learned_retries
+from atlas.config import Settings, TaskPolicy
 from atlas.db import describe_url, make_engine, migration_status, upgrade
 from atlas.errors import InvalidInput, Unavailable
 from atlas.paths import os_errors
 from atlas.tasks import Dispatcher, registered_task_types
+from atlas.tasks.registry import is_registered
 
 __all__ = ["TASK_MODULES", "Atlas", "check_task_policies", "load_task_modules", "open_atlas"]
 
@@ -30,6 +32,8 @@ TASK_MODULES = (
     "atlas.analytics.cleanup",
     "atlas.embeddings.embed",
     "atlas.embeddings.clusters",
+    "atlas.autolearn.apply",
+    "atlas.autolearn.cycle",
 )
 
 
@@ -82,4 +86,17 @@ def open_atlas(settings: Settings, *, migrate: bool = True) -> Atlas:
         raise Unavailable(
             f"the database {describe_url(settings.database)} needs migrating; run: atlas migrate"
         )
+    settings = with_learned_retries(settings, learned_retries(engine))
     return Atlas(settings=settings, engine=engine, dispatcher=Dispatcher(settings, engine))
+
+
+def with_learned_retries(settings: Settings, learned: dict[str, int]) -> Settings:
+    """Settings with the retries autolearn learned for task types the settings leave unset."""
+    if not learned:
+        return settings
+    policies = dict(settings.tasks)
+    for name, retries in learned.items():
+        policy = policies.get(name, TaskPolicy())
+        if policy.retries is None and is_registered(name):
+            policies[name] = policy.model_copy(update={"retries": retries})
+    return settings.model_copy(update={"tasks": policies})

@@ -27,6 +27,7 @@ from atlas.paths import os_errors, user_path
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "AutolearnSettings",
     "ChromaSettings",
     "EmbeddingSettings",
     "ExecutionSettings",
@@ -235,6 +236,35 @@ class FeedbackSettings(_Section):
     half_life_days: float = Field(default=90.0, gt=0)
 
 
+class AutolearnSettings(_Section):
+    """The autolearn agent (``atlas autolearn``, ``atlas schedule``)."""
+
+    #: UTC hours the heavy periodic work runs in; unset: the quiet hours learned
+    #: from the library's activity (``atlas schedule apply``).
+    schedule_hours: list[int] | None = None
+    #: When no learned schedule is stored, a worker still runs the daily
+    #: autolearn cycle at this UTC hour.
+    default_cycle_hour: int = Field(default=3, ge=0, le=23)
+    #: An Ollama model for ``atlas autolearn plan`` (unset: no LLM planning).
+    ollama_model: str | None = None
+    ollama_host: str = "http://127.0.0.1:11434"
+    #: Or a model behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+    openai_model: str | None = None
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_api_key: str | None = None
+    #: Seconds to connect to the model's host and to wait for each part of its answer.
+    request_timeout_s: float = Field(default=120.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+
+    @field_validator("schedule_hours")
+    @classmethod
+    def _hours(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if not value or any(not 0 <= hour <= 23 for hour in value):
+                raise ValueError("must be a non-empty list of hours from 0 to 23")
+            return sorted(set(value))
+        return value
+
+
 class ExecutionSettings(_Section):
     """How tasks survive the death of the process that runs them (see ``atlas.tasks.leases``)."""
 
@@ -300,6 +330,7 @@ class Settings(BaseSettings):
     tagging: TaggingSettings = TaggingSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    autolearn: AutolearnSettings = AutolearnSettings()
     execution: ExecutionSettings = ExecutionSettings()
     tasks: dict[str, TaskPolicy] = {}
 

@@ -11,12 +11,14 @@ import typer
 from atlas import __version__
 from atlas.cli import (
     analytics_cmd,
+    autolearn_cmd,
     config_cmd,
     demo_cmd,
     embed_cmd,
     feedback_cmd,
     media_cmd,
     migrate_cmd,
+    schedule_cmd,
     search_cmd,
     serve_cmd,
     storage_cmd,
@@ -93,6 +95,8 @@ for module in (
     tasks_cmd,
     analytics_cmd,
     feedback_cmd,
+    autolearn_cmd,
+    schedule_cmd,
     demo_cmd,
     serve_cmd,
 ):

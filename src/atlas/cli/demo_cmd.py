@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.cli.autolearn_cmd import render_cycle
 from atlas.cli.search_cmd import render_clusters, render_search
 from atlas.cli.tags_cmd import tag_cell
 from atlas.demo import CORRUPT_FILE_NAME, LearningReport, run_demo
@@ -83,6 +84,7 @@ def demo(
                 "similar": report.similar.to_dict() if report.similar else None,
                 "clusters": report.clusters.to_dict() if report.clusters else None,
                 "learning": report.learning.to_dict() if report.learning else None,
+                "autolearn": report.autolearn,
             }
         )
     else:
@@ -136,6 +138,11 @@ def demo(
         if report.learning is not None:
             console.print()
             _render_learning(report.learning)
+        if report.autolearn is not None:
+            console.print()
+            render_cycle(report.autolearn)
+            for insight in report.autolearn["insights"][:8]:
+                typer.echo(f"  [{insight['severity']}] {insight['statement']}")
         console.print(f"\nExplore it: ATLAS_HOME={atlas.settings.home} atlas media list")
         console.print(
             f"            ATLAS_HOME={atlas.settings.home} atlas search-similar --query 'ocean'"

@@ -7,10 +7,11 @@ import os
 import typer
 from rich.table import Table
 
+from atlas.autolearn import show_schedule
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
 from atlas.tasks.dispatcher import RecoveryReport
 from atlas.tasks.history import list_tasks, task_detail
-from atlas.tasks.worker import WorkerStart, run_worker
+from atlas.tasks.worker import DailyJob, WorkerStart, run_worker
 
 tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
 
@@ -175,8 +176,13 @@ def worker(
         False, "--threads", help="Run tasks in threads instead of processes."
     ),
 ) -> None:
-    """Run queued tasks (needs queue_url); several workers may share one queue."""
-    dispatcher = state(ctx).atlas().dispatcher
+    """Run queued tasks (needs queue_url) and the daily jobs of the schedule."""
+    atlas = state(ctx).atlas()
+    dispatcher = atlas.dispatcher
+    schedule = show_schedule(atlas.settings, atlas.engine, queued=dispatcher.queued)
+    daily = [
+        DailyJob(job.name, job.task_type, job.hour, job.minute, job.params) for job in schedule.jobs
+    ]
 
     def started(start: WorkerStart) -> None:
         recovered = _describe_recovery(
@@ -193,6 +199,8 @@ def worker(
             + (f"; {recovered}" if recovered else ""),
             err=True,
         )
+        jobs = ", ".join(f"{job.name} {job.hour:02d}:{job.minute:02d}" for job in daily)
+        typer.echo(f"atlas worker: daily ({schedule.source} schedule, UTC): {jobs}", err=True)
 
     def recovered(report: RecoveryReport) -> None:
         typer.echo(f"atlas worker: {_describe_recovery(report, queued=True)}", err=True)
@@ -203,6 +211,7 @@ def worker(
         threads=threads,
         on_start=started,
         on_recovered=recovered,
+        daily=daily,
     )
     if handed_back:
         typer.echo(f"atlas worker: handed {handed_back} running task(s) back", err=True)

@@ -35,10 +35,14 @@ from atlas.db.types import UTCDateTime, utcnow
 __all__ = [
     "FEEDBACK_TYPES",
     "MEDIA_TYPES",
+    "RECOMMENDATION_STATUSES",
     "RULE_OUTCOMES",
     "TAG_SOURCES",
     "TASK_STATUSES",
     "TRANSCRIPT_SOURCES",
+    "autolearn_recommendations",
+    "autolearn_runs",
+    "autolearn_schedule",
     "clusters",
     "learning_rules",
     "library_roots",
@@ -76,6 +80,7 @@ TASK_STATUSES = ("queued", "running", "completed", "error", "cancelled")
 FEEDBACK_TYPES = ("tag_correction", "file_move", "rating", "metadata_edit")
 TRANSCRIPT_SOURCES = ("whisper", "sidecar", "embedded")
 RULE_OUTCOMES = ("pending", "kept", "reverted")
+RECOMMENDATION_STATUSES = ("new", "applied", "dismissed", "superseded")
 
 
 # The seed's tables default their times in the database too.
@@ -510,4 +515,77 @@ media_tag_rejections = Table(
     Column("feedback_id", Integer),
     Column("rejected_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("media_id", "tag_norm"),
+)
+
+
+# --- autolearn (added by 0014) ---------------------------------------------------
+
+# What atlas.autolearn advises, the action it would take (exactly), the metric it
+# promises to move, and once applied, whether it did.
+autolearn_recommendations = Table(
+    "autolearn_recommendations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The action kind, e.g. 'embed-missing' (see atlas.autolearn.actions).
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False, server_default="new"),
+    # The insight it came from: its stable key and the insight as shown.
+    Column("insight_key", String(200), nullable=False, index=True),
+    Column("insight", JSON, nullable=False),
+    Column("statement", Text, nullable=False),
+    # {kind, params, describe}: what apply does, as --dry-run shows it.
+    Column("action", JSON, nullable=False),
+    # The metric it promises to lower, its value when made and after judging.
+    Column("metric", String(200), nullable=False),
+    Column("baseline", Float),
+    # SHA-256 of the data the action acts on; apply refuses when it changed.
+    Column("data_key", String(64), nullable=False),
+    # May be applied by the automatic cycle (queueing missing work, folding).
+    Column("safe", Boolean, nullable=False, server_default=text("false")),
+    # 'detector' or 'llm'.
+    Column("origin", String(16), nullable=False, server_default="detector"),
+    # The order an LLM plan put it in.
+    Column("rank", Integer),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    # The apply task that holds it: two applies at once apply it once.
+    Column("claimed_by", Integer),
+    Column("applied_at", UTCDateTime),
+    Column("applied_task_id", Integer),
+    Column("applied_result", JSON),
+    Column("dismissed_reason", Text),
+    Column("superseded_reason", Text),
+    Column("judged_at", UTCDateTime),
+    # 'kept' (the metric moved as promised) or 'failed'.
+    Column("verdict", String(16)),
+    Column("after", Float),
+    Column("verdict_detail", Text),
+    CheckConstraint(_in("status", RECOMMENDATION_STATUSES), name="status"),
+    CheckConstraint("verdict IS NULL OR verdict IN ('kept', 'failed')", name="verdict"),
+)
+Index("ix_autolearn_recommendations_status", autolearn_recommendations.c.status)
+
+# One row per autolearn cycle: what it found, so the next can say what changed.
+autolearn_runs = Table(
+    "autolearn_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+    Column("task_id", Integer),
+    Column("insight_keys", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+)
+
+# The learned schedule (one row): quiet hours, the periodic jobs placed in them,
+# and the activity it was learned from.
+autolearn_schedule = Table(
+    "autolearn_schedule",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("quiet_hours", JSON, nullable=False),
+    Column("jobs", JSON, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    CheckConstraint("id = 1", name="single_row"),
 )

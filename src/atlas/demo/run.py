@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atlas.app import Atlas
+from atlas.autolearn import run_autolearn
 from atlas.demo.build import DemoItem, DemoLibrary, build_library, load_items
 from atlas.embeddings import (
     ClusterReport,
@@ -79,6 +81,8 @@ class DemoReport:
     similar: SearchResult | None = None
     clusters: ClusterReport | None = None
     learning: LearningReport | None = None
+    #: The autolearn cycle run at the end (its report).
+    autolearn: dict[str, Any] | None = None
 
     def transcript_sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -100,7 +104,8 @@ def run_demo(
     Ingest, then transcription (subtitle sidecars first, else Whisper) which goes
     on down the chain (tagging, embedding) when ``auto_process`` is on; then
     tags and embeds whatever is left, runs one text search, one "more like this"
-    and clusters the library. ``limit`` builds only the first items, for a quick try.
+    and clusters the library, and ends with an autolearn cycle. ``limit`` builds
+    only the first items, for a quick try.
     ``on_stage(name, total)`` announces each stage and ``on_step()`` reports one
     unit of progress within it.
     """
@@ -167,6 +172,8 @@ def run_demo(
     if len(media.items) >= 2:
         titles = {item.id: item.title for item in media.items}
         report.learning = _learn(atlas, items, titles, stage, advanced)
+    # Last: what Atlas itself notices about the library it just built, and advises.
+    report.autolearn = run_autolearn(atlas.dispatcher)
     return report
 
 

@@ -60,6 +60,8 @@ class TaskQueue:
             execute(task_id)  # the outcome is in the tasks table, not in Huey
 
         self._task = self.huey.task(name=_TASK_NAME)(run)
+        #: Daily jobs were added (``add_daily``): the consumer schedules them.
+        self._periodic = False
 
     def enqueue(self, task_id: int, delay_s: float = 0.0, *, first: bool = False) -> None:
         """Send a task id to the queue; raises ``Unavailable`` if it cannot be reached.
@@ -109,6 +111,18 @@ class TaskQueue:
                 raise
             raise _unreachable(self.url, exc, self.timeout_s) from None
 
+    def add_daily(self, name: str, hour: int, minute: int, run: Callable[[], object]) -> None:
+        """Run ``run`` every day at ``hour:minute`` UTC in a consumer started with periodic work."""
+        from huey import crontab
+
+        def job() -> None:
+            run()
+
+        self.huey.periodic_task(
+            crontab(minute=str(minute), hour=str(hour)), name=f"atlas.daily.{name}"
+        )(job)
+        self._periodic = True
+
     def consumer(
         self,
         *,
@@ -131,7 +145,7 @@ class TaskQueue:
             tick_every_s=tick_every_s,
             workers=workers,
             worker_type=worker_type,
-            periodic=False,
+            periodic=self._periodic,
             initial_delay=0.05,
             max_delay=1.0,
             check_worker_health=True,

@@ -13,13 +13,56 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import select
+
+from atlas.db import database_errors, utcnow
+from atlas.db.tables import tasks
 from atlas.errors import InvalidInput
-from atlas.tasks.dispatcher import Dispatcher, RecoveryReport
+from atlas.tasks.dispatcher import Dispatcher, RecoveryReport, TaskOutcome
 
-__all__ = ["WorkerStart", "run_worker"]
+__all__ = ["DailyJob", "WorkerStart", "run_daily_job", "run_worker"]
+
+#: A daily job already submitted this recently (by another worker) is not submitted again.
+DAILY_DEDUP = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class DailyJob:
+    """A task a worker submits every day at ``hour:minute`` UTC."""
+
+    name: str
+    task_type: str
+    hour: int
+    minute: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _daily_runner(dispatcher: Dispatcher, job: DailyJob) -> Callable[[], object]:
+    return lambda: run_daily_job(dispatcher, job)
+
+
+def run_daily_job(dispatcher: Dispatcher, job: DailyJob) -> TaskOutcome | None:
+    """Submit the job's task unless one was submitted for it in the last 12 hours.
+
+    Every worker's scheduler fires the job; the first to submit it wins, so many
+    workers (on many machines) still run it once a day.
+    """
+    since = utcnow() - DAILY_DEDUP
+    with database_errors(dispatcher.engine), dispatcher.engine.connect() as connection:
+        recent = connection.execute(
+            select(tasks.c.params).where(
+                tasks.c.task_type == job.task_type, tasks.c.created_at >= since
+            )
+        ).all()
+    if any(dict(row.params or {}) == dict(job.params) for row in recent):
+        return None
+    return dispatcher.submit(job.task_type, dict(job.params))
+
 
 #: How often a running worker re-sends queued tasks whose message was lost.
 RESEND_EVERY_S = 20.0
@@ -43,8 +86,11 @@ def run_worker(
     threads: bool,
     on_start: Callable[[WorkerStart], None] | None = None,
     on_recovered: Callable[[RecoveryReport], None] | None = None,
+    daily: Sequence[DailyJob] = (),
 ) -> int:
     """Consume the queue until stopped; returns how many running tasks were handed back.
+
+    ``daily``: jobs the worker's scheduler submits each day (see :func:`run_daily_job`).
 
     Raises ``InvalidInput`` without a queue and ``Unavailable`` when the queue or
     the database does not answer, before any task is touched.
@@ -63,6 +109,9 @@ def run_worker(
         # Each forked process opens its own database connections.
         engine = dispatcher.engine
         os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+
+    for job in daily:
+        queue.add_daily(job.name, job.hour, job.minute, _daily_runner(dispatcher, job))
 
     recovered = dispatcher.recover()
     resent = dispatcher.resend_lost_messages()
