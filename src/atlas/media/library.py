@@ -204,7 +204,8 @@ def list_media(
             )
         )
     column = _SORT_COLUMNS[sort]
-    order = [column.desc() if descending else column.asc()]
+    # Items without the value come last either way (PostgreSQL would put them first).
+    order = [(column.desc() if descending else column.asc()).nulls_last()]
     if sort != "id":
         order.append(media.c.id.desc() if descending else media.c.id.asc())
     with database_errors(engine), engine.connect() as connection:
