@@ -203,6 +203,9 @@ class TaggingSettings(_Section):
     cutoff_min_reviews: int = Field(default=50, ge=1)
     #: ...over the latest this many.
     cutoff_window: int = Field(default=300, ge=10, le=20_000)
+    #: Learn the source weights, threshold and genre floor from the library's
+    #: confirmed items (``atlas media-tags tuning``); off: the configured ones.
+    self_tune: bool = True
     weights: TagSourceWeights = TagSourceWeights()
 
 
