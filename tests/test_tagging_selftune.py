@@ -215,14 +215,20 @@ def test_media_tags_tuning_shows_what_the_library_trusts(cli, open_library):
     atlas = open_library()
     _store(atlas, themed(10))
     atlas.close()
+    # Nothing stored yet: the view learns first.
     shown = cli("media-tags", "tuning")
-    assert shown.exit_code == 0 and "Nothing learned yet" in shown.output
-    shown = cli("media-tags", "tuning", "--refresh")
     assert shown.exit_code == 0, shown.output
     assert "Tuning learned" in shown.output and "on 40 items with confirmed genres (4 genres)" in (
         shown.output
     )
     assert "neighbours" in shown.output and "shipped values" in shown.output
-    as_json = json.loads(cli("media-tags", "tuning", "--json").stdout)
-    assert as_json["self_tune"] is True
-    assert as_json["tuning"]["items"] == 40 and as_json["tuning"]["status"] in ("learned", "prior")
+    first = json.loads(cli("media-tags", "tuning", "--json").stdout)
+    assert first["self_tune"] is True
+    assert first["tuning"]["items"] == 40 and first["tuning"]["status"] in ("learned", "prior")
+    assert first["tuning"]["reason"] and first["tuning"]["scores"]["folds"] == 5
+    # Current: shown again, not learned again; --refresh learns anew.
+    assert json.loads(cli("media-tags", "tuning", "--json").stdout)["tuning"]["id"] == (
+        first["tuning"]["id"]
+    )
+    again = json.loads(cli("media-tags", "tuning", "--refresh", "--json").stdout)
+    assert again["tuning"]["id"] != first["tuning"]["id"]
