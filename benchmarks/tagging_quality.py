@@ -788,6 +788,11 @@ def print_tagging(check: TaggingCheck) -> None:
         f"{tuning['reason']}; weights "
         + ", ".join(f"{k} {v:g}" for k, v in tuning["weights"].items())
         + f"; threshold {tuning['threshold']:g}, genre floor {tuning['genre_floor']:g}"
+        + "; cross-validated genre micro-F1 of each source alone: "
+        + (
+            ", ".join(f"{k} {v:.3f}" for k, v in tuning["scores"].get("sources", {}).items())
+            or "none"
+        )
     )
     print(
         f"tagging genres, combined with the shipped values (the cold-start prior): "
