@@ -144,7 +144,10 @@ class TagSourceWeights(_Section):
 
     A tag's confidence is the weighted mean of the scores of the sources that can
     judge it (see ``atlas.tagging.combine``); a weight of 0 switches a source off.
-    The defaults were tuned on a development split of the TMDB benchmark.
+    The defaults were tuned on a development split of the TMDB benchmark; they are
+    the cold-start prior. With ``tagging.self_tune`` the tagger learns zero-shot,
+    neighbours and profiles weights on the library's confirmed items
+    (``atlas.tagging.selftune``) and uses them when they do better there.
     """
 
     #: An imaginary source that judges every tag and never finds evidence: a tag
