@@ -13,7 +13,7 @@ from atlas.tagging.cutoffs import NEVER, Cutoff, Cutoffs, Reviews, learn_cutoff
 from atlas.tagging.inputs import TagInput
 from atlas.tagging.sources.keyphrases import candidate_phrases
 from atlas.tagging.sources.llm import _client, llm_tags
-from atlas.tagging.sources.neighbours import VOTE_PRIOR, _vote
+from atlas.tagging.sources.neighbours import VOTE_PRIOR, vote
 from conftest import raised_by
 
 # --- vocabulary ------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_confirmed_neighbour_tags_outvote_automatic_ones():
         3: [Tag("Crime", "genre", "rule"), Tag("heist", "keyword", "user")],
         4: [],  # untagged neighbours do not vote
     }
-    result = _vote(0.5, vocabulary, near, tags)
+    result = vote(0.5, vocabulary, near, tags)
     # Votes over the voters' weight (an automatic voter weighs half), plus one of doubt.
     total = 0.8 + 0.8 * 0.5 + 0.4 + VOTE_PRIOR
     assert result.evidence["crime"].score == pytest.approx((0.8 + 0.4) / total)

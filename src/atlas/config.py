@@ -145,7 +145,10 @@ class TagSourceWeights(_Section):
 
     A tag's confidence is the weighted mean of the scores of the sources that can
     judge it (see ``atlas.tagging.combine``); a weight of 0 switches a source off.
-    The defaults were tuned on a development split of the TMDB benchmark.
+    The defaults were tuned on a development split of the TMDB benchmark; they are
+    the cold-start prior. With ``tagging.self_tune`` the tagger learns zero-shot,
+    neighbours and profiles weights on the library's confirmed items
+    (``atlas.tagging.selftune``) and uses them when they do better there.
     """
 
     #: An imaginary source that judges every tag and never finds evidence: a tag
@@ -204,6 +207,9 @@ class TaggingSettings(_Section):
     cutoff_min_reviews: int = Field(default=50, ge=1)
     #: ...over the latest this many.
     cutoff_window: int = Field(default=300, ge=10, le=20_000)
+    #: Learn the source weights, threshold and genre floor from the library's
+    #: confirmed items (``atlas media-tags tuning``); off: the configured ones.
+    self_tune: bool = True
     weights: TagSourceWeights = TagSourceWeights()
 
 

@@ -1,4 +1,4 @@
-"""``atlas media-tags list|add|remove|retag|train``: see, edit and automatically set tags."""
+"""``atlas media-tags list|add|remove|retag|train|tuning``: see, edit and automatically set tags."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from atlas.tagging import (
     RetagReport,
     TagEdit,
     add_media_tags,
+    current_tuning,
     list_media_tags,
     remove_media_tags,
     retag_media,
     train_media_tagger,
+    tuning_of_library,
 )
 
 tags_app = typer.Typer(
@@ -151,6 +153,62 @@ def train_command(
     )
 
 
+@tags_app.command("tuning")
+def tuning_command(
+    ctx: typer.Context,
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Learn again from the confirmed items now."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """What the tagger learned on your library: which source it trusts, and why."""
+    atlas = state(ctx).atlas()
+    outcome = tuning_of_library(atlas.dispatcher, refresh=refresh)
+    if outcome is not None and not outcome.ok:
+        typer.echo(f"atlas: {outcome.error or outcome.status}", err=True)
+        raise typer.Exit(1)
+    tuning = current_tuning(atlas.settings, atlas.engine)
+    if as_json:
+        emit_json(
+            {"self_tune": atlas.settings.tagging.self_tune, "tuning": tuning and tuning.to_dict()}
+        )
+        return
+    if tuning is None:
+        console.print("Nothing learned yet: `atlas media-tags tuning --refresh` learns now.")
+        return
+    found = tuning.learned
+    used = "in use" if tuning.in_use and atlas.settings.tagging.self_tune else "not in use"
+    console.print(
+        escape(
+            f"Tuning learned {tuning.created_at:%Y-%m-%d %H:%M} on {found.items} items with "
+            f"confirmed genres ({found.genres} genres): {found.status}, {used}."
+        ),
+        soft_wrap=True,
+    )
+    console.print(escape(found.reason), soft_wrap=True)
+    if not atlas.settings.tagging.self_tune:
+        console.print("tagging.self_tune is off: the configured weights are used.")
+    scores = found.scores
+    table = Table(title="Sources", title_justify="left")
+    for column in ("source", "weight", "genre micro-F1 alone (cross-validated)"):
+        table.add_column(column)
+    alone = scores.get("sources") or {}
+    for name, weight in found.weights.items():
+        score = alone.get(name)
+        table.add_row(
+            name.replace("_", "-"),
+            f"{float(weight):g}",
+            f"{score:.3f}" if isinstance(score, int | float) else "not learned here",
+        )
+    console.print(table)
+    if "prior" in scores:
+        console.print(
+            f"threshold {found.threshold:g}, genre floor {found.genre_floor:g}; "
+            f"genre micro-F1 over {scores.get('folds')} folds: shipped values "
+            f"{scores['prior']:.3f}, learned {scores.get('learned', 0.0):.3f}"
+        )
+
+
 # --- rendering -----------------------------------------------------------------------
 
 
@@ -241,6 +299,8 @@ def _render_report(report: RetagReport, *, explain: bool) -> None:
         if item.removed:
             stale = ", ".join(item.removed)
             console.print(escape(f"media {item.media_id}: replaced {stale}"), soft_wrap=True)
+    if report.tuning:
+        console.print(escape(f"tuning on your library: {report.tuning}"), soft_wrap=True)
     summary = ", ".join(f"{n} {status}" for status, n in report.summary().items())
     console.print(f"{len(report.items)} item(s): {summary or 'nothing to do'}")
     queued = report.count("queued")

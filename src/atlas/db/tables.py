@@ -56,6 +56,7 @@ __all__ = [
     "metadata",
     "rule_applications",
     "tagger_models",
+    "tagger_tuning",
     "task_log_daily",
     "task_log_fold_state",
     "task_logs",
@@ -236,6 +237,32 @@ tagger_models = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
 )
 Index("ix_tagger_models_model", tagger_models.c.model)
+
+# What the tagger learned about this library from its confirmed items (added by
+# 0011; `atlas media-tags tuning`): source weights, threshold and genre floor
+# chosen by cross-validation, or the shipped ones and why. The newest row per
+# embedding model is the one in use; only it is kept.
+tagger_tuning = Table(
+    "tagger_tuning",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model", String(300), nullable=False),
+    # "learned": the weights below are in use; "prior": the shipped ones are.
+    Column("status", String(20), nullable=False),
+    # Confirmed items with genres it learned from, and their genres.
+    Column("items", Integer, nullable=False),
+    Column("genres", Integer, nullable=False),
+    # {prior, zero_shot, neighbours, profiles, tuned, keyphrases, llm}.
+    Column("weights", JSON, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("genre_floor", Float, nullable=False),
+    # Cross-validated genre micro-F1: {prior, learned, sources: {name: f1}, folds}.
+    Column("scores", JSON, nullable=False),
+    # Why the shipped constants stayed (status "prior"), or what was learned.
+    Column("reason", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+Index("ix_tagger_tuning_model", tagger_tuning.c.model)
 
 transcripts = Table(
     "transcripts",

@@ -8,6 +8,9 @@ between ``transcribe`` and ``embed``) and :func:`retag_media` (``media-tags
 retag``) run it in batches; :func:`list_media_tags`, :func:`add_media_tags` and
 :func:`remove_media_tags` serve ``media-tags list|add|remove``, and
 :func:`train_media_tagger` (:mod:`atlas.tagging.tuning`) ``media-tags train``.
+The tagger tunes its weights, threshold and genre floor on the library's
+confirmed items (:mod:`atlas.tagging.selftune`, :mod:`atlas.tagging.selftune_store`;
+``media-tags tuning``).
 """
 
 from atlas.tagging.batch import TagItemResult, tag_batch
@@ -22,6 +25,13 @@ from atlas.tagging.edits import (
 )
 from atlas.tagging.inputs import TagInput, input_vectors, load_inputs
 from atlas.tagging.retag import RetagItem, RetagReport, retag_media
+from atlas.tagging.selftune import Learned, learn_tuning
+from atlas.tagging.selftune_store import (
+    LibraryTuning,
+    current_tuning,
+    tuned_settings,
+    tuning_of_library,
+)
 from atlas.tagging.sources import SOURCES, Evidence, SourceResult
 from atlas.tagging.sources.profiles import clear_profile_cache
 from atlas.tagging.store import StoredTags, store_prediction
@@ -38,6 +48,8 @@ __all__ = [
     "SOURCES",
     "Evidence",
     "ItemPrediction",
+    "Learned",
+    "LibraryTuning",
     "MediaTags",
     "RetagItem",
     "RetagReport",
@@ -53,8 +65,10 @@ __all__ = [
     "add_media_tags",
     "clear_profile_cache",
     "combine",
+    "current_tuning",
     "input_vectors",
     "latest_tuned_model",
+    "learn_tuning",
     "list_media_tags",
     "load_inputs",
     "load_vocabulary",
@@ -67,4 +81,6 @@ __all__ = [
     "tag_batch",
     "train_media_tagger",
     "train_tagger",
+    "tuned_settings",
+    "tuning_of_library",
 ]

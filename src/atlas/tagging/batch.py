@@ -79,7 +79,7 @@ def tag_batch(
     results: list[TagItemResult] = []
     failures: list[tuple[int, AtlasError]] = []
     todo = []
-    hashes = hash_inputs(settings, list(inputs.values()))
+    hashes = hash_inputs(settings, engine, list(inputs.values()))
     for media_id in given:
         item = inputs.get(media_id)
         if item is None:

@@ -20,7 +20,7 @@ Fiction'; 6 of 10 nearest tagged items carry it (4 confirmed)``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from atlas.media.tags import Tag
 from atlas.tagging.cutoffs import Cutoffs
 from atlas.tagging.sources import SOURCES, SourceResult
 
-__all__ = ["TagPrediction", "combine"]
+__all__ = ["TagPrediction", "choose", "combine", "score_candidates"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,22 @@ def combine(
     the place of the least confident tag when ``max_tags`` are kept already).
     ``cutoffs``: learned, per kind and tag, a confidence above ``threshold`` to reach.
     """
+    candidates = score_candidates(results, weights)
+    kept = choose(
+        candidates,
+        threshold=threshold,
+        max_tags=max_tags,
+        exclude=exclude,
+        genre_floor=genre_floor,
+        cutoffs=cutoffs,
+    )
+    return kept, candidates
+
+
+def score_candidates(
+    results: Mapping[str, SourceResult], weights: TagSourceWeights
+) -> list[TagPrediction]:
+    """Every candidate tag with its combined confidence, most confident first."""
     weight = {name: float(getattr(weights, name)) for name in SOURCES}
     ordered = [results[name] for name in SOURCES if name in results and weight[name] > 0]
     norms = dict.fromkeys(norm for result in ordered for norm in result.evidence)
@@ -113,6 +129,19 @@ def combine(
             )
         )
     candidates.sort(key=lambda p: (-p.confidence, p.norm))
+    return candidates
+
+
+def choose(
+    candidates: Sequence[TagPrediction],
+    *,
+    threshold: float,
+    max_tags: int,
+    exclude: Collection[str] = (),
+    genre_floor: float = 0.0,
+    cutoffs: Cutoffs | None = None,
+) -> list[TagPrediction]:
+    """The tags kept of ``candidates`` (most confident first), as :func:`combine` keeps them."""
     skip = set(exclude)
     learned = cutoffs or Cutoffs()
     allowed = [p for p in candidates if p.norm not in skip]
@@ -130,5 +159,5 @@ def combine(
             )
             floored = replace(genre, explanation=f"{genre.explanation}; {note}")
             # Every kept tag reached the threshold, so it is more confident.
-            return [*kept[: max_tags - 1], floored], candidates
-    return kept[:max_tags], candidates
+            return [*kept[: max_tags - 1], floored]
+    return kept[:max_tags]

@@ -7,6 +7,9 @@ tagged is reported ``unchanged`` and costs no task; ``force`` tags it again
 before any task runs; a failing item ends its batch's task in ``error`` with
 the reason, and the other items and batches go on.
 
+Before tagging, the tagger's tuning on the library is learned again when the
+confirmed items changed enough since (:mod:`atlas.tagging.selftune_store`).
+
 With ``auto_process`` (the submitter's setting), tasks are submitted with
 ``chain`` on, so the items are embedded again afterwards (their tags are part of
 their embedding document), whatever the settings of the worker that runs them.
@@ -28,6 +31,7 @@ from atlas.media.tags import Tag, tags_by_media
 from atlas.tagging.batch import nothing_to_tag
 from atlas.tagging.edits import resolve_target
 from atlas.tagging.inputs import chunked, load_texts, tagged_hashes
+from atlas.tagging.selftune_store import tuning_of_library
 from atlas.tagging.tagger import hash_inputs
 from atlas.tasks import Dispatcher, TaskOutcome
 
@@ -72,6 +76,8 @@ class RetagReport:
     task_ids: list[int] = field(default_factory=list)
     #: The error reason of each failed task.
     failed_tasks: list[str] = field(default_factory=list)
+    #: What the tagger tuned on the library before this run, when it learned again.
+    tuning: str | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for item in self.items if item.status == status)
@@ -85,6 +91,7 @@ class RetagReport:
             "summary": self.summary(),
             "task_ids": self.task_ids,
             "errors": self.failed_tasks,
+            "tuning": self.tuning,
             "items": [item.to_dict() for item in self.items],
         }
 
@@ -115,6 +122,18 @@ def retag_media(
         raise InvalidInput(f"--batch must be between 1 and {MAX_BATCH}")
 
     ids = _select(dispatcher, targets, all_media=all_media, untagged=untagged)
+    # Learn the weights, threshold and genre floor again when the confirmed items
+    # changed enough since (the task does nothing when the stored tuning is current).
+    report = RetagReport()
+    if ids:
+        # With a task queue, the workers' tag tasks hash with whatever tuning is stored.
+        tuned = tuning_of_library(dispatcher, wait=not dispatcher.queued)
+        if tuned is not None and tuned.finished:
+            report.tuning = (
+                str((tuned.result or {}).get("reason"))
+                if tuned.ok
+                else f"tuning on the library failed, the previous values stay: {tuned.error}"
+            )
     texts: dict[int, _Planned] = {}
     hashes: dict[int, str] = {}
     previous: dict[int, str] = {}
@@ -122,7 +141,7 @@ def retag_media(
         with database_errors(engine), engine.connect() as connection:
             loaded = load_texts(connection, part, keep_sources=False)
             previous.update(tagged_hashes(connection, part))
-        hashes.update(hash_inputs(settings, list(loaded.values())))
+        hashes.update(hash_inputs(settings, engine, list(loaded.values())))
         texts.update({m: _Planned(item.title, item.has_words) for m, item in loaded.items()})
     ids = [media_id for media_id in ids if media_id in texts]  # deleted meanwhile
     if targets:
@@ -130,7 +149,6 @@ def retag_media(
         if empty:
             raise nothing_to_tag(empty[0])
 
-    report = RetagReport()
     items: dict[int, RetagItem] = {}
     todo: list[int] = []
     for media_id in ids:

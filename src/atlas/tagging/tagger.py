@@ -4,7 +4,9 @@
 it is what ``media-tags retag`` stores (:mod:`atlas.tagging.store`) and what the
 benchmark measures. The embedding model is the configured one, loaded once per
 process; the vocabulary's label vectors, the learned profiles and the fine-tuned
-model (:mod:`atlas.tagging.tuning`) are cached too.
+model (:mod:`atlas.tagging.tuning`) are cached too. The source weights, threshold
+and genre floor are those learned on the library when it has learned them
+(:func:`atlas.tagging.selftune_store.tuned_settings`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from atlas.embeddings import get_provider
 from atlas.tagging.combine import TagPrediction, combine
 from atlas.tagging.cutoffs import learned_cutoffs
 from atlas.tagging.inputs import TagInput, input_hash, input_vectors
+from atlas.tagging.selftune_store import tuned_settings
 from atlas.tagging.sources import SourceResult
 from atlas.tagging.sources.keyphrases import keyphrases
 from atlas.tagging.sources.llm import llm_tags
@@ -86,8 +89,9 @@ def tagging_fingerprint(settings: Settings, vocabulary: Vocabulary) -> dict[str,
     }
 
 
-def hash_inputs(settings: Settings, items: Sequence[TagInput]) -> dict[int, str]:
-    """The input hash of each item (no model is loaded)."""
+def hash_inputs(settings: Settings, engine: Engine, items: Sequence[TagInput]) -> dict[int, str]:
+    """The input hash of each item (no model is loaded), with the library's tuning in use."""
+    settings = tuned_settings(settings, engine)
     fingerprint = tagging_fingerprint(settings, load_vocabulary(settings.tagging))
     model_id = fingerprint["model"]
     return {item.media_id: input_hash(item, model_id, fingerprint) for item in items}
@@ -103,6 +107,8 @@ def predict_tags(
     """
     import numpy as np
 
+    # The weights, threshold and genre floor learned on the library, when in use.
+    settings = tuned_settings(settings, engine)
     config = settings.tagging
     weights = config.weights
     vocabulary = load_vocabulary(config)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     Vectors = npt.NDArray[np.float32]
 
-__all__ = ["VOTE_PRIOR", "neighbours"]
+__all__ = ["VOTE_PRIOR", "neighbours", "vote"]
 
 VOTE_PRIOR = 1.0
 
@@ -76,12 +76,12 @@ def neighbours(
         for part in chunked(ids):
             tags.update(tags_by_media(connection, list(part)))
     return {
-        media_id: _vote(config.auto_weight, vocabulary, near, tags)
+        media_id: vote(config.auto_weight, vocabulary, near, tags)
         for media_id, near in found.items()
     }, None
 
 
-def _vote(
+def vote(
     auto_weight: float,
     vocabulary: Vocabulary,
     near: Sequence[Neighbour],

@@ -44,6 +44,7 @@ __all__ = [
     "TagExamples",
     "clear_profile_cache",
     "confirmed_examples",
+    "fit_profiles",
     "get_profiles",
     "profiles",
 ]
@@ -199,20 +200,30 @@ def confirmed_examples(
 
 
 def _train(settings: Settings, engine: Engine) -> Profiles | None:
+    plans = confirmed_examples(settings, engine)
+    if not plans:
+        return None
+    needed = sorted({media_id for plan in plans for media_id in plan.examples})
+    with database_errors(engine), engine.connect() as connection:
+        texts: dict[int, TagInput] = load_texts(connection, needed, keep_sources=False)
+    usable = [texts[media_id] for media_id in needed if media_id in texts]
+    vectors = input_vectors(settings, engine, [item for item in usable if item.has_words])
+    return fit_profiles(plans, {m: item.text for m, item in texts.items()}, vectors)
+
+
+def fit_profiles(
+    plans: Sequence[TagExamples], texts: dict[int, str], vectors: dict[int, Any]
+) -> Profiles | None:
+    """Train one profile per tag of ``plans`` on the items that have a text and a vector.
+
+    ``None`` when no tag has two positive and one negative example among them.
+    """
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    plans = [(p.tag, p.examples, p.labels) for p in confirmed_examples(settings, engine)]
-    if not plans:
-        return None
-
-    needed = sorted({media_id for _, examples, _ in plans for media_id in examples})
-    with database_errors(engine), engine.connect() as connection:
-        texts: dict[int, TagInput] = load_texts(connection, needed, keep_sources=False)
-    usable = [media_id for media_id in needed if media_id in texts and texts[media_id].has_words]
-    vectors = input_vectors(settings, engine, [texts[media_id] for media_id in usable])
-    usable = [media_id for media_id in usable if media_id in vectors]
+    needed = sorted({media_id for plan in plans for media_id in plan.examples})
+    usable = [m for m in needed if m in vectors and (texts.get(m) or "").strip()]
     if not usable:
         return None
     row_of = {media_id: index for index, media_id in enumerate(usable)}
@@ -220,20 +231,22 @@ def _train(settings: Settings, engine: Engine) -> Profiles | None:
         sublinear_tf=True, min_df=2, stop_words="english", max_features=50_000
     )
     try:
-        words = vectorizer.fit_transform([texts[media_id].text for media_id in usable])
+        words = vectorizer.fit_transform([texts[media_id] for media_id in usable])
     except ValueError:  # too few words in the whole training set
         return None
     features = _features(np.stack([vectors[media_id] for media_id in usable]), words)
 
     tags, models = [], []
-    for tag, examples, labels in plans:
-        pairs = [(row_of[m], y) for m, y in zip(examples, labels, strict=True) if m in row_of]
+    for plan in plans:
+        pairs = [
+            (row_of[m], y) for m, y in zip(plan.examples, plan.labels, strict=True) if m in row_of
+        ]
         targets = np.array([y for _, y in pairs], dtype=int)
         if targets.sum() < 2 or targets.sum() == len(targets):
             continue
         model = LogisticRegression(C=_C, max_iter=1000)
         model.fit(features[[index for index, _ in pairs]], targets)
-        tags.append(ProfileTag(tag.tag, tag.norm, tag.kind, int(targets.sum())))
+        tags.append(ProfileTag(plan.tag.tag, plan.tag.norm, plan.tag.kind, int(targets.sum())))
         models.append(model)
     return Profiles(tags, vectorizer, models) if tags else None
 
