@@ -38,6 +38,9 @@ from atlas.app import open_atlas
 from atlas.config import Settings, load_settings
 from atlas.db.engine import normalise_url
 from atlas.db.tables import (
+    autolearn_recommendations,
+    autolearn_runs,
+    autolearn_schedule,
     learning_rules,
     library_roots,
     media,
@@ -50,6 +53,7 @@ from atlas.db.tables import (
     metadata,
     rule_applications,
     tagger_models,
+    tagger_tuning,
     task_log_daily,
     task_log_fold_state,
     task_logs,
@@ -423,6 +427,69 @@ def generate_library(settings: Settings, *, items: int, seed: int = 7) -> None:
                     for n in range(1, items + 1, 7)
                 ],
             )
+            c.execute(
+                insert(tagger_tuning),
+                [
+                    {
+                        "model": MODEL,
+                        "status": "learned" if k else "prior",
+                        "items": 40 + k,
+                        "genres": 6,
+                        "weights": {"zero_shot": 0.2, "neighbours": 0.5 + k / 10},
+                        "threshold": 0.24,
+                        "genre_floor": 0.11,
+                        "scores": {"prior": 0.61, "learned": 0.64, "folds": 5},
+                        "reason": "trusts the neighbours most",
+                        "created_at": _at(rng),
+                    }
+                    for k in range(2)
+                ],
+            )
+            c.execute(
+                insert(autolearn_recommendations),
+                [
+                    {
+                        "kind": "embed-missing",
+                        "status": status,
+                        "insight_key": f"coverage:embed:{k}",
+                        "insight": {"kind": "coverage", "media": [1, 2]},
+                        "statement": "2 media are not embedded",
+                        "action": {"kind": "embed-missing", "params": {"media": [1, 2]}},
+                        "metric": "media not embedded",
+                        "baseline": 2.0,
+                        "data_key": hashlib.sha256(str(k).encode()).hexdigest(),
+                        "safe": True,
+                        "created_at": _at(rng),
+                        "updated_at": _at(rng),
+                        "applied_at": _at(rng) if status == "applied" else None,
+                        "verdict": "kept" if status == "applied" else None,
+                        "after": 0.0 if status == "applied" else None,
+                    }
+                    for k, status in enumerate(("new", "applied", "dismissed"))
+                ],
+            )
+            c.execute(
+                insert(autolearn_runs),
+                [
+                    {
+                        "started_at": _at(rng),
+                        "finished_at": _at(rng),
+                        "task_id": None,
+                        "insight_keys": [f"coverage:embed:{k}"],
+                        "report": {"insights": k},
+                    }
+                    for k in range(2)
+                ],
+            )
+            c.execute(
+                insert(autolearn_schedule).values(
+                    id=1,
+                    quiet_hours=[3, 4, 5],
+                    jobs=[{"job": "autolearn", "hour": 4}],
+                    evidence={"arrivals": [19, 20, 21]},
+                    created_at=_at(rng),
+                )
+            )
         ids = list(range(1, items + 1))
         vectors = np.random.default_rng(seed).random((items, 384), dtype=np.float32)
         collection = VectorStore(settings).collection(MODEL, 384)
@@ -554,6 +621,10 @@ def test_a_library_is_copied_with_every_row_id_and_vector_and_stays_as_it_was(
     assert run("embed-media", "--all").exit_code == 0
     assert run("clusters", "--k", "3").exit_code == 0
     assert run("analyze-task-metrics", "--trends").exit_code == 0
+    # The tagger's tuning, an autolearn cycle with its advice, and the learned schedule.
+    assert run("media-tags", "tuning", "--refresh").exit_code == 0
+    assert run("autolearn", "run").exit_code == 0
+    assert run("schedule", "apply").exit_code == 0
     # A fine-tuned model's weights (training it takes minutes; its row is what matters here).
     with tagger.engine.begin() as connection:
         connection.execute(
@@ -568,6 +639,24 @@ def test_a_library_is_copied_with_every_row_id_and_vector_and_stays_as_it_was(
         connection.execute(
             insert(media_tag_rejections).values(
                 media_id=film, tag="Robots", tag_norm="robots", rejected_at=datetime.now(UTC)
+            )
+        )
+        # A well-kept library gets no advice; one recommendation, as a cycle stores it.
+        connection.execute(
+            insert(autolearn_recommendations).values(
+                kind="embed-missing",
+                status="applied",
+                insight_key="coverage:not-embedded",
+                insight={"kind": "coverage", "evidence": {"media": [film]}},
+                statement="1 media item is not embedded",
+                action={"kind": "embed-missing", "params": {"media": [film]}},
+                metric="media not embedded",
+                baseline=1.0,
+                data_key=hashlib.sha256(b"film").hexdigest(),
+                safe=True,
+                applied_at=datetime.now(UTC),
+                verdict="kept",
+                after=0.0,
             )
         )
     tagger.close()
