@@ -135,6 +135,19 @@ class TranscriptionSettings(_Section):
     no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
     #: Segments decoded with a lower average log-probability are dropped.
     min_avg_logprob: float = Field(default=-1.5, le=0)
+    #: Whisper's temperature fallback: a window that fails a guard below is
+    #: decoded again at temperature 0 + step, 0 + 2 step, ... up to 1.0 (0: never).
+    temperature_step: float = Field(default=0.2, ge=0, le=1)
+    #: Guard: a window whose text compresses better than this (gzip) is repetitive.
+    compression_ratio_threshold: float = Field(default=2.4, gt=0)
+    #: Guard: a window decoded with a lower average log-probability is improbable.
+    log_prob_threshold: float = Field(default=-1.0, le=0)
+    #: Prompt each window with the text of the one before. Off, one bad window
+    #: cannot drag the next into the same error.
+    condition_on_previous_text: bool = False
+    #: A segment over 2 s carrying fewer words a second than this (or reaching
+    #: past the audio) is a collapsed window and is decoded again on its own (0: never).
+    collapse_words_per_second: float = Field(default=1.0, ge=0)
     #: Use a subtitle sidecar or embedded subtitle stream instead of the model.
     prefer_subtitles: bool = True
 

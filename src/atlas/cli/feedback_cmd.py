@@ -24,6 +24,7 @@ from atlas.feedback import (
     track_tag_edits,
     undo_application,
 )
+from atlas.tagging import load_vocabulary
 
 rules_app = typer.Typer(help="Inspect, switch and undo learned rules.", no_args_is_help=True)
 
@@ -51,6 +52,7 @@ def track_tag_edits_command(
         genre=genre,
         rating=rating,
         confidence=confidence,
+        vocabulary_kinds=load_vocabulary(atlas.settings.tagging).kinds(),
     )
     if as_json:
         emit_json(report.to_dict())

@@ -7,6 +7,9 @@ ffprobe accepted at ingest can be transcribed, and a broken audio stream is
 recognised (far less audio decodes than the file declares) instead of being
 transcribed in part.
 
+Decoding itself (options, a collapsed window decoded again, segments kept
+inside the audio) is ``atlas.transcription.decoding``.
+
 Silence is kept from becoming text twice over: the Silero voice-activity
 filter shipped inside faster-whisper cuts non-speech out before decoding, and
 segments Whisper itself marks as probably not speech, or decodes with very
@@ -26,6 +29,13 @@ from typing import TYPE_CHECKING, Any
 from atlas.config import TranscriptionSettings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
 from atlas.media.probe import require_tool
+from atlas.transcription.decoding import (
+    RawSegment,
+    clip_to_audio,
+    collapsed,
+    decode_options,
+    redecode,
+)
 from atlas.transcription.models import ModelChoice, cuda_device_count
 
 if TYPE_CHECKING:
@@ -185,28 +195,33 @@ class WhisperTranscriber:
         clock = time.perf_counter()
         audio = decode_audio(path, expected_duration_s=expected_duration_s)
         audio_s = len(audio) / SAMPLE_RATE
-        options: dict[str, Any] = {
-            "language": language,
-            "beam_size": settings.beam_size,
-            "vad_filter": settings.vad_filter,
-            "initial_prompt": None,
-        }
-        if settings.vad_filter:
-            options["vad_parameters"] = {
-                "threshold": settings.vad_threshold,
-                "min_silence_duration_ms": settings.vad_min_silence_ms,
-                "speech_pad_ms": settings.vad_speech_pad_ms,
-            }
-        raw_segments, info = model.transcribe(audio, **options)
-        kept: list[TranscriptSegment] = []
-        logprob_sum = 0.0
-        token_count = 0
-        dropped = 0
+        raw_segments, info = model.transcribe(audio, **decode_options(settings, language))
+        decoded: list[RawSegment] = []
         for raw in raw_segments:
             if checkpoint is not None:
                 checkpoint()
-            text = raw.text.strip()
-            if not text:
+            decoded.append(RawSegment.of(raw))
+        redecoded = 0
+        segments: list[RawSegment] = []
+        for segment in decoded:
+            again = (
+                redecode(model, audio, segment, settings, language)
+                if segment.text and collapsed(segment, audio_s, settings)
+                else None
+            )
+            if again is None:
+                segments.append(segment)
+            else:
+                redecoded += 1
+                segments.extend(again)
+            if checkpoint is not None and again is not None:
+                checkpoint()
+        segments, dropped = clip_to_audio(segments, audio_s)
+        kept: list[TranscriptSegment] = []
+        logprob_sum = 0.0
+        token_count = 0
+        for raw in segments:
+            if not raw.text:
                 continue
             unsure = raw.avg_logprob < _UNSURE_LOGPROB
             if (raw.no_speech_prob > settings.no_speech_threshold and unsure) or (
@@ -218,14 +233,17 @@ class WhisperTranscriber:
                 TranscriptSegment(
                     start=round(raw.start, 3),
                     end=round(raw.end, 3),
-                    text=text,
+                    text=raw.text,
                     avg_logprob=round(raw.avg_logprob, 4),
                     no_speech_prob=round(raw.no_speech_prob, 4),
                 )
             )
-            tokens = max(1, len(raw.tokens))
+            tokens = max(1, raw.tokens)
             logprob_sum += raw.avg_logprob * tokens
             token_count += tokens
+        notes = [self.choice.reason] if self.choice.reason.startswith("--quality") else []
+        if redecoded:
+            notes.append(f"{redecoded} collapsed window(s) decoded again")
         wall = time.perf_counter() - clock
         return Transcript(
             text=" ".join(segment.text for segment in kept),
@@ -241,7 +259,7 @@ class WhisperTranscriber:
             compute_type=self.compute_type,
             source_detail=str(self.choice.path),
             dropped_segments=dropped,
-            notes=[self.choice.reason] if self.choice.reason.startswith("--quality") else [],
+            notes=notes,
         )
 
 
