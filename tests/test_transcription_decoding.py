@@ -14,6 +14,7 @@ from atlas.transcription.decoding import (
     collapsed,
     decode_options,
     redecode,
+    rescale,
     temperatures,
 )
 from atlas.transcription.models import bundled_model_path
@@ -61,6 +62,17 @@ def test_a_window_with_too_few_words_or_past_the_audio_is_collapsed():
     # Ordinary speech, and a short pause with one word, are not.
     assert not collapsed(_segment(0.0, 4.0, "ten words " * 5), 8.3, settings)
     assert not collapsed(_segment(2.0, 3.5, "yes"), 8.3, settings)
+
+
+def test_slowed_speech_is_decoded_longer_and_its_times_are_mapped_back(media_maker):
+    speech = media_maker.speech(THIRTY)
+    plain = decode_audio(speech)
+    slowed = decode_audio(speech, tempo=0.8)
+    assert abs(len(slowed) / len(plain) - 1.25) < 0.02
+    (back,) = rescale([_segment(2.0, 10.0, "words")], 0.8)
+    assert (back.start, back.end) == pytest.approx((1.6, 8.0))
+    with pytest.raises(ValueError):
+        TranscriptionSettings(fast_speech_tempo=0.3)
 
 
 def test_temperature_fallback_and_the_options_follow_the_settings():
@@ -119,4 +131,23 @@ def test_speech_with_noise_under_it_is_transcribed_inside_its_duration(
     assert duration is not None and 9 < duration < 14
     assert transcript.segments
     assert all(0 <= s.start <= s.end <= duration for s in transcript.segments)
+    assert len(_words(transcript.text) & _words(THIRTY)) >= 18
+
+
+@pytest.mark.slow
+def test_fast_speech_is_decoded_again_slowed_and_kept_inside_its_duration(
+    media_maker, whisper, tmp_path
+):
+    fast = tmp_path / "fast.wav"
+    subprocess.run(["espeak-ng", "-s", "260", "-w", str(fast), THIRTY], check=True)
+    settings = TranscriptionSettings(fast_speech_words_per_second=2.5, fast_speech_tempo=0.8)
+
+    transcript = whisper.transcribe(fast, settings)
+
+    assert any(note.startswith("fast speech") for note in transcript.notes)
+    duration = transcript.audio_duration_s
+    assert duration is not None and all(
+        0 <= s.start <= s.end <= duration for s in transcript.segments
+    )
+    assert transcript.segments[-1].end > duration * 0.6  # times mapped back, not slowed
     assert len(_words(transcript.text) & _words(THIRTY)) >= 18
