@@ -128,7 +128,7 @@ class TranscriptionSettings(_Section):
     #: and noise are cut out before decoding, so they cannot become text.
     vad_filter: bool = True
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
-    vad_min_silence_ms: int = Field(default=500, ge=0)
+    vad_min_silence_ms: int = Field(default=250, ge=0)
     vad_speech_pad_ms: int = Field(default=200, ge=0)
     #: Segments Whisper itself thinks are not speech (no-speech probability
     #: above this while not confidently decoded) are dropped.
@@ -152,7 +152,7 @@ class TranscriptionSettings(_Section):
     #: decoded again slowed to ``fast_speech_tempo`` of its speed (pitch kept,
     #: ffmpeg ``atempo``; times mapped back): small models mishear fast speech.
     #: 0: never.
-    fast_speech_words_per_second: float = Field(default=0.0, ge=0)
+    fast_speech_words_per_second: float = Field(default=3.3, ge=0)
     fast_speech_tempo: float = Field(default=0.85, ge=0.5, le=1.0)
     #: Use a subtitle sidecar or embedded subtitle stream instead of the model.
     prefer_subtitles: bool = True
