@@ -11,6 +11,8 @@ from _feedback import add_item, feedback_rows, tag_new_item, tags_of
 from atlas.db.tables import media, media_tag_rejections
 from atlas.errors import NotFound
 from atlas.feedback import add_user_tags, edit_metadata, remove_user_tags, track_tag_edits
+from atlas.media.tags import Tag, tags_by_media, upsert_tags
+from atlas.tagging import load_vocabulary
 
 
 def _settings(atlas):
@@ -228,3 +230,57 @@ def test_media_edit_cli_records_metadata_feedback(atlas, cli):
     assert result.exit_code == 2
     assert result.stderr.strip() == "atlas: --year must be a year between 1800 and 2200, got 3000"
     assert len(feedback_rows(atlas.engine, item)) == 1
+
+
+# --- a tag's kind -----------------------------------------------------------------------
+
+
+def _kinds(engine, media_id):
+    with engine.connect() as connection:
+        return {tag.tag: tag.kind for tag in tags_by_media(connection, [media_id])[media_id]}
+
+
+def test_a_genre_of_the_vocabulary_stays_a_genre_whoever_typed_it(atlas):
+    vocabulary = load_vocabulary(atlas.settings.tagging).kinds()
+    item = add_item(atlas.engine, "Star Quest", auto=["space"])
+    track_tag_edits(
+        atlas.engine,
+        _settings(atlas),
+        item,
+        tags="Action, adventure, Sci-Fi",
+        vocabulary_kinds=vocabulary,
+    )
+    kinds = _kinds(atlas.engine, item)
+    # Action and Adventure are genres of the shipped vocabulary; Sci-Fi is not in it.
+    assert kinds == {"Action": "genre", "adventure": "genre", "Sci-Fi": "topic"}
+
+    other = add_item(atlas.engine, "Heist Night")
+    add_user_tags(atlas.engine, _settings(atlas), other, "Action", vocabulary_kinds=vocabulary)
+    assert _kinds(atlas.engine, other) == {"Action": "genre"}
+
+
+def test_a_tag_outside_the_vocabulary_keeps_the_kind_the_library_holds_it_as(atlas):
+    first = add_item(atlas.engine, "One")
+    second = add_item(atlas.engine, "Two")
+    with atlas.engine.begin() as connection:
+        upsert_tags(connection, first, [Tag("heist", kind="keyword", source="auto")])
+        # "topic" is the kind of a tag nothing spoke for: it does not outvote the library.
+        upsert_tags(connection, second, [Tag("Heist", kind="topic", source="user")])
+        upsert_tags(connection, second, [Tag("Noir", kind="genre", source="user")])
+    item = add_item(atlas.engine, "Three")
+    track_tag_edits(atlas.engine, _settings(atlas), item, tags="Heist, noir, Robots")
+    assert _kinds(atlas.engine, item) == {"Heist": "keyword", "noir": "genre", "Robots": "topic"}
+
+
+def test_a_kind_the_user_chose_wins_and_a_tag_already_on_the_item_keeps_its_kind(atlas):
+    vocabulary = load_vocabulary(atlas.settings.tagging).kinds()
+    item = add_item(atlas.engine, "Mixed")
+    with atlas.engine.begin() as connection:
+        upsert_tags(connection, item, [Tag("Drama", kind="genre", source="auto")])
+    add_user_tags(
+        atlas.engine, _settings(atlas), item, "Action", kind="topic", vocabulary_kinds=vocabulary
+    )
+    track_tag_edits(
+        atlas.engine, _settings(atlas), item, tags="Action, Drama", vocabulary_kinds=vocabulary
+    )
+    assert _kinds(atlas.engine, item) == {"Action": "topic", "Drama": "genre"}

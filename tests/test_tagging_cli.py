@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from atlas.db import utcnow
-from atlas.db.tables import media, user_feedback
+from atlas.db.tables import media, media_tags, user_feedback
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.media.tags import Tag, upsert_tags
 
@@ -198,3 +198,21 @@ def test_retag_explains_each_tag_and_reports_json(cli, item, embedding_model):
     (entry,) = data["items"]
     assert entry["id"] == item and entry["status"] == "unchanged"
     assert all(tag["explanation"] for tag in entry["tags"] if tag["source"] == "auto")
+
+
+def test_a_genre_typed_by_the_user_is_stored_as_a_genre(cli, atlas, item):
+    # Action and Adventure are genres of the shipped vocabulary, whoever types them.
+    edited = cli("track-tag-edits", "--media", str(item), "--tags", "Action, Adventure, Sci-Fi")
+    assert edited.exit_code == 0, edited.output
+    added = cli("media-tags", "add", str(item), "Drama")
+    assert added.exit_code == 0, added.output
+    with atlas.engine.connect() as connection:
+        rows = connection.execute(
+            select(media_tags.c.tag, media_tags.c.kind).where(media_tags.c.media_id == item)
+        ).all()
+    assert dict(rows) == {
+        "Action": "genre",
+        "Adventure": "genre",
+        "Sci-Fi": "topic",
+        "Drama": "genre",
+    }

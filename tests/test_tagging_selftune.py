@@ -227,8 +227,9 @@ def test_media_tags_tuning_shows_what_the_library_trusts(cli, open_library):
     assert first["tuning"]["items"] == 40 and first["tuning"]["status"] in ("learned", "prior")
     assert first["tuning"]["reason"] and first["tuning"]["scores"]["folds"] == 5
     # Current: shown again, not learned again; --refresh learns anew.
-    assert json.loads(cli("media-tags", "tuning", "--json").stdout)["tuning"]["id"] == (
-        first["tuning"]["id"]
+    assert (
+        json.loads(cli("media-tags", "tuning", "--json").stdout)["tuning"]["id"]
+        == (first["tuning"]["id"])
     )
     again = json.loads(cli("media-tags", "tuning", "--refresh", "--json").stdout)
     assert again["tuning"]["id"] != first["tuning"]["id"]

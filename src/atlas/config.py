@@ -129,13 +129,32 @@ class TranscriptionSettings(_Section):
     #: and noise are cut out before decoding, so they cannot become text.
     vad_filter: bool = True
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
-    vad_min_silence_ms: int = Field(default=500, ge=0)
+    vad_min_silence_ms: int = Field(default=250, ge=0)
     vad_speech_pad_ms: int = Field(default=200, ge=0)
     #: Segments Whisper itself thinks are not speech (no-speech probability
     #: above this while not confidently decoded) are dropped.
     no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
     #: Segments decoded with a lower average log-probability are dropped.
     min_avg_logprob: float = Field(default=-1.5, le=0)
+    #: Whisper's temperature fallback: a window that fails a guard below is
+    #: decoded again at temperature 0 + step, 0 + 2 step, ... up to 1.0 (0: never).
+    temperature_step: float = Field(default=0.2, ge=0, le=1)
+    #: Guard: a window whose text compresses better than this (gzip) is repetitive.
+    compression_ratio_threshold: float = Field(default=2.4, gt=0)
+    #: Guard: a window decoded with a lower average log-probability is improbable.
+    log_prob_threshold: float = Field(default=-1.0, le=0)
+    #: Prompt each window with the text of the one before. Off, one bad window
+    #: cannot drag the next into the same error.
+    condition_on_previous_text: bool = False
+    #: A segment over 2 s carrying fewer words a second than this (or reaching
+    #: past the audio) is a collapsed window and is decoded again on its own (0: never).
+    collapse_words_per_second: float = Field(default=1.0, ge=0)
+    #: Fast speech (more words a second than this in the first decoding) is
+    #: decoded again slowed to ``fast_speech_tempo`` of its speed (pitch kept,
+    #: ffmpeg ``atempo``; times mapped back): small models mishear fast speech.
+    #: 0: never.
+    fast_speech_words_per_second: float = Field(default=3.3, ge=0)
+    fast_speech_tempo: float = Field(default=0.85, ge=0.5, le=1.0)
     #: Use a subtitle sidecar or embedded subtitle stream instead of the model.
     prefer_subtitles: bool = True
 

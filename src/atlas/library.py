@@ -56,7 +56,14 @@ from atlas.media import (
     media_transcript,
 )
 from atlas.paths import user_path
-from atlas.tagging import MediaTags, TagEdit, add_media_tags, list_media_tags, remove_media_tags
+from atlas.tagging import (
+    MediaTags,
+    TagEdit,
+    add_media_tags,
+    list_media_tags,
+    load_vocabulary,
+    remove_media_tags,
+)
 from atlas.tasks import Dispatcher, TaskOutcome
 from atlas.tasks.history import TaskDetail, TaskRow, list_tasks, task_detail
 
@@ -78,6 +85,7 @@ class Library:
     def __init__(self, atlas: Atlas) -> None:
         self.atlas = atlas
         self._store: VectorStore | None = None
+        self._vocabulary_kinds: dict[str, str] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -175,6 +183,7 @@ class Library:
             genre=genre,
             rating=rating,
             confidence=confidence,
+            vocabulary_kinds=self.vocabulary_kinds(),
         )
 
     def edit(self, media_id: int, **values: Any) -> EditReport:
@@ -185,8 +194,22 @@ class Library:
         """Move an item's file inside the library (``media move``); recorded as feedback."""
         return move_media(self.engine, self.settings.feedback, media_id, destination)
 
-    def add_tags(self, media_id: int, tags: Sequence[str], *, kind: str = "topic") -> TagEdit:
-        return add_media_tags(self.engine, self.settings.feedback, str(media_id), tags, kind=kind)
+    def add_tags(self, media_id: int, tags: Sequence[str], *, kind: str | None = None) -> TagEdit:
+        """Add tags as the user's; with no ``kind``, the vocabulary's or the library's."""
+        return add_media_tags(
+            self.engine,
+            self.settings.feedback,
+            str(media_id),
+            tags,
+            kind=kind,
+            vocabulary_kinds=self.vocabulary_kinds(),
+        )
+
+    def vocabulary_kinds(self) -> dict[str, str]:
+        """The tag vocabulary's kinds by normalised name (a genre stays a genre)."""
+        if self._vocabulary_kinds is None:
+            self._vocabulary_kinds = dict(load_vocabulary(self.settings.tagging).kinds())
+        return self._vocabulary_kinds
 
     def remove_tags(self, media_id: int, tags: Sequence[str]) -> TagEdit:
         return remove_media_tags(self.engine, self.settings.feedback, str(media_id), tags)

@@ -107,7 +107,8 @@ class TagsRequest(_Body):
     """Tags to add to or remove from one item."""
 
     tags: Annotated[list[_Tag], Field(min_length=1, max_length=MAX_TAGS)]
-    kind: Literal["genre", "topic", "keyword"] = "topic"
+    # None: the vocabulary's kind, or the library's, else topic (as the CLI does).
+    kind: Literal["genre", "topic", "keyword"] | None = None
 
 
 class RuleSwitch(_Body):

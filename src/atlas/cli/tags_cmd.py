@@ -18,6 +18,7 @@ from atlas.tagging import (
     add_media_tags,
     current_tuning,
     list_media_tags,
+    load_vocabulary,
     remove_media_tags,
     retag_media,
     train_media_tagger,
@@ -53,12 +54,24 @@ def add_command(
     ctx: typer.Context,
     target: str = typer.Argument(..., help=_TARGET_HELP),
     tags: list[str] = typer.Argument(..., help="Tags to add."),
-    kind: str = typer.Option("topic", "--kind", help="genre, topic or keyword."),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        help="genre, topic or keyword (default: the vocabulary's kind, or the library's, "
+        "else topic).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add tags as yours (an automatic tag added again is confirmed); Atlas learns from it."""
     atlas = state(ctx).atlas()
-    edit = add_media_tags(atlas.engine, atlas.settings.feedback, target, tags, kind=kind)
+    edit = add_media_tags(
+        atlas.engine,
+        atlas.settings.feedback,
+        target,
+        tags,
+        kind=kind,
+        vocabulary_kinds=load_vocabulary(atlas.settings.tagging).kinds(),
+    )
     _render_edit(edit, as_json)
 
 

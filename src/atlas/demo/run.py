@@ -28,7 +28,7 @@ from atlas.embeddings import (
 from atlas.feedback import feedback_loop, list_rules, track_tag_edits
 from atlas.media import IngestReport, MediaPage, ingest_paths, list_media, normalise_tag
 from atlas.media.tags import Tag, tags_by_media
-from atlas.tagging import RetagReport, retag_media
+from atlas.tagging import RetagReport, load_vocabulary, retag_media
 from atlas.tasks import Dispatcher
 from atlas.transcription import (
     TranscribeReport,
@@ -200,11 +200,14 @@ def _learn(
         wanted = {normalise_tag(tag) for tag in truth[media_id]}
         return len(wanted ^ {normalise_tag(tag.tag) for tag in shown})
 
+    kinds = load_vocabulary(settings.tagging).kinds()
     stage("learning", len(reviewed) + len(held_out))
     review_edits = 0
     for media_id in reviewed:
         review_edits += edits(media_id, tags[media_id])
-        track_tag_edits(engine, settings.feedback, media_id, tags=truth[media_id])
+        track_tag_edits(
+            engine, settings.feedback, media_id, tags=truth[media_id], vocabulary_kinds=kinds
+        )
         advanced(1)
     feedback_loop(atlas.dispatcher)
     before = sum(edits(media_id, tags[media_id]) for media_id in held_out)

@@ -10,11 +10,16 @@ Tags the user sets are stored with source ``user``. Giving the full tag set
 (``track-tag-edits --tags``) also confirms the automatic tags it keeps, and is
 recorded even when nothing changed: a confirmation is evidence too (mining counts
 it, and it judges pending rule applications as kept).
+
+A tag new to the item gets its kind from, in turn: the kind the user chose
+(``media-tags add --kind``), the tag vocabulary (``vocabulary_kinds``: a genre of
+the vocabulary stays a genre whoever typed it), the kind the library already
+holds it as (``atlas.media.tags.library_kinds``), else ``topic``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +37,7 @@ from atlas.media.tags import (
     MAX_TAGS,
     Tag,
     check_text,
+    library_kinds,
     normalise_tag,
     parse_tag_list,
     remove_tags,
@@ -142,11 +148,13 @@ def track_tag_edits(
     genre: str | None = None,
     rating: float | None = None,
     confidence: float = 1.0,
+    vocabulary_kinds: Mapping[str, str] | None = None,
 ) -> EditReport:
     """Apply the user's corrections to one item and record them, in one transaction.
 
     ``tags``: the corrected full tag set; ``genre``; ``rating`` (0..5 in halves);
-    ``confidence``: how sure the user is (0..1), stored with each feedback row.
+    ``confidence``: how sure the user is (0..1), stored with each feedback row;
+    ``vocabulary_kinds``: the tag vocabulary's kinds by normalised name.
     Raises ``InvalidInput`` / ``NotFound`` before writing anything.
     """
     if tags is None and genre is None and rating is None:
@@ -161,7 +169,15 @@ def track_tag_edits(
     with database_errors(engine), engine.begin() as connection:
         row = _media_row(connection, media_id)
         if wanted is not None:
-            _edit_tags(connection, settings, report, set_to=wanted, confidence=confidence, now=now)
+            _edit_tags(
+                connection,
+                settings,
+                report,
+                set_to=wanted,
+                vocabulary_kinds=vocabulary_kinds,
+                confidence=confidence,
+                now=now,
+            )
         if genre is not None:
             _edit_field(
                 connection,
@@ -185,23 +201,32 @@ def add_user_tags(
     media_id: int,
     tags: str | Sequence[str],
     *,
-    kind: str = "topic",
+    kind: str | None = None,
     confidence: float = 1.0,
+    vocabulary_kinds: Mapping[str, str] | None = None,
 ) -> EditReport:
     """Add tags to an item as the user's (``media-tags add``), recorded as feedback.
 
     An automatic tag the user adds again becomes theirs (a confirmation). Adding
-    tags the user already set changes and records nothing.
+    tags the user already set changes and records nothing. With no ``kind``, each
+    new tag's kind comes from ``vocabulary_kinds`` and the library.
     """
     confidence = check_confidence(confidence)
     wanted = parse_tag_set(tags)
-    if kind not in ("genre", "topic", "keyword"):
+    if kind is not None and kind not in ("genre", "topic", "keyword"):
         raise InvalidInput(f"unknown tag kind {kind!r}; use genre, topic or keyword")
     report = EditReport(media_id)
     with database_errors(engine), engine.begin() as connection:
         _media_row(connection, media_id)
         _edit_tags(
-            connection, settings, report, add=wanted, kind=kind, confidence=confidence, now=utcnow()
+            connection,
+            settings,
+            report,
+            add=wanted,
+            kind=kind,
+            vocabulary_kinds=vocabulary_kinds,
+            confidence=confidence,
+            now=utcnow(),
         )
     return report
 
@@ -270,6 +295,20 @@ def edit_metadata(
 # --- inside the transaction ---------------------------------------------------------------
 
 
+def _new_tag_kinds(
+    connection: Connection,
+    norms: Sequence[str],
+    chosen: str | None,
+    vocabulary_kinds: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The kind each tag new to an item is stored as (see the module's docstring)."""
+    if chosen is not None:
+        return {norm: chosen for norm in norms}
+    vocabulary = vocabulary_kinds or {}
+    known = library_kinds(connection, [norm for norm in norms if norm not in vocabulary])
+    return {norm: vocabulary.get(norm) or known.get(norm) or "topic" for norm in norms}
+
+
 def _media_row(connection: Connection, media_id: int) -> Any:
     check_id(media_id)
     row = connection.execute(select(media).where(media.c.id == media_id).with_for_update()).first()
@@ -286,7 +325,8 @@ def _edit_tags(
     set_to: Sequence[str] | None = None,
     add: Sequence[str] = (),
     remove: Sequence[str] = (),
-    kind: str = "topic",
+    kind: str | None = None,
+    vocabulary_kinds: Mapping[str, str] | None = None,
     confidence: float,
     now: datetime,
 ) -> None:
@@ -331,13 +371,16 @@ def _edit_tags(
     if set_to is not None:
         after = list(keep.values())
     remove_tags(connection, media_id, sorted(removed_norms))
+    kinds = _new_tag_kinds(
+        connection, [norm for norm in keep if norm not in current], kind, vocabulary_kinds
+    )
     upsert_tags(
         connection,
         media_id,
         [
             Tag(
                 display,
-                kind=current[norm].kind if norm in current else kind,
+                kind=current[norm].kind if norm in current else kinds[norm],
                 source="user",
                 confidence=confidence,
                 explanation="set by the user",

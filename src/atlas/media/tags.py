@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, select, update
+from sqlalchemy import Connection, and_, delete, func, select, update
 
 from atlas.db import utcnow
 from atlas.db.tables import media_tags
@@ -28,6 +28,7 @@ __all__ = [
     "check_text",
     "clean_tag",
     "has_control_characters",
+    "library_kinds",
     "normalise_tag",
     "parse_tag_list",
     "tags_by_media",
@@ -247,3 +248,30 @@ def tags_by_media(connection: Connection, media_ids: Sequence[int]) -> dict[int,
             )
         )
     return result
+
+
+def library_kinds(connection: Connection, norms: Iterable[str]) -> dict[str, str]:
+    """The kind the library already holds each of these tags as (tags it lacks are left out).
+
+    ``topic`` is the kind a tag gets when nothing says otherwise, so it counts
+    only when no item holds the tag as anything else; of the other kinds the
+    most common wins (ties: alphabetically first).
+    """
+    wanted = sorted(set(norms))
+    if not wanted:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    for start in range(0, len(wanted), 500):
+        rows = connection.execute(
+            select(media_tags.c.tag_norm, media_tags.c.kind, func.count())
+            .where(media_tags.c.tag_norm.in_(wanted[start : start + 500]))
+            .group_by(media_tags.c.tag_norm, media_tags.c.kind)
+        ).all()
+        for norm, kind, count in rows:
+            counts.setdefault(norm, {})[kind] = int(count)
+    kinds: dict[str, str] = {}
+    for norm, by_kind in counts.items():
+        informative = {kind: count for kind, count in by_kind.items() if kind != "topic"}
+        pool = informative or by_kind
+        kinds[norm] = min(pool, key=lambda kind: (-pool[kind], kind))
+    return kinds

@@ -9,7 +9,7 @@ a rule adds it back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -129,18 +129,23 @@ def add_media_tags(
     target: str,
     tags: Sequence[str],
     *,
-    kind: str = "topic",
+    kind: str | None = None,
+    vocabulary_kinds: Mapping[str, str] | None = None,
 ) -> TagEdit:
     """Add tags as the user's, recorded as feedback; an automatic tag added again is confirmed.
 
+    With no ``kind``, a new tag's kind comes from ``vocabulary_kinds`` (the tag
+    vocabulary's, ``Vocabulary.kinds()``) and the library (``add_user_tags``).
     Checks everything before writing: an empty or over-long tag, an unknown
     kind or target changes nothing.
     """
     cleaned = _check_tags(tags)
-    if kind not in _KINDS:
+    if kind is not None and kind not in _KINDS:
         raise InvalidInput(f"unknown tag kind {kind!r}; use genre, topic or keyword")
     media_id = resolve_target(engine, target)
-    report = add_user_tags(engine, settings, media_id, cleaned, kind=kind)
+    report = add_user_tags(
+        engine, settings, media_id, cleaned, kind=kind, vocabulary_kinds=vocabulary_kinds
+    )
     return TagEdit(_media_tags(engine, media_id), report)
 
 

@@ -68,6 +68,10 @@ class Vocabulary:
     def get(self, norm: str) -> VocabularyEntry | None:
         return self._index().get(norm)
 
+    def kinds(self) -> dict[str, str]:
+        """Each entry's kind by its normalised name (what a tag typed by hand is stored as)."""
+        return {norm: entry.kind for norm, entry in self._index().items()}
+
     def __contains__(self, norm: object) -> bool:
         return norm in self._index()
 

@@ -7,6 +7,9 @@ ffprobe accepted at ingest can be transcribed, and a broken audio stream is
 recognised (far less audio decodes than the file declares) instead of being
 transcribed in part.
 
+Decoding itself (options, a collapsed window decoded again, segments kept
+inside the audio) is ``atlas.transcription.decoding``.
+
 Silence is kept from becoming text twice over: the Silero voice-activity
 filter shipped inside faster-whisper cuts non-speech out before decoding, and
 segments Whisper itself marks as probably not speech, or decodes with very
@@ -26,6 +29,15 @@ from typing import TYPE_CHECKING, Any
 from atlas.config import TranscriptionSettings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
 from atlas.media.probe import require_tool
+from atlas.transcription.decoding import (
+    RawSegment,
+    clip_to_audio,
+    collapsed,
+    decode_options,
+    redecode,
+    rescale,
+    speaking_rate,
+)
 from atlas.transcription.models import ModelChoice, cuda_device_count
 
 if TYPE_CHECKING:
@@ -185,28 +197,21 @@ class WhisperTranscriber:
         clock = time.perf_counter()
         audio = decode_audio(path, expected_duration_s=expected_duration_s)
         audio_s = len(audio) / SAMPLE_RATE
-        options: dict[str, Any] = {
-            "language": language,
-            "beam_size": settings.beam_size,
-            "vad_filter": settings.vad_filter,
-            "initial_prompt": None,
-        }
-        if settings.vad_filter:
-            options["vad_parameters"] = {
-                "threshold": settings.vad_threshold,
-                "min_silence_duration_ms": settings.vad_min_silence_ms,
-                "speech_pad_ms": settings.vad_speech_pad_ms,
-            }
-        raw_segments, info = model.transcribe(audio, **options)
+        segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
+        rate = speaking_rate(segments, audio_s)
+        tempo = settings.fast_speech_tempo
+        slowed = settings.fast_speech_words_per_second > 0 and tempo < 1.0
+        slowed = slowed and rate > settings.fast_speech_words_per_second
+        if slowed:
+            audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
+            segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
+            segments = rescale(segments, tempo)
+        segments, dropped = clip_to_audio(segments, audio_s)
         kept: list[TranscriptSegment] = []
         logprob_sum = 0.0
         token_count = 0
-        dropped = 0
-        for raw in raw_segments:
-            if checkpoint is not None:
-                checkpoint()
-            text = raw.text.strip()
-            if not text:
+        for raw in segments:
+            if not raw.text:
                 continue
             unsure = raw.avg_logprob < _UNSURE_LOGPROB
             if (raw.no_speech_prob > settings.no_speech_threshold and unsure) or (
@@ -218,14 +223,19 @@ class WhisperTranscriber:
                 TranscriptSegment(
                     start=round(raw.start, 3),
                     end=round(raw.end, 3),
-                    text=text,
+                    text=raw.text,
                     avg_logprob=round(raw.avg_logprob, 4),
                     no_speech_prob=round(raw.no_speech_prob, 4),
                 )
             )
-            tokens = max(1, len(raw.tokens))
+            tokens = max(1, raw.tokens)
             logprob_sum += raw.avg_logprob * tokens
             token_count += tokens
+        notes = [self.choice.reason] if self.choice.reason.startswith("--quality") else []
+        if redecoded:
+            notes.append(f"{redecoded} collapsed window(s) decoded again")
+        if slowed:
+            notes.append(f"fast speech ({rate:.1f} words/s) decoded again slowed to {tempo:g}")
         wall = time.perf_counter() - clock
         return Transcript(
             text=" ".join(segment.text for segment in kept),
@@ -241,8 +251,45 @@ class WhisperTranscriber:
             compute_type=self.compute_type,
             source_detail=str(self.choice.path),
             dropped_segments=dropped,
-            notes=[self.choice.reason] if self.choice.reason.startswith("--quality") else [],
+            notes=notes,
         )
+
+
+def _decode(
+    model: Any,
+    audio: np.ndarray,
+    settings: TranscriptionSettings,
+    language: str | None,
+    checkpoint: Callable[[], None] | None,
+) -> tuple[list[RawSegment], Any, int]:
+    """Segments of ``audio`` (its own time), each collapsed window decoded again.
+
+    Returns the segments, faster-whisper's ``TranscriptionInfo`` and how many
+    windows were decoded again.
+    """
+    raw_segments, info = model.transcribe(audio, **decode_options(settings, language))
+    decoded: list[RawSegment] = []
+    for raw in raw_segments:
+        if checkpoint is not None:
+            checkpoint()
+        decoded.append(RawSegment.of(raw))
+    audio_s = len(audio) / SAMPLE_RATE
+    redecoded = 0
+    segments: list[RawSegment] = []
+    for segment in decoded:
+        again = (
+            redecode(model, audio, segment, settings, language)
+            if segment.text and collapsed(segment, audio_s, settings)
+            else None
+        )
+        if again is None:
+            segments.append(segment)
+            continue
+        redecoded += 1
+        segments.extend(again)
+        if checkpoint is not None:
+            checkpoint()
+    return segments, info, redecoded
 
 
 _CACHE: dict[tuple[str, str, str, int], WhisperTranscriber] = {}
@@ -268,8 +315,12 @@ def clear_transcribers() -> None:
         _CACHE.clear()
 
 
-def decode_audio(path: Path, *, expected_duration_s: float | None = None) -> np.ndarray:
+def decode_audio(
+    path: Path, *, expected_duration_s: float | None = None, tempo: float = 1.0
+) -> np.ndarray:
     """The first audio stream of ``path`` as 16 kHz mono float32, decoded by ffmpeg.
+
+    ``tempo`` < 1 slows it down (pitch kept): the array is ``1 / tempo`` times longer.
 
     Raises ``InvalidInput`` when ffmpeg cannot decode it, when it decodes to
     nothing, or to less than half of ``expected_duration_s`` (a broken stream).
@@ -280,6 +331,7 @@ def decode_audio(path: Path, *, expected_duration_s: float | None = None) -> np.
     command = [
         ffmpeg, "-nostdin", "-v", "error", "-i", str(path),
         "-map", "0:a:0", "-vn", "-sn", "-dn",
+        *(["-af", f"atempo={tempo:g}"] if tempo != 1.0 else []),
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-",
     ]  # fmt: skip
     try:
@@ -303,7 +355,7 @@ def decode_audio(path: Path, *, expected_duration_s: float | None = None) -> np.
     if samples.size == 0:
         reason = f" ({detail})" if detail else ""
         raise InvalidInput(f"{path}: the audio stream is empty or cannot be decoded{reason}")
-    seconds = samples.size / SAMPLE_RATE
+    seconds = samples.size / SAMPLE_RATE * tempo
     expected = expected_duration_s or 0.0
     if expected > 1.0 and seconds < _MIN_DECODED_SHARE * expected:
         reason = f"; {detail}" if detail else ""
