@@ -20,7 +20,16 @@ from atlas.embeddings import (
 )
 from atlas.embeddings.fusion import SHIPPED, FusionWeights, fuse, tag_rarity
 from atlas.embeddings.lexical import LexicalIndex, get_lexical_index, tokenize
-from atlas.embeddings.similar import GENRE_WEIGHT, TAG_WEIGHT, Facts, facts_of, similarity
+from atlas.embeddings.similar import (
+    GENRE_WEIGHT,
+    TAG_WEIGHT,
+    Facts,
+    SimilarWeights,
+    facts_of,
+    genre_votes,
+    rank_neighbours,
+    similarity,
+)
 from atlas.errors import InvalidInput, NotFound
 from atlas.media.tags import Tag, upsert_tags
 from conftest import THEMES
@@ -357,3 +366,22 @@ def test_transcripts_are_searched_and_part_of_the_document(atlas, themed_library
     with atlas.engine.connect() as connection:
         document = load_documents(connection, [media_id])[media_id]
     assert document.text.splitlines()[-1].startswith("Transcript: Today we talk about")
+
+
+def test_an_item_without_confirmed_genres_borrows_its_neighbours_votes():
+    drama = facts_of(None, [Tag("Drama", kind="genre")])
+    war = facts_of(None, [Tag("War", kind="genre"), Tag("Drama", kind="genre")])
+    unknown = facts_of(None, [Tag("Comedy", kind="genre", source="auto")])
+    assert unknown.genres == frozenset()
+    votes = genre_votes([drama, unknown, war], voters=2)
+    assert votes == pytest.approx({"drama": 0.75, "war": 0.25})
+    candidates = [(1, 0.50, drama), (2, 0.52, unknown), (3, 0.45, war)]
+    weights = SimilarWeights(guess=0.2, tags=0.0)
+    ranked, used = rank_neighbours(unknown, candidates, weights)
+    assert used == votes
+    expected = {1: 0.50 + 0.2 * 0.75, 2: 0.52, 3: 0.45 + 0.2 * (0.75 + 0.25) / 2}
+    assert [m for _, m in ranked] == [1, 3, 2]  # the war drama overtakes the unknown item
+    assert dict((m, s) for s, m in ranked) == pytest.approx(expected)
+    # An item with confirmed genres uses its own, never the votes.
+    ranked, used = rank_neighbours(drama, candidates, weights)
+    assert used == {}

@@ -8,20 +8,23 @@ also knows facts the user confirmed. :func:`similar_media` takes the
 
 * genre overlap: Jaccard of the two items' *confirmed* genres (the ``genre``
   column and genre tags a user or a rule set; automatic tags never count), 0
-  when either item has none;
+  when the other item has none. When the item itself has no confirmed genre,
+  its ``VOTERS`` nearest neighbours that have one vote for its likely genres
+  (each neighbour's genres share one vote), and a candidate scores
+  ``GUESS_WEIGHT`` times the mean vote of its own confirmed genres;
 * tag overlap: the confirmed non-genre tags both carry, as a cosine of the two
   tag sets (``shared / sqrt(n_a * n_b)``), 0 when either has none.
 
 An item the library knows nothing about falls back to plain cosine. The weights
-were chosen on the development half of the TMDB benchmark items (even media ids)
-and scored on the other half (``benchmarks/search_quality.py``). Each hit says
+were chosen on development items of the TMDB benchmark and scored on separate
+test items (``benchmarks/search_quality.py`` says which). Each hit says
 why it matched: the genres and tags it shares and how close it is in meaning.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +46,30 @@ from atlas.embeddings.results import (
 from atlas.embeddings.store import get_store
 from atlas.errors import CHECK_VECTOR_STORE, NotFound
 
-__all__ = ["GENRE_WEIGHT", "POOL", "TAG_WEIGHT", "Facts", "facts_of", "similar_media", "similarity"]
+__all__ = [
+    "GENRE_WEIGHT",
+    "GUESS_WEIGHT",
+    "POOL",
+    "TAG_WEIGHT",
+    "VOTERS",
+    "Facts",
+    "SimilarWeights",
+    "facts_of",
+    "genre_votes",
+    "rank_neighbours",
+    "similar_media",
+    "similarity",
+]
 
 #: Candidates taken by cosine before ranking again (at least; ``3 * top`` if more).
-POOL = 40
-GENRE_WEIGHT = 0.15
-TAG_WEIGHT = 0.10
+POOL = 60
+GENRE_WEIGHT = 0.10
+GUESS_WEIGHT = 0.20
+VOTERS = 20
+TAG_WEIGHT = 0.05
 _SHOWN = 4
+#: A guessed genre is named in the explanation from this share of the votes.
+_LIKELY = 0.2
 
 
 @dataclass(frozen=True)
@@ -75,23 +95,67 @@ def facts_of(genre: str | None, tags: Iterable[Any]) -> Facts:
     return Facts(frozenset(genres), frozenset(others - genres - {""}))
 
 
+@dataclass(frozen=True)
+class SimilarWeights:
+    """The constants of the ranking (see the module doc)."""
+
+    genre: float = GENRE_WEIGHT
+    guess: float = GUESS_WEIGHT
+    voters: int = VOTERS
+    tags: float = TAG_WEIGHT
+
+
+SHIPPED = SimilarWeights()
+
+
+def genre_votes(neighbours: Sequence[Facts], voters: int = VOTERS) -> dict[str, float]:
+    """Likely genres of an item from its nearest neighbours' confirmed ones (sum 1)."""
+    labelled = [facts for facts in neighbours if facts.genres][:voters]
+    votes: dict[str, float] = {}
+    for facts in labelled:
+        for genre in facts.genres:
+            votes[genre] = votes.get(genre, 0.0) + 1.0 / (len(labelled) * len(facts.genres))
+    return votes
+
+
 def similarity(
     cosine: float,
     source: Facts,
     other: Facts,
-    *,
-    genre_weight: float = GENRE_WEIGHT,
-    tag_weight: float = TAG_WEIGHT,
+    votes: Mapping[str, float] | None = None,
+    weights: SimilarWeights = SHIPPED,
 ) -> float:
-    """The ranking score of ``other`` as a neighbour of ``source`` (see the module doc)."""
+    """The ranking score of ``other`` as a neighbour of ``source`` (see the module doc).
+
+    ``votes``: :func:`genre_votes` of the source's neighbours, used only when
+    the source has no confirmed genre.
+    """
     score = cosine
     if source.genres and other.genres:
         shared = len(source.genres & other.genres)
-        score += genre_weight * shared / len(source.genres | other.genres)
+        score += weights.genre * shared / len(source.genres | other.genres)
+    elif votes and other.genres:
+        score += weights.guess * sum(votes.get(g, 0.0) for g in other.genres) / len(other.genres)
     if source.tags and other.tags:
         shared = len(source.tags & other.tags)
-        score += tag_weight * shared / math.sqrt(len(source.tags) * len(other.tags))
+        score += weights.tags * shared / math.sqrt(len(source.tags) * len(other.tags))
     return score
+
+
+def rank_neighbours(
+    source: Facts,
+    candidates: Sequence[tuple[int, float, Facts]],
+    weights: SimilarWeights = SHIPPED,
+) -> tuple[list[tuple[float, int]], dict[str, float]]:
+    """``(score, media_id)`` of candidates ``(media_id, cosine, facts)`` (by cosine), best
+    first, and the genre votes used (empty when the source has confirmed genres)."""
+    votes = {} if source.genres else genre_votes([c[2] for c in candidates], weights.voters)
+    ranked = [
+        (similarity(cosine, source, facts, votes, weights), media_id)
+        for media_id, cosine, facts in candidates
+    ]
+    ranked.sort(key=lambda entry: (-entry[0], entry[1]))
+    return ranked, votes
 
 
 def similar_media(
@@ -104,6 +168,7 @@ def similar_media(
     media_type: str | None = None,
     genre: str | None = None,
     cluster: bool = False,
+    weights: SimilarWeights = SHIPPED,
 ) -> SearchResult:
     """The ``top`` media most like ``media_id`` (itself excluded), best first.
 
@@ -151,20 +216,19 @@ def similar_media(
         details = load_details(connection, [n.media_id for n in neighbours] + [media_id])
     source_item = details.pop(media_id, {"tags": [], "genre": None})
     source = facts_of(source_item.get("genre"), source_item["tags"])
-    ranked = []
+    candidates = []
     for neighbour in neighbours:
         item = details.get(neighbour.media_id)
-        if item is None:
-            continue  # a vector of a deleted item; checking the store removes it
-        facts = facts_of(item["genre"], item["tags"])
-        ranked.append((similarity(neighbour.similarity, source, facts), neighbour, item, facts))
-    ranked.sort(key=lambda entry: (-entry[0], entry[1].media_id))
-    hits = [
-        make_hit(
-            item, neighbour.similarity, score, explain(source, facts, item, neighbour.similarity)
-        )
-        for score, neighbour, item, facts in ranked[:top]
-    ]
+        if item is not None:  # else a vector of a deleted item; checking the store removes it
+            facts = facts_of(item["genre"], item["tags"])
+            candidates.append((neighbour.media_id, neighbour.similarity, facts))
+    ranked, votes = rank_neighbours(source, candidates, weights)
+    cosine_of = {media_id: (cosine, facts) for media_id, cosine, facts in candidates}
+    hits = []
+    for score, other_id in ranked[:top]:
+        cosine, facts = cosine_of[other_id]
+        item = details[other_id]
+        hits.append(make_hit(item, cosine, score, explain(source, facts, item, cosine, votes)))
     result = SearchResult(
         mode="similar",
         model=model_id,
@@ -178,14 +242,22 @@ def similar_media(
     return result
 
 
-def explain(source: Facts, other: Facts, item: dict[str, Any], cosine: float) -> str:
+def explain(
+    source: Facts,
+    other: Facts,
+    item: dict[str, Any],
+    cosine: float,
+    votes: Mapping[str, float] | None = None,
+) -> str:
     """``same genre: Drama, War; shares tags: prison, escape; close in meaning (0.62)``."""
     names = {norm(tag.tag): tag.tag for tag in item["tags"]}
     if item.get("genre"):
         names.setdefault(norm(item["genre"]), item["genre"])
+    likely = {g for g in other.genres if votes and votes.get(g, 0.0) >= _LIKELY}
     reasons = []
     for label, shared in (
         ("same genre", source.genres & other.genres),
+        ("likely same genre (from its neighbours)", likely),
         ("shares tags", source.tags & other.tags),
     ):
         if shared:
