@@ -374,12 +374,12 @@ def test_an_item_without_confirmed_genres_borrows_its_neighbours_votes():
     unknown = facts_of(None, [Tag("Comedy", kind="genre", source="auto")])
     assert unknown.genres == frozenset()
     votes = genre_votes([drama, unknown, war], voters=2)
-    assert votes == pytest.approx({"drama": 0.75, "war": 0.25})
+    assert votes == pytest.approx({"drama": 1.0, "war": 0.5})
     candidates = [(1, 0.50, drama), (2, 0.52, unknown), (3, 0.45, war)]
     weights = SimilarWeights(guess=0.2, tags=0.0)
     ranked, used = rank_neighbours(unknown, candidates, weights)
     assert used == votes
-    expected = {1: 0.50 + 0.2 * 0.75, 2: 0.52, 3: 0.45 + 0.2 * (0.75 + 0.25) / 2}
+    expected = {1: 0.50 + 0.2 * 1.0, 2: 0.52, 3: 0.45 + 0.2 * (1.0 + 0.5) / 2}
     assert [m for _, m in ranked] == [1, 3, 2]  # the war drama overtakes the unknown item
     assert dict((m, s) for s, m in ranked) == pytest.approx(expected)
     # An item with confirmed genres uses its own, never the votes.

@@ -10,8 +10,8 @@ also knows facts the user confirmed. :func:`similar_media` takes the
   column and genre tags a user or a rule set; automatic tags never count), 0
   when the other item has none. When the item itself has no confirmed genre,
   its ``VOTERS`` nearest neighbours that have one vote for its likely genres
-  (each neighbour's genres share one vote), and a candidate scores
-  ``GUESS_WEIGHT`` times the mean vote of its own confirmed genres;
+  (a genre's vote: the share of those neighbours carrying it), and a candidate
+  scores ``GUESS_WEIGHT`` times the mean vote of its own confirmed genres;
 * tag overlap: the confirmed non-genre tags both carry, as a cosine of the two
   tag sets (``shared / sqrt(n_a * n_b)``), 0 when either has none.
 
@@ -28,18 +28,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from atlas.config import Settings
 from atlas.db import check_id, database_errors
-from atlas.db.tables import media, media_embeddings
+from atlas.db.tables import media, media_embeddings, media_tags
 from atlas.embeddings.providers import get_provider
+from atlas.embeddings.repository import chunks, load_tags
 from atlas.embeddings.results import (
     SearchResult,
     check_options,
     describe_filters,
     group_hits,
-    load_details,
     make_hit,
     norm,
 )
@@ -63,10 +63,10 @@ __all__ = [
 
 #: Candidates taken by cosine before ranking again (at least; ``3 * top`` if more).
 POOL = 60
-GENRE_WEIGHT = 0.10
+GENRE_WEIGHT = 0.20
 GUESS_WEIGHT = 0.20
 VOTERS = 20
-TAG_WEIGHT = 0.05
+TAG_WEIGHT = 0.0
 _SHOWN = 4
 #: A guessed genre is named in the explanation from this share of the votes.
 _LIKELY = 0.2
@@ -109,12 +109,12 @@ SHIPPED = SimilarWeights()
 
 
 def genre_votes(neighbours: Sequence[Facts], voters: int = VOTERS) -> dict[str, float]:
-    """Likely genres of an item from its nearest neighbours' confirmed ones (sum 1)."""
+    """Likely genres of an item: the share of its nearest labelled neighbours carrying each."""
     labelled = [facts for facts in neighbours if facts.genres][:voters]
     votes: dict[str, float] = {}
     for facts in labelled:
         for genre in facts.genres:
-            votes[genre] = votes.get(genre, 0.0) + 1.0 / (len(labelled) * len(facts.genres))
+            votes[genre] = votes.get(genre, 0.0) + 1.0 / len(labelled)
     return votes
 
 
@@ -156,6 +156,53 @@ def rank_neighbours(
     ]
     ranked.sort(key=lambda entry: (-entry[0], entry[1]))
     return ranked, votes
+
+
+def pool_facts(
+    connection: Connection, media_ids: Sequence[int], with_tags: bool
+) -> tuple[dict[int, Facts], dict[int, dict[str, Any]]]:
+    """Confirmed genres (and, ``with_tags``, other confirmed tags) of existing items,
+    and their title, type and year: one lean query for the whole pool."""
+    condition = and_(media_tags.c.media_id == media.c.id, media_tags.c.source != "auto")
+    if not with_tags:
+        condition = and_(condition, media_tags.c.kind == "genre")
+    genres: dict[int, set[str]] = {}
+    tags: dict[int, set[str]] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for part in chunks(sorted(set(media_ids))):
+        found = connection.execute(
+            select(
+                media.c.id,
+                media.c.title,
+                media.c.media_type,
+                media.c.year,
+                media.c.genre,
+                media_tags.c.tag_norm,
+                media_tags.c.kind,
+            )
+            .select_from(media.outerjoin(media_tags, condition))
+            .where(media.c.id.in_(part))
+        ).all()
+        for row in found:
+            if row.id not in rows:
+                rows[row.id] = {
+                    "id": row.id,
+                    "title": row.title,
+                    "media_type": row.media_type,
+                    "year": row.year,
+                    "genre": row.genre,
+                    "description": None,
+                    "transcript": None,
+                    "tags": [],
+                }
+                genres[row.id] = {norm(row.genre)} if row.genre else set()
+                tags[row.id] = set()
+            if row.tag_norm:
+                (genres if row.kind == "genre" else tags)[row.id].add(row.tag_norm)
+    facts = {
+        m: Facts(frozenset(genres[m] - {""}), frozenset(tags[m] - genres[m] - {""})) for m in rows
+    }
+    return facts, rows
 
 
 def similar_media(
@@ -213,22 +260,25 @@ def similar_media(
     if threshold is not None:
         neighbours = [n for n in neighbours if n.similarity >= threshold]
     with database_errors(engine), engine.connect() as connection:
-        details = load_details(connection, [n.media_id for n in neighbours] + [media_id])
-    source_item = details.pop(media_id, {"tags": [], "genre": None})
-    source = facts_of(source_item.get("genre"), source_item["tags"])
-    candidates = []
-    for neighbour in neighbours:
-        item = details.get(neighbour.media_id)
-        if item is not None:  # else a vector of a deleted item; checking the store removes it
-            facts = facts_of(item["genre"], item["tags"])
-            candidates.append((neighbour.media_id, neighbour.similarity, facts))
-    ranked, votes = rank_neighbours(source, candidates, weights)
-    cosine_of = {media_id: (cosine, facts) for media_id, cosine, facts in candidates}
+        known, details = pool_facts(
+            connection, [n.media_id for n in neighbours] + [media_id], weights.tags > 0
+        )
+        source = known.get(media_id, Facts(frozenset(), frozenset()))
+        # A vector of a deleted item has no facts; checking the store removes it.
+        candidates = [
+            (n.media_id, n.similarity, known[n.media_id]) for n in neighbours if n.media_id in known
+        ]
+        ranked, votes = rank_neighbours(source, candidates, weights)
+        chosen = ranked[:top]
+        tags = load_tags(connection, [m for _, m in chosen] + [media_id])
+    source_all = facts_of(details.get(media_id, {}).get("genre"), tags.get(media_id, []))
+    cosine_of = {media_id: cosine for media_id, cosine, _ in candidates}
     hits = []
-    for score, other_id in ranked[:top]:
-        cosine, facts = cosine_of[other_id]
-        item = details[other_id]
-        hits.append(make_hit(item, cosine, score, explain(source, facts, item, cosine, votes)))
+    for score, other_id in chosen:
+        item = {**details[other_id], "tags": tags.get(other_id, [])}
+        cosine = cosine_of[other_id]
+        facts = facts_of(item["genre"], item["tags"])
+        hits.append(make_hit(item, cosine, score, explain(source_all, facts, item, cosine, votes)))
     result = SearchResult(
         mode="similar",
         model=model_id,
