@@ -118,6 +118,7 @@ def fuse(
     report = {
         "words_weight": round(words_weight, 3),
         "query_words": query_words,
+        "short_query": query_words <= weights.short_query,
         "feedback_items": len(seeds),
         "library_tags": [tag for tag, _ in sorted(profile.items(), key=lambda kv: -kv[1])[:5]],
     }
