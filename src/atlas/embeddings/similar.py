@@ -13,7 +13,9 @@ also knows facts the user confirmed. :func:`similar_media` takes the
   (a genre's vote: the share of those neighbours carrying it), and a candidate
   scores ``GUESS_WEIGHT`` times the mean vote of its own confirmed genres;
 * tag overlap: the confirmed non-genre tags both carry, as a cosine of the two
-  tag sets (``shared / sqrt(n_a * n_b)``), 0 when either has none.
+  tag sets (``shared / sqrt(n_a * n_b)``), 0 when either has none. On the TMDB
+  development items it added nothing beside the genres, so ``TAG_WEIGHT`` is 0:
+  shared tags are named in the explanation but do not move the ranking.
 
 An item the library knows nothing about falls back to plain cosine. The weights
 were chosen on development items of the TMDB benchmark and scored on separate
