@@ -48,8 +48,15 @@ def test_search_similar_shows_a_table_with_why_it_matched(cli, embedded_library)
     assert "Like Orbit of Silence" in result.stdout
     for column in ("id", "title", "similarity", "tags", "why it matched"):
         assert column in result.stdout
+    assert "same genre: Science Fiction" in result.stdout
     query = cli("search-similar", "--query", "bread", "--mode", "lexical")
     assert "Flour, Water, Salt" in query.stdout and "bread (tags, description)" in query.stdout
+    hybrid = cli(
+        "search-similar", "--query", "a baker shows how bread rises in the kitchen", "--top", "3"
+    )
+    assert hybrid.exit_code == 0, hybrid.output
+    assert "Fused: meaning, words (weight 0.10: a descriptive query of" in hybrid.stdout
+    assert "the tags of the best matches: " in hybrid.stdout
 
 
 @pytest.mark.slow

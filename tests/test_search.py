@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pytest
 from sqlalchemy import update
@@ -15,8 +18,20 @@ from atlas.embeddings import (
     search_media,
     similar_media,
 )
+from atlas.embeddings.fusion import SHIPPED, FusionWeights, fuse, tag_rarity
 from atlas.embeddings.lexical import LexicalIndex, get_lexical_index, tokenize
+from atlas.embeddings.similar import (
+    GENRE_WEIGHT,
+    TAG_WEIGHT,
+    Facts,
+    SimilarWeights,
+    facts_of,
+    genre_votes,
+    rank_neighbours,
+    similarity,
+)
 from atlas.errors import InvalidInput, NotFound
+from atlas.media.tags import Tag, upsert_tags
 from conftest import THEMES
 
 THEME_OF = {title: theme for theme, titles in THEMES.items() for title in titles}
@@ -105,14 +120,57 @@ def test_similar_media_ranks_items_of_the_same_theme_first(atlas, embedded_libra
 
 
 @pytest.mark.slow
-def test_similar_media_explains_shared_tags(atlas, embedded_library):
+def test_similar_media_explains_shared_genres_tags_and_meaning(atlas, embedded_library):
     result = similar_media(atlas.settings, atlas.engine, embedded_library["Orbit of Silence"])
     rows = {hit.title: hit for hit in result.hits}
-    assert rows["Red Planet Harvest"].why == "shares tags: Science Fiction, space"
-    assert rows["The Vault Job"].why == "close in meaning"
+    assert re.fullmatch(
+        r"same genre: Science Fiction; shares tags: space; close in meaning \(0\.\d\d\)",
+        rows["Red Planet Harvest"].why,
+    )
+    assert re.fullmatch(r"close in meaning \(0\.\d\d\)", rows["The Vault Job"].why)
     assert len(result.hits) == 10
-    sims = [hit.similarity for hit in result.hits]
-    assert sims == sorted(sims, reverse=True)
+    scores = [hit.score for hit in result.hits]
+    assert scores == sorted(scores, reverse=True)
+    # The score is the cosine plus the shared confirmed genres and tags.
+    red = rows["Red Planet Harvest"]
+    expected = red.similarity + GENRE_WEIGHT * 1 / 1 + TAG_WEIGHT * 1 / math.sqrt(2 * 2)
+    assert red.score == pytest.approx(expected, abs=1e-4)
+    assert rows["The Vault Job"].score == pytest.approx(rows["The Vault Job"].similarity)
+
+
+@pytest.mark.slow
+def test_similar_media_counts_confirmed_genres_only(atlas, embedded_library):
+    source = embedded_library["Glass Alibi"]  # Crime, Thriller
+    kitchen = embedded_library["Kitchen Chemistry"]
+
+    def kitchen_hit():
+        result = similar_media(atlas.settings, atlas.engine, source, top=11)
+        return next(hit for hit in result.hits if hit.media_id == kitchen)
+
+    before = kitchen_hit()
+    with atlas.engine.begin() as connection:
+        upsert_tags(
+            connection, kitchen, [Tag("Thriller", kind="genre", source="auto", confidence=0.9)]
+        )
+    guessed = kitchen_hit()
+    assert guessed.score == pytest.approx(before.score)  # an automatic guess is no evidence
+    assert "same genre" not in guessed.why
+    with atlas.engine.begin() as connection:
+        upsert_tags(connection, kitchen, [Tag("Thriller", kind="genre", source="user")])
+    confirmed = kitchen_hit()
+    assert confirmed.score == pytest.approx(before.score + GENRE_WEIGHT * 1 / 4, abs=1e-4)
+    assert confirmed.why.startswith("same genre: Thriller;")
+    assert confirmed.similarity == pytest.approx(before.similarity, abs=1e-5)
+
+
+def test_similarity_is_cosine_plus_overlap_of_confirmed_facts():
+    source = facts_of("Drama", [Tag("War", kind="genre"), Tag("prison"), Tag("escape")])
+    assert source == Facts(frozenset({"drama", "war"}), frozenset({"prison", "escape"}))
+    other = facts_of(None, [Tag("War", kind="genre"), Tag("escape"), Tag("x", source="auto")])
+    assert similarity(0.5, source, other) == pytest.approx(
+        0.5 + GENRE_WEIGHT * 1 / 2 + TAG_WEIGHT * 1 / math.sqrt(2 * 1)
+    )
+    assert similarity(0.5, source, facts_of(None, [])) == 0.5
 
 
 @pytest.mark.slow
@@ -143,28 +201,73 @@ def test_text_query_modes_all_find_the_theme(atlas, embedded_library):
 
 
 @pytest.mark.slow
-def test_hybrid_fuses_both_rankings_by_reciprocal_rank(atlas, embedded_library):
-    query = "a detective on an unsolved robbery"
-    vector = search_media(atlas.settings, atlas.engine, query, mode="vector", top=12)
-    lexical = search_media(atlas.settings, atlas.engine, query, mode="lexical", top=12)
-    hybrid = search_media(atlas.settings, atlas.engine, query, mode="hybrid", top=12)
-    v_rank = {h.media_id: r for r, h in enumerate(vector.hits, 1)}
-    l_rank = {h.media_id: r for r, h in enumerate(lexical.hits, 1)}
-    expected = sorted(
-        set(v_rank) | set(l_rank),
-        key=lambda m: (
-            -(1 / (60 + v_rank[m]) if m in v_rank else 0)
-            - (1 / (60 + l_rank[m]) if m in l_rank else 0),
-            m,
-        ),
+def test_hybrid_weighs_words_by_query_length_and_explains(atlas, embedded_library):
+    short = search_media(atlas.settings, atlas.engine, "detective robbery", top=12)
+    assert short.fusion["words_weight"] == SHIPPED.words_short
+    assert short.fusion["query_words"] == 2 and short.fusion["feedback_items"] == 5
+    long = search_media(
+        atlas.settings, atlas.engine, "a tired investigator who never gives up on a case", top=12
     )
-    assert [h.media_id for h in hybrid.hits] == expected[:12]
-    top = hybrid.hits[0]
+    assert long.fusion["words_weight"] == SHIPPED.words_long
+    assert {THEME_OF[t] for t in _titles(long)[:4]} == {"crime"}
+    top = short.hits[0]
     assert top.title == "Cold Case Conversations"
     assert "words:" in top.why and "close in meaning" in top.why
+    vector = search_media(atlas.settings, atlas.engine, "detective robbery", mode="vector", top=12)
     cosines = {h.media_id: h.similarity for h in vector.hits}
-    for hit in hybrid.hits:
+    for hit in short.hits:  # similarity stays the plain cosine to the query
         assert hit.similarity == pytest.approx(cosines[hit.media_id], abs=1e-4)
+    scores = [hit.score for hit in short.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.slow
+def test_hybrid_lifts_items_filed_under_the_best_matches_rare_tags(atlas, embedded_library):
+    query = "astronauts far from home"
+    meaning_only = FusionWeights(words_short=0.0, words_long=0.0, tags=0.0)
+    with_tags = FusionWeights(words_short=0.0, words_long=0.0)
+
+    def rank(weights):
+        result = search_media(atlas.settings, atlas.engine, query, top=12, weights=weights)
+        return _titles(result).index("Sunday Dumplings"), result
+
+    untagged, _ = rank(with_tags)
+    with atlas.engine.begin() as connection:  # the user files it under the space items' tags
+        upsert_tags(
+            connection, embedded_library["Sunday Dumplings"], [Tag("space"), Tag("astronaut")]
+        )
+    plain, _ = rank(meaning_only)
+    lifted, result = rank(with_tags)
+    assert "space" in result.fusion["library_tags"]
+    assert lifted < plain and lifted < untagged
+    hit = result.hits[lifted]
+    assert "tagged like the best matches: " in hit.why and "space" in hit.why
+
+
+def test_fuse_moves_the_query_to_its_best_matches_and_adds_words_and_tags():
+    vectors = {
+        1: np.array([1.0, 0.0, 0.0], dtype=np.float32),
+        2: np.array([0.0, 1.0, 0.0], dtype=np.float32),
+        3: np.array([0.6, 0.8, 0.0], dtype=np.float32),
+    }
+    query = np.array([0.8, 0.6, 0.0], dtype=np.float32)
+    tags = {1: frozenset({"rare"}), 2: frozenset(), 3: frozenset({"rare", "common"})}
+    rarity = tag_rarity({"rare": 2, "common": 3}, 3)
+    weights = FusionWeights(feedback=1.0, depth=1, words_short=0.5, tags=0.2)
+    ranked, report = fuse(query, [1, 3, 2], vectors, {2: 4.0, 3: 2.0}, tags, rarity, 1, weights)
+    moved = query + vectors[1]
+    moved /= np.linalg.norm(moved)
+    expected = {
+        1: float(vectors[1] @ moved) + 0.2,
+        2: float(vectors[2] @ moved) + 0.5,
+        3: float(vectors[3] @ moved) + 0.5 * 0.5 + 0.2,
+    }
+    assert [m for m, _ in ranked] == sorted(expected, key=lambda m: -expected[m])
+    assert dict(ranked) == pytest.approx(expected)
+    assert report["words_weight"] == 0.5 and report["library_tags"] == ["rare"]
+    # A long query: words count less.
+    ranked, report = fuse(query, [1, 3, 2], vectors, {2: 4.0}, tags, rarity, 7, weights)
+    assert report["words_weight"] == weights.words_long
 
 
 @pytest.mark.slow
@@ -263,3 +366,22 @@ def test_transcripts_are_searched_and_part_of_the_document(atlas, themed_library
     with atlas.engine.connect() as connection:
         document = load_documents(connection, [media_id])[media_id]
     assert document.text.splitlines()[-1].startswith("Transcript: Today we talk about")
+
+
+def test_an_item_without_confirmed_genres_borrows_its_neighbours_votes():
+    drama = facts_of(None, [Tag("Drama", kind="genre")])
+    war = facts_of(None, [Tag("War", kind="genre"), Tag("Drama", kind="genre")])
+    unknown = facts_of(None, [Tag("Comedy", kind="genre", source="auto")])
+    assert unknown.genres == frozenset()
+    votes = genre_votes([drama, unknown, war], voters=2)
+    assert votes == pytest.approx({"drama": 1.0, "war": 0.5})
+    candidates = [(1, 0.50, drama), (2, 0.52, unknown), (3, 0.45, war)]
+    weights = SimilarWeights(guess=0.2, tags=0.0)
+    ranked, used = rank_neighbours(unknown, candidates, weights)
+    assert used == votes
+    expected = {1: 0.50 + 0.2 * 1.0, 2: 0.52, 3: 0.45 + 0.2 * (1.0 + 0.5) / 2}
+    assert [m for _, m in ranked] == [1, 3, 2]  # the war drama overtakes the unknown item
+    assert dict((m, s) for s, m in ranked) == pytest.approx(expected)
+    # An item with confirmed genres uses its own, never the votes.
+    ranked, used = rank_neighbours(drama, candidates, weights)
+    assert used == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -71,6 +73,8 @@ def render_search(result: SearchResult) -> None:
     if not result.hits:
         console.print(f"{heading}: no matches")
         return
+    if result.fusion:
+        console.print(_fusion_note(result.fusion))
     by_id = {hit.media_id: hit for hit in result.hits}
     if result.groups is None:
         console.print(_table(heading, result.hits))
@@ -79,6 +83,19 @@ def render_search(result: SearchResult) -> None:
     for number, group in enumerate(result.groups, start=1):
         hits = [by_id[media_id] for media_id in group.media_ids]
         console.print(_table(f"Cluster {number}: {group.name} ({len(hits)})", hits))
+
+
+def _fusion_note(fusion: dict[str, Any]) -> str:
+    """How hybrid search weighed this query, in one line."""
+    words = fusion["query_words"]
+    kind = "short" if fusion["short_query"] else "descriptive"
+    note = (
+        f"Fused: meaning, words (weight {fusion['words_weight']:.2f}: a {kind} query of "
+        f"{words} known word{'s' if words != 1 else ''})"
+    )
+    if fusion["library_tags"]:
+        note += ", and the tags of the best matches: " + ", ".join(fusion["library_tags"])
+    return note
 
 
 def _table(title: str, hits: list[SearchHit]) -> Table:

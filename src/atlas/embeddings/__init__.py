@@ -13,18 +13,17 @@ The public surface for other services (the tagger builds on it):
 from atlas.embeddings.clusters import ClusterInfo, ClusterReport, cluster_library
 from atlas.embeddings.document import DocumentInput, MediaDocument, build_document
 from atlas.embeddings.embed import EmbedReport, embed_media
+from atlas.embeddings.fusion import FusionWeights
 from atlas.embeddings.providers import EmbeddingProvider, clear_provider_cache, get_provider
+from atlas.embeddings.results import HitGroup, SearchHit, SearchResult
 from atlas.embeddings.search import (
     MODES,
-    HitGroup,
-    SearchHit,
-    SearchResult,
     embed_texts,
     media_vectors,
     nearest_media,
     search_media,
-    similar_media,
 )
+from atlas.embeddings.similar import similar_media
 from atlas.embeddings.store import Neighbour, VectorStore, get_store
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "DocumentInput",
     "EmbedReport",
     "EmbeddingProvider",
+    "FusionWeights",
     "HitGroup",
     "MediaDocument",
     "Neighbour",

@@ -1,5 +1,8 @@
 """Lexical search: an in-process BM25 index over title, tags, description and transcript.
 
+The index also keeps each item's confirmed tags and genres and how rare each is
+in the library, which hybrid fusion reads (:mod:`atlas.embeddings.fusion`).
+
 Why in-process rather than SQLite FTS5 or PostgreSQL full-text search: one
 implementation ranks the same on both databases, needs no schema of its own,
 and a library of 100,000 items fits in a sparse matrix of a few tens of MB.
@@ -28,6 +31,7 @@ from sqlalchemy import Engine, func, select
 
 from atlas.db import database_errors
 from atlas.db.tables import media, media_tags, transcripts
+from atlas.embeddings.fusion import tag_rarity
 from atlas.media.tags import normalise_tag
 
 if TYPE_CHECKING:
@@ -92,6 +96,7 @@ class LexicalIndex:
         documents: Sequence[list[str]],
         media_types: Sequence[str],
         genres: Sequence[frozenset[str]],
+        tags: Sequence[frozenset[str]] | None = None,
     ) -> None:
         import numpy as np
         from scipy import sparse
@@ -99,6 +104,13 @@ class LexicalIndex:
         self.media_ids = np.asarray(media_ids, dtype=np.int64)
         self.media_types = np.asarray(media_types, dtype=object)
         self.genres = list(genres)
+        #: Confirmed tags and genres of each item (normalised), and their rarity.
+        self.tags = dict(zip(media_ids, tags or [frozenset()] * len(media_ids), strict=True))
+        tag_counts: dict[str, int] = {}
+        for item_tags in self.tags.values():
+            for tag in item_tags:
+                tag_counts[tag] = tag_counts.get(tag, 0) + 1
+        self.tag_rarity = tag_rarity(tag_counts, len(media_ids))
         self.vocabulary: dict[str, int] = {}
         rows: list[int] = []
         cols: list[int] = []
@@ -132,6 +144,11 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return len(self.media_ids)
+
+    def term_idfs(self, query: str) -> list[float]:
+        """The IDF of each distinct word of ``query`` the library holds (hybrid fusion's rarity)."""
+        known = dict.fromkeys(t for t in tokenize(query) if t in self.vocabulary)
+        return [float(self.idf[self.vocabulary[t]]) for t in known]
 
     def search(
         self,
@@ -227,14 +244,17 @@ def build_lexical_index(engine: Engine) -> LexicalIndex:
         tags.setdefault(tag_row.media_id, []).append(tag_row)
     texts = {row.media_id: row.text for row in transcript_rows}
 
-    ids, documents, types, genres = [], [], [], []
+    ids, documents, types, genres, confirmed = [], [], [], [], []
     for row in rows:
         tokens: list[str] = []
         tokens += tokenize(row.title or "") * _TITLE_WEIGHT
         item_genres = {normalise_tag(row.genre)} if row.genre else set()
+        item_tags = set(item_genres)
         for tag in tags.get(row.id, ()):
             weight = 1 if tag.source == "auto" else _CONFIRMED_TAG_WEIGHT
             tokens += tokenize(tag.tag) * weight
+            if tag.source != "auto":
+                item_tags.add(normalise_tag(tag.tag))
             if tag.kind == "genre" and tag.source != "auto":
                 item_genres.add(normalise_tag(tag.tag))
         tokens += tokenize(row.description or "")
@@ -243,4 +263,5 @@ def build_lexical_index(engine: Engine) -> LexicalIndex:
         documents.append(tokens)
         types.append(row.media_type)
         genres.append(frozenset(item_genres))
-    return LexicalIndex(ids, documents, types, genres)
+        confirmed.append(frozenset(item_tags - {""}))
+    return LexicalIndex(ids, documents, types, genres, confirmed)
