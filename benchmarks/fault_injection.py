@@ -19,7 +19,7 @@ Targets: 0 tasks lost, 0 duplicate rows or vectors, 0 user edits lost; time from
 kill to the task running again with a worker running: max under 60 s; 0
 exit-70 and 0 tracebacks over 1,000 hostile inputs; leases cost at most 5%.
 
-    python benchmarks/fault_injection.py [--kills-inline 30] [--kills-workers 20] ...
+    python benchmarks/fault_injection.py [--kills-inline 35] [--kills-workers 20] ...
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def hostile_phase(args: argparse.Namespace, verdicts: Verdicts) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=50)
-    parser.add_argument("--kills-inline", type=int, default=30)
+    parser.add_argument("--kills-inline", type=int, default=35)
     parser.add_argument("--kills-workers", type=int, default=25)
     parser.add_argument("--edits", type=int, default=60)
     parser.add_argument("--kills-automatic", type=int, default=20)
