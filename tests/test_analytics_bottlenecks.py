@@ -95,7 +95,7 @@ def test_no_queue_figures_when_every_run_was_in_process(atlas):
 
 @pytest.mark.parametrize("threshold", [0, -1])
 def test_threshold_must_be_positive(atlas, threshold):
-    with pytest.raises(InvalidInput, match="--threshold must be a positive number"):
+    with pytest.raises(InvalidInput, match="`threshold` must be a positive number"):
         bottlenecks(atlas, threshold_ms=threshold)
 
 

@@ -134,9 +134,9 @@ def test_cleanup_in_batches_deletes_every_old_row(atlas):
 
 @pytest.mark.parametrize("keep_days", [0, -3])
 def test_keep_days_below_one_is_refused(atlas, keep_days):
-    with pytest.raises(InvalidInput, match=r"--keep-days must be at least 1"):
+    with pytest.raises(InvalidInput, match=r"`keep_days` must be at least 1"):
         cleanup(atlas, keep_days=keep_days)
-    with pytest.raises(InvalidInput, match=r"--keep-days must be at least 1"):
+    with pytest.raises(InvalidInput, match=r"`keep_days` must be at least 1"):
         run_cleanup(atlas.dispatcher, keep_days=keep_days)
     assert count_logs(atlas) == 0  # no task was even recorded
 

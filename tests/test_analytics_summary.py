@@ -141,7 +141,7 @@ def test_type_filter_keeps_one_type_and_unknown_types_are_refused(atlas):
 
 @pytest.mark.parametrize("hours", [0, -1, -24, 10**9])
 def test_hours_out_of_range_are_refused(atlas, hours):
-    with pytest.raises(InvalidInput, match="--hours must be"):
+    with pytest.raises(InvalidInput, match="`hours` must be"):
         summarise(atlas, hours=hours)
 
 

@@ -120,7 +120,7 @@ def test_the_rule_is_stated_with_its_thresholds(atlas, make_settings):
 
 @pytest.mark.parametrize("days", [0, -7, 100_000])
 def test_days_out_of_range_are_refused(atlas, days):
-    with pytest.raises(InvalidInput, match="--days must be"):
+    with pytest.raises(InvalidInput, match="`days` must be"):
         trends(atlas, days=days)
 
 

@@ -169,11 +169,11 @@ def test_service_messages_name_the_api_fields_not_cli_flags(atlas, client):
     assert response.status_code == 422
     assert response.json()["error"].startswith("genre ")
     assert "--" not in response.json()["error"]
-    # A command the message suggests is quoted as it is typed.
+    # The repair is named in the domain's words.
     unembedded = client.get(f"/api/v1/media/{item}/similar")
     assert unembedded.status_code == 404
     assert unembedded.json()["error"] == (
-        f"media {item} is not embedded yet; run: atlas embed-media --media {item}"
+        f"media {item} is not embedded yet; embed what is not embedded yet"
     )
 
 

@@ -158,7 +158,7 @@ def test_clusters_command_shows_and_stores_clusters(cli, embedded_library):
             2,
             "atlas: unknown media type 'hologram'; use video, audio, image, other",
         ),
-        (["clusters", "--k", "2", "--auto"], 2, "atlas: give --k N or --auto, not both"),
+        (["clusters", "--k", "2", "--auto"], 2, "atlas: give --k or --auto, not both"),
         (["clusters", "--k", "1"], 2, "atlas: --k must be at least 2"),
     ],
 )
@@ -174,7 +174,8 @@ def test_media_not_embedded_yet(cli, themed_library):
     result = cli("search-similar", "--media", str(media_id))
     assert result.exit_code == 3
     assert result.stderr.strip() == (
-        f"atlas: media {media_id} is not embedded yet; run: atlas embed-media --media {media_id}"
+        f"atlas: media {media_id} is not embedded yet; embed what is not embedded yet: "
+        "atlas embed-media --all"
     )
 
 

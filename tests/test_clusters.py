@@ -73,9 +73,9 @@ def test_clustering_again_replaces_the_stored_clusters(atlas, embedded_library):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"k": 2, "auto": True}, "give --k N or --auto, not both"),
-        ({"k": 1}, "--k must be at least 2"),
-        ({"k": 0}, "--k must be at least 2"),
+        ({"k": 2, "auto": True}, "give `k` or `auto`, not both"),
+        ({"k": 1}, "`k` must be at least 2"),
+        ({"k": 0}, "`k` must be at least 2"),
     ],
 )
 def test_bad_cluster_options_are_refused(atlas, options, message):
@@ -91,7 +91,7 @@ def test_clustering_needs_embedded_media(atlas, themed_library):
 @pytest.mark.slow
 def test_k_larger_than_the_library_is_refused(atlas, themed_library, embedding_model):
     embed_media(atlas.dispatcher, media_ids=list(themed_library.values())[:4])
-    with pytest.raises(InvalidInput, match="--k 5 is more than the 4 embedded media"):
+    with pytest.raises(InvalidInput, match="`k` 5 is more than the 4 embedded media"):
         cluster_library(atlas.dispatcher, k=5)
 
 

@@ -293,11 +293,11 @@ def test_media_with_nothing_to_embed_is_refused(atlas, themed_library):
 
 
 def test_bad_batch_size_and_missing_selection_are_refused(atlas):
-    with pytest.raises(InvalidInput, match="--batch"):
+    with pytest.raises(InvalidInput, match="`batch`"):
         embed_media(atlas.dispatcher, all_media=True, batch_size=0)
-    with pytest.raises(InvalidInput, match="--media ID"):
+    with pytest.raises(InvalidInput, match="`media_ids`"):
         embed_media(atlas.dispatcher)
-    with pytest.raises(InvalidInput, match="--verify goes with --all"):
+    with pytest.raises(InvalidInput, match="`verify` goes with `all`"):
         embed_media(atlas.dispatcher, media_ids=[1], verify=True)
 
 

@@ -313,10 +313,10 @@ def _title(library, media_id):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"top": 0}, "--top must be at least 1"),
-        ({"top": -3}, "--top must be at least 1"),
-        ({"threshold": 1.5}, "--threshold must be between 0 and 1"),
-        ({"threshold": -0.1}, "--threshold must be between 0 and 1"),
+        ({"top": 0}, "`top` must be at least 1"),
+        ({"top": -3}, "`top` must be at least 1"),
+        ({"threshold": 1.5}, "`threshold` must be between 0 and 1"),
+        ({"threshold": -0.1}, "`threshold` must be between 0 and 1"),
         ({"media_type": "hologram"}, "unknown media type 'hologram'"),
         ({"mode": "fuzzy"}, "unknown mode 'fuzzy'"),
     ],
@@ -338,7 +338,7 @@ def test_unknown_media_is_not_found(atlas):
 
 def test_media_not_embedded_yet_says_how_to_embed_it(atlas, themed_library):
     media_id = themed_library["Glass Alibi"]
-    with pytest.raises(NotFound, match=f"run: atlas embed-media --media {media_id}"):
+    with pytest.raises(NotFound, match=f"media {media_id} is not embedded yet"):
         similar_media(atlas.settings, atlas.engine, media_id)
     with pytest.raises(NotFound, match="nothing is embedded with .* yet"):
         search_media(atlas.settings, atlas.engine, "space", mode="vector")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 __all__ = [
     "CHECK_VECTOR_STORE",
+    "EMBED_MISSING",
     "REBUILD_VECTOR_STORE",
     "AtlasError",
     "Conflict",
     "InvalidInput",
     "NotFound",
     "Unavailable",
+    "invalid",
     "missing_extra",
 ]
 
@@ -25,6 +27,8 @@ __all__ = [
 REBUILD_VECTOR_STORE = "rebuild the vector store from the database"
 #: Compare the vector store with the database and embed again what it lacks.
 CHECK_VECTOR_STORE = "check the vector store against the database"
+#: Embed every item that has no vector with the configured model yet.
+EMBED_MISSING = "embed what is not embedded yet"
 
 
 class AtlasError(Exception):
@@ -39,6 +43,9 @@ class AtlasError(Exception):
 
     def __init__(self, message: str, *, repair: str | None = None) -> None:
         super().__init__(message)
+        #: What went wrong. An input it names is written as its domain name in
+        #: backticks ("`top` must be at most 100"); each interface names it its
+        #: own way (the CLI by its flag, the API by its field).
         self.message = message
         #: The repair that fixes it, if there is one (``REBUILD_VECTOR_STORE``, ...).
         self.repair = repair
@@ -78,6 +85,11 @@ class Unavailable(AtlasError):
     exit_code = 5
     http_status = 503
     transient = True
+
+
+def invalid(parameter: str, problem: str) -> InvalidInput:
+    """``InvalidInput`` about one input, named by its domain name: "`top` must be at least 1"."""
+    return InvalidInput(f"`{parameter}` {problem}")
 
 
 def missing_extra(what: str, extra: str = "ml", *, alternative: str | None = None) -> Unavailable:

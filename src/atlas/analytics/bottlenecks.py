@@ -20,7 +20,7 @@ from atlas.analytics.window import (
 )
 from atlas.db import database_errors
 from atlas.db.tables import task_logs
-from atlas.errors import InvalidInput
+from atlas.errors import InvalidInput, invalid
 
 __all__ = ["BottleneckReport", "LongRun", "QueueLoad", "TypeLoad", "find_bottlenecks"]
 
@@ -169,8 +169,8 @@ def find_bottlenecks(
     if threshold_ms is not None and (
         isinstance(threshold_ms, bool) or not isinstance(threshold_ms, int) or threshold_ms < 1
     ):
-        raise InvalidInput(
-            f"--threshold must be a positive number of milliseconds (got {threshold_ms})"
+        raise invalid(
+            "threshold", f"must be a positive number of milliseconds (got {threshold_ms})"
         )
     if longest < 1:
         raise InvalidInput("the number of longest runs to show must be at least 1")

@@ -21,7 +21,7 @@ from atlas.analytics.window import MAX_DAYS, logged_task_types
 from atlas.config import AnalyticsSettings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import task_log_daily, task_log_fold_state, task_logs
-from atlas.errors import Conflict, InvalidInput, Unavailable
+from atlas.errors import Conflict, Unavailable, invalid
 from atlas.tasks import Dispatcher, TaskContext, task_type
 
 __all__ = ["CLEANUP_TASK", "CleanupReport", "cleanup_task_logs", "run_cleanup"]
@@ -80,11 +80,11 @@ class CleanupReport:
 
 def check_keep_days(keep_days: int) -> None:
     if isinstance(keep_days, bool) or not isinstance(keep_days, int):
-        raise InvalidInput(f"--keep-days must be a whole number of days, got {keep_days!r}")
+        raise invalid("keep_days", f"must be a whole number of days, got {keep_days!r}")
     if keep_days < 1:
-        raise InvalidInput(f"--keep-days must be at least 1 (got {keep_days})")
+        raise invalid("keep_days", f"must be at least 1 (got {keep_days})")
     if keep_days > MAX_DAYS:
-        raise InvalidInput(f"--keep-days must be at most {MAX_DAYS} (ten years), got {keep_days}")
+        raise invalid("keep_days", f"must be at most {MAX_DAYS} (ten years), got {keep_days}")
 
 
 def cleanup_task_logs(

@@ -33,7 +33,7 @@ from atlas.analytics.window import (
 )
 from atlas.config import AnalyticsSettings
 from atlas.db import database_errors, utcnow
-from atlas.errors import InvalidInput
+from atlas.errors import invalid
 
 __all__ = [
     "DEGRADING",
@@ -239,11 +239,11 @@ def task_trends(
     Raises ``InvalidInput`` for a bad ``days``, ``NotFound`` for an unknown type.
     """
     if isinstance(days, bool) or not isinstance(days, int):
-        raise InvalidInput(f"--days must be a whole number of days, got {days!r}")
+        raise invalid("days", f"must be a whole number of days, got {days!r}")
     if days < 1:
-        raise InvalidInput(f"--days must be at least 1 (got {days})")
+        raise invalid("days", f"must be at least 1 (got {days})")
     if days > MAX_DAYS:
-        raise InvalidInput(f"--days must be at most {MAX_DAYS} (ten years), got {days}")
+        raise invalid("days", f"must be at most {MAX_DAYS} (ten years), got {days}")
     now = now or utcnow()
     last_day = now.date()
     first_day = last_day - timedelta(days=days - 1)

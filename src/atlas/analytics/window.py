@@ -21,7 +21,7 @@ from sqlalchemy import (
 
 from atlas.db import utcnow
 from atlas.db.tables import task_log_daily, task_logs
-from atlas.errors import InvalidInput, NotFound
+from atlas.errors import NotFound, invalid
 from atlas.tasks import registered_task_types
 
 __all__ = [
@@ -106,11 +106,11 @@ class Window:
     ) -> Window:
         """The last ``hours`` hours up to ``now``; raises ``InvalidInput`` for a bad count."""
         if isinstance(hours, bool) or not isinstance(hours, int):
-            raise InvalidInput(f"--hours must be a whole number of hours, got {hours!r}")
+            raise invalid("hours", f"must be a whole number of hours, got {hours!r}")
         if hours < 1:
-            raise InvalidInput(f"--hours must be at least 1 (got {hours})")
+            raise invalid("hours", f"must be at least 1 (got {hours})")
         if hours > MAX_HOURS:
-            raise InvalidInput(f"--hours must be at most {MAX_HOURS} (ten years), got {hours}")
+            raise invalid("hours", f"must be at most {MAX_HOURS} (ten years), got {hours}")
         until = now or utcnow()
         return cls(since=until - timedelta(hours=hours), until=until, task_type=task_type)
 

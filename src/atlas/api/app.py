@@ -102,6 +102,7 @@ def _errors(app: FastAPI) -> None:
         return _answer(request, 500, f"internal error: {type(exc).__name__}; see the server log")
 
 
+_PARAMETER = re.compile(r"`([a-z][a-z_]*)`")
 _FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
 
 
@@ -111,6 +112,7 @@ def api_words(message: str) -> str:
     Some service messages still name the CLI's flags ("--genre contains ...");
     over HTTP the same value is the ``genre`` field.
     """
+    message = _PARAMETER.sub(lambda match: match.group(1), message)  # `top` -> top
     head, command, rest = message.partition("atlas ")  # a command to run keeps its flags
     return _FLAG.sub(lambda match: match.group(1).replace("-", "_"), head) + command + rest
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -33,7 +34,13 @@ from typer.core import TyperCommand, TyperGroup
 from atlas.app import Atlas, open_atlas
 from atlas.config import LoadedSettings, Settings, load_settings
 from atlas.db import MAX_ID, explain_database_error
-from atlas.errors import CHECK_VECTOR_STORE, REBUILD_VECTOR_STORE, AtlasError, InvalidInput
+from atlas.errors import (
+    CHECK_VECTOR_STORE,
+    EMBED_MISSING,
+    REBUILD_VECTOR_STORE,
+    AtlasError,
+    InvalidInput,
+)
 from atlas.library import Library
 from atlas.tasks.dispatcher import RecoveryReport
 
@@ -279,15 +286,27 @@ def progress_bar(
 REPAIR_COMMANDS = {
     REBUILD_VECTOR_STORE: "atlas embed-media --all --force",
     CHECK_VECTOR_STORE: "atlas embed-media --all --verify",
+    EMBED_MISSING: "atlas embed-media --all",
 }
 
 
+#: The flag of each input a service may name, where it is not ``--`` + its name.
+PARAMETER_FLAGS = {"media_ids": "--media ID", "targets": "TARGET...", "paths": "PATH..."}
+_PARAMETER = re.compile(r"`([a-z][a-z_]*)`")
+
+
+def flag_for(parameter: str) -> str:
+    """The command-line flag that gives the input a service calls ``parameter``."""
+    return PARAMETER_FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
 def describe_error(exc: AtlasError) -> str:
-    """An Atlas error as the CLI says it: its message, and the command that repairs it."""
+    """An Atlas error as the CLI says it: inputs by their flags, and the command that repairs it."""
+    message = _PARAMETER.sub(lambda match: flag_for(match.group(1)), exc.message)
     if exc.repair is None:
-        return exc.message
+        return message
     command = REPAIR_COMMANDS.get(exc.repair)
-    return f"{exc.message}; {exc.repair}" + (f": {command}" if command else "")
+    return f"{message}; {exc.repair}" + (f": {command}" if command else "")
 
 
 def _internal_error(exc: Exception) -> NoReturn:

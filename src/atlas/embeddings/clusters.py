@@ -33,7 +33,7 @@ from atlas.embeddings.lexical import tokenize
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.repository import chunks, load_tags
 from atlas.embeddings.store import get_store
-from atlas.errors import AtlasError, InvalidInput
+from atlas.errors import EMBED_MISSING, AtlasError, InvalidInput, invalid
 from atlas.media.tags import SOURCE_RANK, normalise_tag
 from atlas.tasks import Dispatcher, TaskContext, task_type
 
@@ -246,18 +246,19 @@ def cluster_library(
     with fewer than three embedded items.
     """
     if k is not None and auto:
-        raise InvalidInput("give --k N or --auto, not both")
+        raise InvalidInput("give `k` or `auto`, not both")
     if k is not None and k < 2:
-        raise InvalidInput("--k must be at least 2")
+        raise invalid("k", "must be at least 2")
     model_id = get_provider(dispatcher.settings).model_id
     embedded = _embedded_count(dispatcher.engine, model_id)
     if embedded < MIN_ITEMS:
         raise InvalidInput(
             f"clustering needs at least {MIN_ITEMS} embedded media ({embedded} embedded "
-            f"with {model_id}); run: atlas embed-media --all"
+            f"with {model_id})",
+            repair=EMBED_MISSING,
         )
     if k is not None and k > embedded:
-        raise InvalidInput(f"--k {k} is more than the {embedded} embedded media")
+        raise InvalidInput(f"`k` {k} is more than the {embedded} embedded media")
     if not dispatcher.queued:
         get_store(dispatcher.settings).check()
     outcome = dispatcher.submit("cluster", {"k": k})
@@ -297,7 +298,8 @@ def compute_clusters(settings: Settings, engine: Engine, *, k: int | None = None
     if len(recorded) < MIN_ITEMS:
         raise InvalidInput(
             f"clustering needs at least {MIN_ITEMS} embedded media "
-            f"({len(recorded)} embedded with {model_id}); run: atlas embed-media --all"
+            f"({len(recorded)} embedded with {model_id})",
+            repair=EMBED_MISSING,
         )
     dimension = Counter(recorded.values()).most_common(1)[0][0]
     collection = get_store(settings).collection(model_id, dimension, create=False)
@@ -306,8 +308,8 @@ def compute_clusters(settings: Settings, engine: Engine, *, k: int | None = None
     ids = [ids[i] for i in keep]
     if len(ids) < MIN_ITEMS or matrix is None:
         raise InvalidInput(
-            f"clustering needs at least {MIN_ITEMS} embedded media in the vector store; "
-            "run: atlas embed-media --all"
+            f"clustering needs at least {MIN_ITEMS} embedded media in the vector store",
+            repair=EMBED_MISSING,
         )
     vectors = matrix[keep]
     if k is not None and k > len(ids):

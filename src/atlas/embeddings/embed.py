@@ -40,7 +40,7 @@ from atlas.embeddings.repository import (
     recorded_embeddings,
 )
 from atlas.embeddings.store import StoreDamaged, VectorStore, get_store
-from atlas.errors import InvalidInput, NotFound
+from atlas.errors import InvalidInput, NotFound, invalid
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 from atlas.tasks.pipeline import schedule_next
 
@@ -109,12 +109,12 @@ def embed_media(
     the model or the vector store cannot be reached (checked before any task runs).
     """
     if all_media == bool(media_ids):
-        raise InvalidInput("give --media ID (one or more) or --all")
+        raise InvalidInput("give `media_ids` (one or more) or `all`")
     if verify and not all_media:
-        raise InvalidInput("--verify goes with --all")
+        raise invalid("verify", "goes with `all`")
     size = dispatcher.settings.embedding.batch_size if batch_size is None else batch_size
     if not 1 <= size <= MAX_BATCH:
-        raise InvalidInput(f"--batch must be between 1 and {MAX_BATCH}")
+        raise invalid("batch", f"must be between 1 and {MAX_BATCH}")
 
     started = time.perf_counter()
     settings = dispatcher.settings

@@ -20,7 +20,7 @@ from atlas.db.tables import MEDIA_TYPES, media, media_embeddings, transcripts
 from atlas.embeddings.clusters import distinctive_tags, group_labels
 from atlas.embeddings.repository import load_tags
 from atlas.embeddings.store import VectorCollection, get_store
-from atlas.errors import InvalidInput, NotFound
+from atlas.errors import EMBED_MISSING, InvalidInput, NotFound, invalid
 from atlas.media.tags import normalise_tag
 
 __all__ = [
@@ -117,18 +117,18 @@ def check_options(
     top: int, threshold: float | None, media_type: str | None, genre: str | None
 ) -> tuple[str | None, str | None]:
     if top < 1:
-        raise InvalidInput("--top must be at least 1")
+        raise invalid("top", "must be at least 1")
     if top > MAX_TOP:
-        raise InvalidInput(f"--top must be at most {MAX_TOP}")
+        raise invalid("top", f"must be at most {MAX_TOP}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise InvalidInput("--threshold must be between 0 and 1")
+        raise invalid("threshold", "must be between 0 and 1")
     if media_type is not None and media_type not in MEDIA_TYPES:
         raise InvalidInput(f"unknown media type {media_type!r}; use {', '.join(MEDIA_TYPES)}")
     wanted_genre = None
     if genre is not None:
         wanted_genre = normalise_tag(genre)
         if not wanted_genre:
-            raise InvalidInput("--genre cannot be empty")
+            raise invalid("genre", "cannot be empty")
     return media_type, wanted_genre
 
 
@@ -149,7 +149,7 @@ def model_collection(settings: Settings, engine: Engine, model_id: str) -> Vecto
         else None
     )
     if collection is None:
-        raise NotFound(f"nothing is embedded with {model_id} yet; run: atlas embed-media --all")
+        raise NotFound(f"nothing is embedded with {model_id} yet", repair=EMBED_MISSING)
     return collection
 
 

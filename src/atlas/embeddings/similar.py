@@ -46,7 +46,7 @@ from atlas.embeddings.results import (
     norm,
 )
 from atlas.embeddings.store import get_store
-from atlas.errors import CHECK_VECTOR_STORE, NotFound
+from atlas.errors import CHECK_VECTOR_STORE, EMBED_MISSING, NotFound
 
 __all__ = [
     "GENRE_WEIGHT",
@@ -244,9 +244,8 @@ def similar_media(
         ).first()
     if row is None:
         raise NotFound(f"no media with id {media_id}")
-    hint = f"media {media_id} is not embedded yet; run: atlas embed-media --media {media_id}"
     if row.dimension is None:
-        raise NotFound(hint)
+        raise NotFound(f"media {media_id} is not embedded yet", repair=EMBED_MISSING)
     collection = get_store(settings).collection(model_id, row.dimension, create=False)
     vector = collection.vectors([media_id]).get(media_id) if collection is not None else None
     if collection is None or vector is None:

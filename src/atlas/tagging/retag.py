@@ -26,7 +26,7 @@ from sqlalchemy import exists, select
 from atlas.db import database_errors
 from atlas.db.tables import media, media_tags
 from atlas.embeddings import get_provider
-from atlas.errors import InvalidInput
+from atlas.errors import InvalidInput, invalid
 from atlas.media.tags import Tag, tags_by_media
 from atlas.tagging.batch import nothing_to_tag
 from atlas.tagging.edits import resolve_target
@@ -115,11 +115,11 @@ def retag_media(
     ``Unavailable`` when the model cannot be loaded.
     """
     if sum((bool(targets), all_media, untagged)) != 1:
-        raise InvalidInput("say what to tag: TARGET..., --all or --untagged (one of them)")
+        raise InvalidInput("say what to tag: `targets`, `all` or `untagged` (one of them)")
     settings, engine = dispatcher.settings, dispatcher.engine
     size = settings.tagging.batch_size if batch_size is None else batch_size
     if not 1 <= size <= MAX_BATCH:
-        raise InvalidInput(f"--batch must be between 1 and {MAX_BATCH}")
+        raise invalid("batch", f"must be between 1 and {MAX_BATCH}")
 
     ids = _select(dispatcher, targets, all_media=all_media, untagged=untagged)
     # Learn the weights, threshold and genre floor again when the confirmed items

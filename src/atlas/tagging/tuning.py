@@ -38,7 +38,7 @@ from atlas.db import database_errors
 from atlas.db.tables import tagger_models
 from atlas.embeddings import get_provider
 from atlas.embeddings.providers import SentenceTransformerProvider
-from atlas.errors import InvalidInput, Unavailable, missing_extra
+from atlas.errors import InvalidInput, Unavailable, invalid, missing_extra
 from atlas.tagging.inputs import TagInput, load_texts
 from atlas.tagging.sources.profiles import ProfileTag, confirmed_examples
 from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
@@ -438,7 +438,7 @@ def train_media_tagger(
     in this process; a worker's progress is not reported.
     """
     if epochs is not None and epochs < 1:
-        raise InvalidInput(f"--epochs must be at least 1, not {epochs}")
+        raise invalid("epochs", f"must be at least 1, not {epochs}")
     params = {} if epochs is None else {"epochs": epochs}
     with training_progress(on_progress):
         outcome = dispatcher.submit("train-tagger", params)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from atlas.db import check_id, database_errors
 from atlas.db.tables import TASK_STATUSES, task_logs, tasks
-from atlas.errors import InvalidInput, NotFound
+from atlas.errors import InvalidInput, NotFound, invalid
 
 __all__ = ["TaskDetail", "TaskRow", "list_tasks", "task_detail"]
 
@@ -72,7 +72,7 @@ def list_tasks(
 ) -> list[TaskRow]:
     """The most recent tasks, newest first."""
     if limit < 1:
-        raise InvalidInput("--limit must be at least 1")
+        raise invalid("limit", "must be at least 1")
     if status is not None and status not in TASK_STATUSES:
         raise InvalidInput(f"unknown status {status!r}; use one of {', '.join(TASK_STATUSES)}")
     query = select(tasks).order_by(tasks.c.id.desc()).limit(limit)

@@ -93,7 +93,9 @@ def transcribe_library(
     A failing item is reported in the result; the others go on.
     """
     if not (media_ids or paths or all_media or batch):
-        raise InvalidInput("say what to transcribe: PATH..., --media ID, --all or --batch GLOB")
+        raise InvalidInput(
+            "say what to transcribe: `paths`, `media_ids`, `all` or `batch` (one of them)"
+        )
     if quality is not None and quality not in QUALITIES:
         raise InvalidInput(f"unknown quality {quality!r}; use fast, balanced or high")
     language = check_language(language)
