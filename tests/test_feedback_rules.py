@@ -6,7 +6,7 @@ import pytest
 
 from atlas.errors import InvalidInput
 from atlas.feedback import MediaContext, Rule, RuleIndex, TagState, evaluate, validate_rule
-from atlas.feedback.rules import plan_tag_effects
+from atlas.feedback.engine import plan_tag_effects
 
 
 def _tags(**sources):

@@ -26,21 +26,13 @@ from atlas.feedback.apply import (
     undo_application,
 )
 from atlas.feedback.context import MediaContext, TagState, load_contexts
+from atlas.feedback.engine import RuleIndex, evaluate
 from atlas.feedback.loop import LoopReport, feedback_loop, loop_mode, run_feedback_loop
 from atlas.feedback.moves import MoveReport, move_media
 from atlas.feedback.patterns import MiningResult, Pattern, mine_patterns
 from atlas.feedback.records import rejected_norms
-from atlas.feedback.rules import (
-    RULE_TYPES,
-    Rule,
-    RuleChanges,
-    RuleIndex,
-    evaluate,
-    get_rule,
-    list_rules,
-    set_rule_enabled,
-    validate_rule,
-)
+from atlas.feedback.rule_store import RuleChanges, get_rule, list_rules, set_rule_enabled
+from atlas.feedback.rules import RULE_TYPES, Rule, validate_rule
 from atlas.feedback.tracking import (
     EditReport,
     ValueChange,

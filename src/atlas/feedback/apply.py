@@ -39,19 +39,16 @@ from atlas.feedback.context import (
     load_contexts,
     normalise_genre,
 )
-from atlas.feedback.records import insert_feedback, reject_tags, tag_values
-from atlas.feedback.rules import (
-    TAG_RULE_TYPES,
-    Rule,
+from atlas.feedback.engine import (
     RuleIndex,
     TagEffect,
     genre_effect,
-    get_rule,
-    load_rules,
     move_effect,
     plan_tag_effects,
-    score_rule,
 )
+from atlas.feedback.records import insert_feedback, reject_tags, tag_values
+from atlas.feedback.rule_store import get_rule, load_rules, score_rule
+from atlas.feedback.rules import TAG_RULE_TYPES, Rule
 from atlas.media.files import moving, plan_move, store_move
 from atlas.media.tags import Tag, remove_tags, upsert_tags
 

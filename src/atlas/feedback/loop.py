@@ -22,7 +22,8 @@ from atlas.db.tables import user_feedback
 from atlas.errors import AtlasError, InvalidInput
 from atlas.feedback.apply import ApplyReport, apply_to_library
 from atlas.feedback.patterns import MiningResult, mine_patterns
-from atlas.feedback.rules import Rule, RuleChanges, load_rules, sync_rules
+from atlas.feedback.rule_store import RuleChanges, load_rules, sync_rules
+from atlas.feedback.rules import Rule
 from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, task_type
 
