@@ -112,3 +112,22 @@ def test_contradictory_corrections_make_no_rule_and_atlas_says_so(atlas):
         for line in report.mining.contradictions
     ), report.mining.contradictions
     assert any("no rule" in line for line in report.mining.contradictions)
+
+
+def test_the_loop_command_says_what_it_could_not_learn(atlas, cli):
+    for n in range(4):
+        item = add_item(atlas.engine, f"doc a{n}", auto=[f"topic{n}"], genre="Documentary")
+        _correct(atlas, item, f"topic{n}, archive footage")
+        item = add_item(
+            atlas.engine, f"doc b{n}", auto=["archive footage", f"subject{n}"], genre="Documentary"
+        )
+        _correct(atlas, item, f"subject{n}")
+
+    result = cli("run-feedback-loop", "--analyze-only")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "not learned: 'archive footage' was added on 4 and removed on 4 reviewed items of the "
+        "same kind (video items, genre 'documentary'): contradictory corrections, no rule made "
+        "either way"
+    ) in result.stdout
