@@ -202,7 +202,7 @@ def simulate(
     from atlas.embeddings import embed_media
     from atlas.errors import AtlasError
     from atlas.feedback import feedback_loop, remove_user_tags, track_tag_edits
-    from atlas.feedback.apply import Application
+    from atlas.feedback.applications import Application
     from atlas.media import import_catalog, normalise_tag
     from atlas.media.tags import tags_by_media
 

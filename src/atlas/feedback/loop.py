@@ -20,7 +20,7 @@ from atlas.config import FeedbackSettings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import user_feedback
 from atlas.errors import AtlasError, InvalidInput
-from atlas.feedback.apply import ApplyReport, apply_to_library
+from atlas.feedback.library import ApplyReport, apply_to_library
 from atlas.feedback.patterns import MiningResult, mine_patterns
 from atlas.feedback.rule_store import RuleChanges, load_rules, sync_rules
 from atlas.feedback.rules import Rule
