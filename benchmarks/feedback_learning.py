@@ -393,9 +393,9 @@ def mining_scale(
     from atlas.config import load_settings
     from atlas.db import utcnow
     from atlas.feedback import mine_patterns
-    from atlas.feedback.context import TagState
     from atlas.feedback.records import insert_feedback, tag_values
     from atlas.media import import_catalog, normalise_tag
+    from atlas.media.tags import Tag
 
     rng = random.Random(7)
     folder = scratch / "mining"
@@ -427,8 +427,8 @@ def mining_scale(
         now = utcnow()
         written = 0
 
-        def state(tag: str, source: str, kind: str) -> TagState:
-            return TagState(tag, normalise_tag(tag), kind, source, 0.5, "")
+        def state(tag: str, source: str, kind: str) -> Tag:
+            return Tag(tag, kind=kind, source=source, confidence=0.5, explanation="")
 
         def write(media_id: int, kind: str, original: Any, corrected: Any, stamp: Any) -> None:
             nonlocal written

@@ -22,7 +22,7 @@ inside the transaction that stores the tags, and store the tags it returns.
 
 from atlas.feedback.applications import Application, RuleResult
 from atlas.feedback.apply import apply_rules, tag_rule_index
-from atlas.feedback.context import MediaContext, TagState, load_contexts
+from atlas.feedback.context import MediaContext, load_contexts
 from atlas.feedback.engine import RuleIndex, evaluate
 from atlas.feedback.judging import Judgement, judge_edit
 from atlas.feedback.library import ApplyReport, apply_to_library
@@ -58,7 +58,6 @@ __all__ = [
     "RuleChanges",
     "RuleIndex",
     "RuleResult",
-    "TagState",
     "UndoReport",
     "ValueChange",
     "add_user_tags",

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, func, insert, select, update
 from atlas.db.tables import learning_rules, rule_applications
 from atlas.feedback.context import (
     MediaContext,
-    TagState,
     chunked,
 )
 from atlas.feedback.engine import (
@@ -32,7 +31,6 @@ __all__ = [
     "Application",
     "RuleResult",
     "application_state",
-    "as_tag",
     "count_usage",
     "insert_application",
     "record_tag_effects",
@@ -61,18 +59,14 @@ class Application:
     title: str | None = None
 
     @property
-    def removed_tags(self) -> list[TagState]:
+    def removed_tags(self) -> list[Tag]:
         after = {tag["norm"] for tag in self.after.get("tags", [])}
-        return [
-            TagState.from_json(t) for t in self.before.get("tags", []) if t["norm"] not in after
-        ]
+        return [Tag.from_json(t) for t in self.before.get("tags", []) if t["norm"] not in after]
 
     @property
-    def added_tags(self) -> list[TagState]:
+    def added_tags(self) -> list[Tag]:
         before = {tag["norm"] for tag in self.before.get("tags", [])}
-        return [
-            TagState.from_json(t) for t in self.after.get("tags", []) if t["norm"] not in before
-        ]
+        return [Tag.from_json(t) for t in self.after.get("tags", []) if t["norm"] not in before]
 
     def summary(self) -> str:
         """The change in a few words: ``- sci-fi, + science fiction``."""
@@ -126,17 +120,7 @@ class RuleResult(NamedTuple):
     applications: list[Application]
 
 
-def as_tag(state: TagState) -> Tag:
-    return Tag(
-        tag=state.tag,
-        kind=state.kind,
-        source=state.source,
-        confidence=state.confidence,
-        explanation=state.explanation,
-    )
-
-
-def state_json(state: TagState) -> dict[str, Any]:
+def state_json(state: Tag) -> dict[str, Any]:
     return {**state.to_json(), "explanation": state.explanation}
 
 

@@ -4,6 +4,7 @@ prediction set of an item, inside the transaction that stores the tags."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -13,11 +14,9 @@ from atlas.errors import NotFound
 from atlas.feedback.applications import (
     RuleResult,
     application_state,
-    as_tag,
     record_tag_effects,
 )
 from atlas.feedback.context import (
-    TagState,
     load_contexts,
 )
 from atlas.feedback.engine import (
@@ -71,25 +70,18 @@ def apply_rules(
     live, blocked = application_state(connection, [media_id])
 
     working = {norm: state for norm, state in context.tags.items() if state.source != "auto"}
-    predicted: dict[str, TagState] = {}
+    predicted: dict[str, Tag] = {}
     for tag in predictions:
         norm = tag.norm
         if not norm or norm in context.rejected or norm in working or norm in predicted:
             continue
-        predicted[norm] = TagState(
-            tag=tag.tag,
-            norm=norm,
-            kind=tag.kind,
-            source="auto",
-            confidence=tag.confidence,
-            explanation=tag.explanation,
-        )
+        predicted[norm] = tag if tag.source == "auto" else replace(tag, source="auto")
     working.update(predicted)
     effects = plan_tag_effects(index, context, working, blocked=blocked.get(media_id, set()))
 
     removed = {state.norm for effect in effects for state in effect.removed}
-    result = [as_tag(state) for norm, state in predicted.items() if norm not in removed]
-    result += [as_tag(state) for effect in effects for state in effect.added]
+    result = [state for norm, state in predicted.items() if norm not in removed]
+    result += [state for effect in effects for state in effect.added]
     recorded = record_tag_effects(connection, context, effects, live, via="tagger", now=now)
     return RuleResult(result, recorded)
 

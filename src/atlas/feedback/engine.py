@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from atlas.errors import InvalidInput
-from atlas.feedback.context import MediaContext, TagState, normalise_genre
+from atlas.feedback.context import MediaContext, normalise_genre
 from atlas.feedback.rules import GENRE_RULE_TYPES, MOVE_RULE_TYPES, TAG_RULE_TYPES, Rule
+from atlas.media.tags import Tag
 
 __all__ = [
     "RuleIndex",
@@ -32,8 +33,8 @@ __all__ = [
 def evaluate(
     condition: Mapping[str, Any],
     context: MediaContext,
-    tags: Mapping[str, TagState],
-    initial: Mapping[str, TagState] | None = None,
+    tags: Mapping[str, Tag],
+    initial: Mapping[str, Tag] | None = None,
 ) -> bool:
     """Whether ``condition`` holds for the item.
 
@@ -126,14 +127,14 @@ class TagEffect:
     """What one rule does to one item's tags."""
 
     rule: Rule
-    removed: tuple[TagState, ...]
-    added: tuple[TagState, ...]
+    removed: tuple[Tag, ...]
+    added: tuple[Tag, ...]
 
 
 def plan_tag_effects(
     index: RuleIndex,
     context: MediaContext,
-    tags: Mapping[str, TagState],
+    tags: Mapping[str, Tag],
     *,
     blocked: set[int] | frozenset[int] = frozenset(),
 ) -> list[TagEffect]:
@@ -160,9 +161,7 @@ def plan_tag_effects(
     return effects
 
 
-def _tag_effect(
-    rule: Rule, context: MediaContext, working: Mapping[str, TagState]
-) -> TagEffect | None:
+def _tag_effect(rule: Rule, context: MediaContext, working: Mapping[str, Tag]) -> TagEffect | None:
     action = rule.action
     op = action["op"]
     if op in ("replace_tag", "remove_tag"):
@@ -185,8 +184,8 @@ def _tag_effect(
     return None
 
 
-def _rule_tag(rule: Rule, display: str, norm: str, kind: str | None) -> TagState:
-    return TagState(
+def _rule_tag(rule: Rule, display: str, norm: str, kind: str | None) -> Tag:
+    return Tag(
         tag=display,
         norm=norm,
         kind=kind if kind in ("genre", "topic", "keyword") else "topic",

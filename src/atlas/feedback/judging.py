@@ -23,10 +23,10 @@ from atlas.feedback.applications import (
     Application,
 )
 from atlas.feedback.context import (
-    TagState,
     normalise_genre,
 )
 from atlas.feedback.rule_store import score_rule
+from atlas.media.tags import Tag
 
 __all__ = [
     "Judgement",
@@ -51,7 +51,7 @@ class Judgement:
         return self.__dict__.copy()
 
 
-def live_rule_effects(connection: Connection, media_id: int) -> list[TagState]:
+def live_rule_effects(connection: Connection, media_id: int) -> list[Tag]:
     """Predictions that live rule applications took off this item (for feedback rows)."""
     rows = connection.execute(
         select(rule_applications.c.before, rule_applications.c.after).where(
@@ -60,12 +60,12 @@ def live_rule_effects(connection: Connection, media_id: int) -> list[TagState]:
             rule_applications.c.outcome != "reverted",
         )
     )
-    removed: dict[str, TagState] = {}
+    removed: dict[str, Tag] = {}
     for before, after in rows:
         kept = {tag["norm"] for tag in after.get("tags", [])}
         for tag in before.get("tags", []):
             if tag["norm"] not in kept:
-                removed[tag["norm"]] = TagState.from_json(tag)
+                removed[tag["norm"]] = Tag.from_json(tag)
     return list(removed.values())
 
 

@@ -18,7 +18,6 @@ from atlas.errors import AtlasError
 from atlas.feedback.applications import (
     Application,
     application_state,
-    as_tag,
     count_usage,
     insert_application,
     record_tag_effects,
@@ -152,7 +151,7 @@ def _apply_batch(
             if effects and writer is not None:
                 removed = [s.norm for effect in effects for s in effect.removed]
                 remove_tags(writer, media_id, removed, sources=["auto"])
-                upsert_tags(writer, media_id, [as_tag(s) for e in effects for s in e.added])
+                upsert_tags(writer, media_id, [s for e in effects for s in e.added])
             report.applications += record_tag_effects(
                 writer, context, effects, live, via="loop", now=now
             )

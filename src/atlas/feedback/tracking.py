@@ -25,7 +25,7 @@ from atlas.config import FeedbackSettings
 from atlas.db import check_id, database_errors, utcnow
 from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
-from atlas.feedback.context import TagState, current_tags, take_withheld_tags
+from atlas.feedback.context import current_tags, take_withheld_tags
 from atlas.feedback.judging import Judgement, judge_edit, live_rule_effects
 from atlas.feedback.records import clear_rejections, insert_feedback, reject_tags, tag_values
 from atlas.media.tags import (
@@ -292,7 +292,7 @@ def _edit_tags(
 ) -> None:
     media_id = report.media_id
     current = current_tags(connection, media_id)
-    removed: list[TagState] = []
+    removed: list[Tag] = []
     added: list[str] = []
     confirmed: list[str] = []
     keep: dict[str, str] = {}  # norm -> display, the user's tags after the edit
