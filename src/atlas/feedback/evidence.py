@@ -39,18 +39,10 @@ class Evidence:
         self.count = len(rows.observations)
         self.weights = rows.weights
         self.media_ids = rows.media_ids
+        self._rows = rows
+        #: By column, built on first use (most minings check few candidates).
         self._columns: dict[str, tuple[Any, dict[str, int]]] = {}
-        for name, incidence in (
-            ("predicted", rows.predicted),
-            ("shown", rows.shown),
-            ("removed", rows.removed),
-            ("added", rows.added),
-            ("feature", rows.all_features),
-        ):
-            matrix = incidence.matrix.tocsc()
-            self._columns[name] = (matrix, {n: i for i, n in enumerate(incidence.names)})
-        tags = Incidence(rows.shown.matrix, ["tag" + SEP + norm for norm in rows.shown.names])
-        self._scope = Incidence.joined([rows.narrow, tags])
+        self._scope_of: Incidence | None = None
         self._none = np.zeros(self.count, dtype=bool)
         self.contradictions: list[str] = []
         self._said: set[str] = set()
@@ -59,15 +51,46 @@ class Evidence:
         """Rows (reviewed items) where ``name`` is in the ``which`` incidence."""
         import numpy as np
 
-        if which == "feature" and name == ANY:
-            return np.ones(self.count, dtype=bool)
-        matrix, index = self._columns[which]
+        if which == "feature":
+            if name == ANY:
+                return np.ones(self.count, dtype=bool)
+            kind, _, value = name.partition(SEP)
+            if kind == "tag":
+                which, name = "shown", value
+            elif kind != "word":
+                which = "narrow"  # the words are read only for a rule about a word
+        matrix, index = self._by_column(which)
         column = index.get(name)
         if column is None:
             return self._none
         found = np.zeros(self.count, dtype=bool)
         found[matrix.indices[matrix.indptr[column] : matrix.indptr[column + 1]]] = True
         return found
+
+    def _by_column(self, which: str) -> tuple[Any, dict[str, int]]:
+        found = self._columns.get(which)
+        if found is None:
+            rows = self._rows
+            incidence = {
+                "predicted": rows.predicted,
+                "shown": rows.shown,
+                "removed": rows.removed,
+                "added": rows.added,
+                "narrow": rows.narrow,
+                "feature": rows.all_features,
+            }[which]
+            index = {name: i for i, name in enumerate(incidence.names)}
+            found = self._columns[which] = (incidence.matrix.tocsc(), index)
+        return found
+
+    @property
+    def _scope(self) -> Incidence:
+        """The contexts a rule can be narrowed to: narrow features, then tags shown."""
+        if self._scope_of is None:
+            shown = self._rows.shown
+            tags = Incidence(shown.matrix, ["tag" + SEP + norm for norm in shown.names])
+            self._scope_of = Incidence.joined([self._rows.narrow, tags])
+        return self._scope_of
 
     def held_and_hit(self, key: tuple[str, str, str]) -> tuple[Any, Any]:
         """Where the candidate's condition held, and where the user did what it would do."""
