@@ -1,7 +1,15 @@
 """Learning from corrections: does every correction reduce the next ones?
 
     PYTHONPATH=src python benchmarks/feedback_learning.py [--data PATH] [--limit N]
-        [--block N] [--variants on,off,...] [--only simulation|mining] [--mining-rows N]
+        [--block N] [--candidates 0.8,0.9,0.95] [--variants no-rules,rules-only]
+        [--only simulation|mining] [--mining-rows N]
+
+Splits. The movies alternate between a development split (even positions) and a
+test split (odd positions). ``feedback.min_confidence`` is chosen on the
+development split among ``--candidates``: the value whose run saves the most
+learnable edits while at least 95% of its rule-made tags are kept. Only then is
+the test split run, with that value, and only the test split is scored against
+the targets.
 
 Simulation. The TMDB movies that have an overview are imported, in file order,
 as catalogue records with title and overview only (no genres, no keywords) and
@@ -35,11 +43,11 @@ Variants (each in its own fresh library):
 * ``no-rules`` (ablation): the tagger's learned sources, but no feedback loop.
 * ``rules-only`` (ablation): the feedback loop, but no learned tagger sources.
 
-Printed per block: tag edits per movie for each variant, and for ``on`` the rule
-applications made while tagging that block and the share the user kept. An
-application is *kept* when the user's final tag set contains every tag the rule
-added and none the rule removed; this is measured against the user's truth,
-independently of Atlas's own judgement (which is printed next to it).
+Printed per block: tag edits per movie for each variant, and for ``on`` the tags
+rules set while tagging that block (source ``rule``, shown to the user) and how
+many of them the user kept (they are in the user's final tag set); this is
+measured against the user's truth, independently of Atlas's own judgement (which
+is printed next to it).
 
 Mining. ``--mining-rows`` feedback rows (default 100,000) in the layouts
 ``track-tag-edits`` writes, about a synthetic library whose items carry the
@@ -60,10 +68,13 @@ most of the edits with learning on or off. For scale, the edits of a tagger that
 showed each movie's genres exactly and no keyword (the keywords left to add)
 are printed too: with no keyword predicted, that is the fewest edits possible.
 
-Targets: after the first 30% of the library, at least 40% fewer tag edits per
-movie with learning on than off; at least 95% of rule applications kept; the
-whole loop over 3,000 movies, mining included, under 10 minutes; mining 100,000
-feedback rows under 10 s.
+Targets, on the test split: after the first 30% of the library, at least 50%
+fewer learnable tag edits per movie (all but adding a tag the user never used
+before) with learning on than off; at least 95% of rule-made tags kept by the
+simulated user (none made is a miss: rules must act at tagging time); the whole
+loop over the test split, mining included, under 10 minutes. Mining 100,000
+feedback rows under 10 s. Each figure is printed with its target and verdict;
+the exit status is 1 when any target is missed.
 """
 
 from __future__ import annotations
