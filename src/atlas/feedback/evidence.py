@@ -11,9 +11,10 @@ Two checks, both over every reviewed item (corrected or not):
   make "'Music' is replaced by 'Test Tone' for audio items", never "'Test Tone'
   is added to every item", which would act on video clips nobody reviewed.
 * **contradiction** — where the user added a tag on at least ``min_frequency``
-  items and removed it (Atlas had shown it) on at least as many items of the
-  same kind, neither an addition nor a removal of it is made, and the mining
-  result says so.
+  items of the kind a would-be rule acts on and removed it (Atlas had shown it)
+  on at least ``min_frequency`` of them too, the rarer way at least
+  :data:`CONTRADICTION_SHARE` as often as the other, neither an addition nor a
+  removal of it is made, and the mining result says so.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from atlas.feedback.sparse import Incidence, ReviewedRows
 
 __all__ = ["Evidence"]
 
+#: Corrections both ways are contradictory when the rarer way happened at least this
+#: share as often as the other (and on ``min_frequency`` items): a tag removed 40
+#: times and added 3 is a tag the user mostly removes (the confidence counts the 3
+#: against a removal), not a contradiction. A definition, not tuned on any data.
+CONTRADICTION_SHARE = 0.25
 #: Clauses that can narrow a rule to its evidence, in the order they are written.
 _SCOPE_KINDS = ("type", "genre", "folder", "tag")
 
@@ -164,7 +170,7 @@ class Evidence:
         else:
             against = int((held & self.mask("added", tag)).sum())
             added, removed = against, hits
-        if against < min_frequency or hits < min_frequency:
+        if min(against, hits) < max(min_frequency, CONTRADICTION_SHARE * max(against, hits)):
             return
         pattern.contradicted = True
         if tag in self._said:

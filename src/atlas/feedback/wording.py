@@ -75,7 +75,7 @@ def _words(
 
 def _context_words(clauses: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """(' when ...' for the action, 'items ...' they act on) for the context clauses."""
-    kinds, conditions, wheres, noun = [], [], [], "items"
+    kinds, conditions, wheres, tags, noun = [], [], [], [], "items"
     for clause in clauses:
         if "media_type" in clause:
             kinds.append(f" for {clause['media_type']} items")
@@ -84,14 +84,17 @@ def _context_words(clauses: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
             kinds.append(f" in folder {clause['in_folder']}")
             wheres.append(f" in folder {clause['in_folder']}")
         elif "has_tag" in clause:
-            conditions.append(f"the item is tagged '{clause['has_tag']}'")
-            wheres.append(f" tagged '{clause['has_tag']}'")
+            tags.append(f"'{clause['has_tag']}'")
         elif clause.get("genre") is not None:
             conditions.append(f"the genre is '{clause['genre']}'")
             wheres.append(f" with genre '{clause['genre']}'")
         elif "word" in clause:
             conditions.append(f"the text mentions '{clause['word']}'")
             wheres.append(f" whose text mentions '{clause['word']}'")
+    if tags:
+        named = " and ".join(tags)
+        conditions.insert(0, f"the item is tagged {named}")
+        wheres.insert(0, f" tagged {named}")
     when = "".join(kinds) + (" when " + " and ".join(conditions) if conditions else "")
     return when, noun + "".join(wheres)
 
