@@ -70,16 +70,26 @@ def evaluate(
 
 
 def _anchor(condition: Mapping[str, Any]) -> tuple[str, str] | None:
-    """A fact the condition cannot hold without: used to skip rules quickly."""
-    for clause in condition.get("all", [condition]):
-        if "has_tag" in clause:
-            return ("tag", clause["has_tag"])
-        if clause.get("genre") is not None:
-            return ("genre", clause["genre"])
-        for name, kind in (("word", "word"), ("in_folder", "folder"), ("media_type", "type")):
-            if name in clause:
+    """A fact the condition cannot hold without: used to skip rules quickly.
+
+    The rarest kind of fact the condition names: a tag, then a word, a genre, a
+    folder, and last the media type (which most items of a library share).
+    """
+    clauses = condition.get("all", [condition])
+    for name, kind in _ANCHORS:
+        for clause in clauses:
+            if clause.get(name) is not None:
                 return (kind, clause[name])
     return None
+
+
+_ANCHORS = (
+    ("has_tag", "tag"),
+    ("word", "word"),
+    ("genre", "genre"),
+    ("in_folder", "folder"),
+    ("media_type", "type"),
+)
 
 
 def _features(context: MediaContext, tags: Iterable[str]) -> set[tuple[str, str]]:

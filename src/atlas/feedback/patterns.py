@@ -49,7 +49,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -226,12 +225,3 @@ def _clauses(pattern: Pattern) -> set[bytes]:
     return {
         orjson.dumps(clause, option=orjson.OPT_SORT_KEYS) for clause in pattern.condition["all"]
     }
-
-
-def _context_of(pattern: Pattern) -> dict[str, Any] | None:
-    """The context clause of a removal or addition (None: everywhere)."""
-    for clause in pattern.condition["all"]:
-        if "lacks_tag" in clause or ("has_tag" in clause and clause.get("sources")):
-            continue
-        return dict(clause)
-    return None
