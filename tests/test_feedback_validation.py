@@ -131,3 +131,23 @@ def test_the_loop_command_says_what_it_could_not_learn(atlas, cli):
         "same kind (video items, genre 'documentary'): contradictory corrections, no rule made "
         "either way"
     ) in result.stdout
+
+
+def test_a_rule_whose_corrections_turn_contradictory_is_disabled_and_says_why(atlas):
+    for n in range(6):
+        item = add_item(atlas.engine, f"doc a{n}", auto=[f"topic{n}"], genre="Documentary")
+        _correct(atlas, item, f"topic{n}, archive footage")
+    _loop(atlas)
+    (rule,) = [r for r in list_rules(atlas.engine) if r.action.get("tag") == "archive footage"]
+    assert rule.enabled and rule.rule_type == "tag_addition"
+
+    for n in range(6):
+        item = add_item(
+            atlas.engine, f"doc b{n}", auto=["archive footage", f"subject{n}"], genre="Documentary"
+        )
+        _correct(atlas, item, f"subject{n}")
+    _loop(atlas)
+
+    (rule,) = [r for r in list_rules(atlas.engine) if r.id == rule.id]
+    assert not rule.enabled and rule.disabled_by == "evidence"
+    assert "contradict" in (rule.disabled_reason or "")

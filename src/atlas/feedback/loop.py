@@ -109,6 +109,7 @@ def run_feedback_loop(
                 "thresholds": (mining.min_frequency, mining.min_confidence),
                 "now": now,
                 "dry_run": dry_run,
+                "refused": mining.refused,
             }
             candidates = [pattern.to_rule() for pattern in mining.qualifying]
             if dry_run:

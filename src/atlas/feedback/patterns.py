@@ -123,7 +123,10 @@ def _mine(connection: Connection, miner: Observations, result: MiningResult) -> 
             and not pattern.contradicted
         )
         if pattern.contradicted:
-            result.refused[pattern.key] = "the user's corrections of this tag contradict each other"
+            result.refused[pattern.key] = (
+                "your corrections of this tag contradict each other (added on some items of "
+                "this kind, removed on others)"
+            )
     result.patterns = _prune([p for p in found if p.support >= result.min_frequency])
     miner.find_examples(result.patterns)
 

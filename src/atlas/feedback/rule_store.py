@@ -141,6 +141,7 @@ def sync_rules(
     thresholds: tuple[int, float],
     now: datetime,
     dry_run: bool = False,
+    refused: Mapping[str, str] | None = None,
 ) -> tuple[RuleChanges, list[Rule]]:
     """Make the stored rules agree with the qualifying patterns (``candidates``).
 
@@ -149,8 +150,9 @@ def sync_rules(
     the pattern qualifies again; one disabled by the user or for a low success rate
     stays disabled. A learned rule whose pattern no longer qualifies is disabled with
     the reason. ``mined``: key -> (support, confidence) of every pattern mined,
-    qualifying or not. Returns the changes and every rule as it stands afterwards
-    (new ones have ``id`` ``None`` in a dry run).
+    qualifying or not; ``refused``: key -> why a pattern over both thresholds was
+    refused (its corrections contradict each other). Returns the changes and every
+    rule as it stands afterwards (new ones have ``id`` ``None`` in a dry run).
     """
     existing = {rule.pattern_key: rule for rule in load_rules(connection) if rule.pattern_key}
     changes = RuleChanges()
@@ -190,7 +192,9 @@ def sync_rules(
         if key in qualifying or not rule.enabled or not rule.created_from_feedback:
             continue
         support, confidence = mined.get(key, (0, 0.0))
-        if key in mined and support >= min_support and confidence >= min_confidence:
+        if refused and key in refused:
+            reason = refused[key]
+        elif key in mined and support >= min_support and confidence >= min_confidence:
             reason = "a stronger rule now covers the same case"
         elif key in mined:
             reason = (
