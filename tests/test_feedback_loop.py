@@ -36,8 +36,9 @@ def test_corrections_become_a_rule_that_rewrites_the_next_predictions(atlas, cli
     result = cli("run-feedback-loop")
     assert result.exit_code == 0, result.output
     assert (
-        "rule 1 tag_mapping: 'sci-fi' is replaced by 'Science Fiction': 4 of 4 items where "
-        "Atlas predicted 'sci-fi' (support 4, confidence 0.83); e.g. media 1, 2, 3"
+        "rule 1 tag_mapping: 'sci-fi' is replaced by 'Science Fiction' for video items: 4 of 4 "
+        "video items where Atlas predicted 'sci-fi' (support 4, confidence 0.83); "
+        "e.g. media 1, 2, 3"
     ) in result.stdout
 
     new = add_item(atlas.engine, "Brand new")

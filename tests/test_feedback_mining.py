@@ -50,7 +50,8 @@ def test_mapping_confidence_counts_every_item_where_atlas_predicted_the_tag(atla
     # (7 + 1) / (8 + 2): one imagined hit and one imagined miss guard small samples.
     assert round(mapping.confidence, 3) == 0.8 and mapping.qualifies
     assert mapping.description == (
-        "'sci-fi' is replaced by 'science fiction': 7 of 8 items where Atlas predicted "
+        "'sci-fi' is replaced by 'science fiction' for video items: 7 of 8 video items where "
+        "Atlas predicted "
         f"'sci-fi' (support 7, confidence 0.80); e.g. media {replaced[0]}, {replaced[1]}, "
         f"{replaced[2]}"
     )
@@ -72,8 +73,8 @@ def test_removal_is_learned_only_in_the_context_where_it_happens(atlas):
     assert (in_docs.support, in_docs.observed, in_docs.confidence) == (4, 4, 5 / 6)
     assert in_docs.qualifies
     assert in_docs.description.startswith(
-        "'music' is removed when the genre is 'documentary': 4 of 4 items with genre "
-        "'documentary' where Atlas predicted 'music' or you added it"
+        "'music' is removed for video items when the genre is 'documentary': 4 of 4 video "
+        "items with genre 'documentary' where Atlas predicted 'music' or you added it"
     )
 
 
@@ -119,8 +120,8 @@ def test_addition_is_learned_from_words_of_the_description(atlas):
     everywhere = [p for p in additions if len(p.condition["all"]) == 1]
     assert all(not p.qualifies for p in everywhere)
     assert by_word[0].description.startswith(
-        "'Fantasy' is added when the text mentions 'dragon': 3 of 3 reviewed items whose "
-        "text mentions 'dragon'"
+        "'Fantasy' is added for video items when the text mentions 'dragon': 3 of 3 reviewed "
+        "video items whose text mentions 'dragon'"
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from atlas.errors import InvalidInput
-from atlas.feedback import MediaContext, Rule, RuleIndex, TagState, evaluate, validate_rule
-from atlas.feedback.rules import plan_tag_effects
+from atlas.feedback import MediaContext, Rule, RuleIndex, evaluate, validate_rule
+from atlas.feedback.engine import plan_tag_effects
+from atlas.media.tags import Tag
 
 
 def _tags(**sources):
-    return {norm: TagState(norm, norm, source=source) for norm, source in sources.items()}
+    return {norm: Tag(norm, source=source) for norm, source in sources.items()}
 
 
 def _context(**kwargs):

@@ -22,7 +22,7 @@ from atlas.feedback import (
     remove_user_tags,
     track_tag_edits,
 )
-from atlas.feedback.rules import pattern_key
+from atlas.feedback.wording import pattern_key
 from atlas.media import import_catalog, ingest_paths, media_detail
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.media.tags import Tag, normalise_tag

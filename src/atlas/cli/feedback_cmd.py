@@ -148,6 +148,8 @@ def render_loop(result: dict[str, Any]) -> None:
                 say(f"  [{mark}] {pattern['rule_type']}: {pattern['description']}")
             if len(patterns) < mining["patterns_found"]:
                 say(f"  ... and {mining['patterns_found'] - len(patterns)} weaker ones")
+        for line in mining.get("contradictions", ()):
+            say(f"not learned: {line}")
     rules = result.get("rules")
     if rules is not None:
         for name, title in (

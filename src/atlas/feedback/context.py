@@ -24,13 +24,12 @@ from atlas.db.tables import (
     transcripts,
     user_feedback,
 )
-from atlas.media.tags import SOURCE_RANK, normalise_tag
+from atlas.media.tags import SOURCE_RANK, Tag, normalise_tag
 from atlas.media.words import MAX_WORDS, text_words, words_of
 
 __all__ = [
     "MAX_WORDS",
     "MediaContext",
-    "TagState",
     "chunked",
     "current_tags",
     "folder_of",
@@ -45,38 +44,6 @@ _CHUNK = 500
 _SCAN_ABOVE = 2000
 
 
-@dataclass(frozen=True)
-class TagState:
-    """One tag of an item as stored (or as predicted)."""
-
-    tag: str
-    norm: str
-    kind: str = "topic"
-    source: str = "auto"
-    confidence: float = 1.0
-    explanation: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tag": self.tag,
-            "norm": self.norm,
-            "kind": self.kind,
-            "source": self.source,
-            "confidence": round(float(self.confidence), 4),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TagState:
-        return cls(
-            tag=data["tag"],
-            norm=data.get("norm") or normalise_tag(data["tag"]),
-            kind=data.get("kind", "topic"),
-            source=data.get("source", "auto"),
-            confidence=float(data.get("confidence", 1.0)),
-            explanation=data.get("explanation"),
-        )
-
-
 @dataclass
 class MediaContext:
     """The facts a rule condition is evaluated against."""
@@ -89,7 +56,7 @@ class MediaContext:
     origin: str = "file"
     words: frozenset[str] = frozenset()
     #: norm -> tag, strongest source wins.
-    tags: dict[str, TagState] = field(default_factory=dict)
+    tags: dict[str, Tag] = field(default_factory=dict)
     #: Tags the user removed from this item; never added back.
     rejected: frozenset[str] = frozenset()
     #: The genre came from the user (an edit, a catalogue, an .nfo): rules leave it.
@@ -122,7 +89,7 @@ def chunked(values: Sequence[int], size: int = _CHUNK) -> Iterator[list[int]]:
         yield list(values[start : start + size])
 
 
-def current_tags(connection: Connection, media_id: int) -> dict[str, TagState]:
+def current_tags(connection: Connection, media_id: int) -> dict[str, Tag]:
     """The stored tags of one item, by norm."""
     rows = connection.execute(select(media_tags).where(media_tags.c.media_id == media_id))
     return {row.tag_norm: _tag_state(row) for row in rows}
@@ -154,8 +121,8 @@ _TAG_STATE_COLUMNS = (
 )
 
 
-def _tag_state(row: Any) -> TagState:
-    return TagState(
+def _tag_state(row: Any) -> Tag:
+    return Tag(
         tag=row.tag,
         norm=row.tag_norm,
         kind=row.kind,
@@ -216,7 +183,7 @@ def load_contexts(
         return contexts
     only = None if by_id is None else sorted(contexts)
 
-    tag_lists: dict[int, list[TagState]] = {}
+    tag_lists: dict[int, list[Tag]] = {}
     tag_columns = (media_tags.c.media_id, *_TAG_STATE_COLUMNS)
     for where in _id_filters(media_tags.c.media_id, only):
         for tag_row in connection.execute(select(*tag_columns).where(*where)):

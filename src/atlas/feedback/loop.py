@@ -20,9 +20,10 @@ from atlas.config import FeedbackSettings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import user_feedback
 from atlas.errors import AtlasError, InvalidInput
-from atlas.feedback.apply import ApplyReport, apply_to_library
+from atlas.feedback.library import ApplyReport, apply_to_library
 from atlas.feedback.patterns import MiningResult, mine_patterns
-from atlas.feedback.rules import Rule, RuleChanges, load_rules, sync_rules
+from atlas.feedback.rule_store import RuleChanges, load_rules, sync_rules
+from atlas.feedback.rules import Rule
 from atlas.media.words import refresh_words
 from atlas.tasks import Dispatcher, TaskContext, task_type
 
@@ -108,6 +109,7 @@ def run_feedback_loop(
                 "thresholds": (mining.min_frequency, mining.min_confidence),
                 "now": now,
                 "dry_run": dry_run,
+                "refused": mining.refused,
             }
             candidates = [pattern.to_rule() for pattern in mining.qualifying]
             if dry_run:

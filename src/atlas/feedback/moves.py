@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from atlas.config import FeedbackSettings
 from atlas.db import database_errors, utcnow
-from atlas.feedback.apply import Judgement, judge_edit
+from atlas.feedback.judging import Judgement, judge_edit
 from atlas.feedback.records import insert_feedback
 from atlas.feedback.tracking import check_confidence
 from atlas.media.files import moving, plan_move, store_move

@@ -34,8 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, insert, select
 
 from atlas.db.tables import media_tag_rejections, user_feedback
-from atlas.feedback.context import TagState
-from atlas.media.tags import normalise_tag
+from atlas.media.tags import Tag, normalise_tag
 
 _WORDS = re.compile(r"[\s\-_/&.]+")
 
@@ -85,14 +84,14 @@ def _text(value: Any) -> str | None:
 
 
 def tag_values(
-    before: dict[str, TagState],
+    before: dict[str, Tag],
     after_display: Sequence[str],
     *,
     added: Sequence[str],
     removed: Sequence[str],
     confirmed: Sequence[str],
     scope: str,
-    rule_removed: Sequence[TagState],
+    rule_removed: Sequence[Tag],
     withheld: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (original, corrected) values of a ``tag_correction`` row.
@@ -164,7 +163,7 @@ def _similarity(old: str, new: str) -> float:
 def reject_tags(
     connection: Connection,
     media_id: int,
-    tags: Iterable[TagState],
+    tags: Iterable[Tag],
     *,
     feedback_id: int | None,
     now: datetime,

@@ -2,7 +2,7 @@
 
 Each edit changes the item and writes one ``user_feedback`` row per changed value
 (layouts in :mod:`atlas.feedback.records`), judges the rule applications on that
-item (:func:`atlas.feedback.apply.judge_edit`) and, for removed tags, remembers the
+item (:func:`atlas.feedback.judging.judge_edit`) and, for removed tags, remembers the
 rejection so that neither the tagger nor a rule adds the tag back. Input is checked
 before anything is written; on bad input nothing is.
 
@@ -30,8 +30,8 @@ from atlas.config import FeedbackSettings
 from atlas.db import check_id, database_errors, utcnow
 from atlas.db.tables import media
 from atlas.errors import InvalidInput, NotFound
-from atlas.feedback.apply import Judgement, judge_edit, live_rule_effects
-from atlas.feedback.context import TagState, current_tags, take_withheld_tags
+from atlas.feedback.context import current_tags, take_withheld_tags
+from atlas.feedback.judging import Judgement, judge_edit, live_rule_effects
 from atlas.feedback.records import clear_rejections, insert_feedback, reject_tags, tag_values
 from atlas.media.tags import (
     MAX_TAGS,
@@ -332,7 +332,7 @@ def _edit_tags(
 ) -> None:
     media_id = report.media_id
     current = current_tags(connection, media_id)
-    removed: list[TagState] = []
+    removed: list[Tag] = []
     added: list[str] = []
     confirmed: list[str] = []
     keep: dict[str, str] = {}  # norm -> display, the user's tags after the edit

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
@@ -49,15 +50,45 @@ _CONTROL_IN_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 @dataclass(frozen=True)
 class Tag:
+    """One tag of an item: as stored, as predicted, or as a rule sets it.
+
+    ``norm`` is the comparable form (:func:`normalise_tag` of ``tag`` unless given,
+    e.g. as read from a stored row). The one tag type of Atlas: the tagger predicts
+    it, rules act on it, feedback records it (:meth:`to_json`).
+    """
+
     tag: str
     kind: str = "topic"
     source: str = "user"
     confidence: float = 1.0
     explanation: str | None = None
+    norm: str = ""
 
-    @property
-    def norm(self) -> str:
-        return normalise_tag(self.tag)
+    def __post_init__(self) -> None:
+        if not self.norm:
+            object.__setattr__(self, "norm", normalise_tag(self.tag))
+
+    def to_json(self) -> dict[str, Any]:
+        """As feedback rows and rule applications record it (no explanation)."""
+        return {
+            "tag": self.tag,
+            "norm": self.norm,
+            "kind": self.kind,
+            "source": self.source,
+            "confidence": round(float(self.confidence), 4),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tag:
+        """A tag recorded by :meth:`to_json` (a missing source is ``auto``: a prediction)."""
+        return cls(
+            tag=data["tag"],
+            norm=data.get("norm") or normalise_tag(data["tag"]),
+            kind=data.get("kind", "topic"),
+            source=data.get("source", "auto"),
+            confidence=float(data.get("confidence", 1.0)),
+            explanation=data.get("explanation"),
+        )
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -46,7 +46,7 @@ from sqlalchemy import Engine, func, select
 from atlas.config import TaggingSettings
 from atlas.db import database_errors
 from atlas.db.tables import user_feedback
-from atlas.feedback.rules import load_rules
+from atlas.feedback.rule_store import load_rules
 from atlas.media.tags import normalise_tag
 
 __all__ = [
