@@ -32,6 +32,7 @@ from atlas.feedback import (
     EditReport,
     MoveReport,
     Rule,
+    RuleDetail,
     UndoReport,
     edit_metadata,
     list_applications,
@@ -43,7 +44,6 @@ from atlas.feedback import (
     track_tag_edits,
     undo_application,
 )
-from atlas.feedback.apply import RuleDetail
 from atlas.feedback.history import FeedbackRow, list_feedback
 from atlas.media import (
     MediaDetail,

@@ -26,7 +26,7 @@ from atlas.feedback.context import MediaContext, load_contexts
 from atlas.feedback.engine import RuleIndex, evaluate
 from atlas.feedback.judging import Judgement, judge_edit
 from atlas.feedback.library import ApplyReport, apply_to_library
-from atlas.feedback.listing import list_applications, rule_detail
+from atlas.feedback.listing import RuleDetail, list_applications, rule_detail
 from atlas.feedback.loop import LoopReport, feedback_loop, loop_mode, run_feedback_loop
 from atlas.feedback.moves import MoveReport, move_media
 from atlas.feedback.patterns import MiningResult, Pattern, mine_patterns
@@ -56,6 +56,7 @@ __all__ = [
     "Pattern",
     "Rule",
     "RuleChanges",
+    "RuleDetail",
     "RuleIndex",
     "RuleResult",
     "UndoReport",
