@@ -55,6 +55,7 @@ def test_media_show_tags_with_source_confidence_and_why(atlas, client):
         "source": "user",
         "confidence": 1.0,
         "explanation": None,
+        "norm": "horror",
     }
     assert tags[1]["source"] == "auto" and tags[1]["explanation"] == "predicted"
 
