@@ -61,11 +61,11 @@ class LoopReport:
 def loop_mode(*, analyze_only: bool, apply_rules: bool, min_frequency: int | None) -> str:
     """The mode the flags ask for; ``InvalidInput`` for flags that do not go together."""
     if analyze_only and apply_rules:
-        raise InvalidInput("--analyze-only and --apply-rules exclude each other")
+        raise InvalidInput("`analyze_only` and `apply_rules` exclude each other")
     if min_frequency is not None and min_frequency < 1:
-        raise InvalidInput(f"--min-frequency must be at least 1, got {min_frequency}")
+        raise InvalidInput(f"`min_frequency` must be at least 1, got {min_frequency}")
     if apply_rules and min_frequency is not None:
-        raise InvalidInput("--min-frequency applies to mining; --apply-rules does not mine")
+        raise InvalidInput("`min_frequency` applies to mining; `apply_rules` does not mine")
     return "analyze" if analyze_only else "apply" if apply_rules else "full"
 
 

@@ -84,7 +84,7 @@ def mine_patterns(
     min_frequency = settings.min_frequency if min_frequency is None else min_frequency
     min_confidence = settings.min_confidence if min_confidence is None else min_confidence
     if min_frequency < 1:
-        raise InvalidInput(f"--min-frequency must be at least 1, got {min_frequency}")
+        raise InvalidInput(f"`min_frequency` must be at least 1, got {min_frequency}")
     result = MiningResult(min_frequency=min_frequency, min_confidence=min_confidence)
     with _cyclic_gc_paused():
         # The miner's observations are gone by the time the collector runs again.

@@ -106,13 +106,13 @@ class EditReport:
 
 def check_confidence(value: float) -> float:
     if not 0 <= value <= 1:
-        raise InvalidInput(f"--confidence must be between 0 and 1, got {value:g}")
+        raise InvalidInput(f"`confidence` must be between 0 and 1, got {value:g}")
     return float(value)
 
 
 def check_rating(value: float) -> float:
     if not 0 <= value <= 5 or value * 2 != int(value * 2):
-        raise InvalidInput(f"--rating must be between 0 and 5 in steps of 0.5, got {value:g}")
+        raise InvalidInput(f"`rating` must be between 0 and 5 in steps of 0.5, got {value:g}")
     return float(value)
 
 
@@ -120,13 +120,13 @@ def parse_tag_set(value: str | Sequence[str]) -> list[str]:
     """The tags of a ``--tags`` value: at least one, none empty or too long."""
     if isinstance(value, str) and len(value) > MAX_TAG_STRING:
         raise InvalidInput(
-            f"--tags is {len(value):,} characters long; the limit is {MAX_TAG_STRING:,}"
+            f"`tags` is {len(value):,} characters long; the limit is {MAX_TAG_STRING:,}"
         )
     tags = parse_tag_list(value)
     if not tags:
-        raise InvalidInput("--tags needs at least one tag")
+        raise InvalidInput("`tags` needs at least one tag")
     if len(tags) > MAX_TAGS:
-        raise InvalidInput(f"--tags names {len(tags)} tags; the limit is {MAX_TAGS}")
+        raise InvalidInput(f"`tags` names {len(tags)} tags; the limit is {MAX_TAGS}")
     return tags
 
 
@@ -158,7 +158,7 @@ def track_tag_edits(
     Raises ``InvalidInput`` / ``NotFound`` before writing anything.
     """
     if tags is None and genre is None and rating is None:
-        raise InvalidInput("nothing to record: give --tags, --genre and/or --rating")
+        raise InvalidInput("nothing to record: give `tags`, `genre` and/or `rating`")
     confidence = check_confidence(confidence)
     wanted = parse_tag_set(tags) if tags is not None else None
     genre = _check_text("genre", genre) if genre is not None else None
@@ -279,7 +279,7 @@ def edit_metadata(
     for name, value in list(given.items()):
         if name == "year":
             if not isinstance(value, int) or not 1800 <= value <= 2200:
-                raise InvalidInput(f"--year must be a year between 1800 and 2200, got {value}")
+                raise InvalidInput(f"`year` must be a year between 1800 and 2200, got {value}")
         else:
             given[name] = _check_text(name, str(value))
     now = utcnow()
