@@ -77,7 +77,7 @@ from atlas.db.tables import media, media_embeddings
 from atlas.embeddings import get_provider, get_store, search_media, similar_media
 from atlas.embeddings import search as search_module
 from atlas.embeddings.fusion import SHIPPED as SHIPPED_FUSION
-from atlas.embeddings.lexical import get_lexical_index
+from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.repository import load_documents
 from atlas.embeddings.results import load_details, make_hit, model_collection
 from atlas.embeddings.similar import SHIPPED as SHIPPED_SIMILAR
