@@ -4,6 +4,8 @@ Triggers on ``media`` (title, genre, description, type), ``media_tags`` and
 ``transcripts`` append the media id of every insert, update and delete, whoever
 writes (any process, any code path). The lexical index keeps the last id it read
 and re-reads only the items logged after it (:mod:`atlas.embeddings.lexical_sync`).
+On PostgreSQL the triggers stand aside while ``atlas.copying`` is set in the
+transaction: a store copy writes the source's log itself.
 
 Revision ID: 0015
 Revises: 0014
@@ -63,6 +65,8 @@ def _postgres_triggers() -> None:
     for table, column, updated in _WATCHED:
         op.execute(
             f"CREATE FUNCTION search_changes_{table}() RETURNS trigger AS $$ BEGIN "
+            # A store copy (atlas.db.transfer) brings the source's log row for row.
+            f"IF current_setting('atlas.copying', true) = 'on' THEN RETURN NULL; END IF; "
             f"IF TG_OP <> 'INSERT' THEN "
             f"INSERT INTO search_changes (media_id) VALUES (OLD.{column}); END IF; "
             f"IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{column} <> OLD.{column}) THEN "
