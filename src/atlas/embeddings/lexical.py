@@ -109,98 +109,109 @@ class LexicalIndex:
             LexicalDocument(*parts)
             for parts in zip(media_ids, documents, media_types, genres, item_tags, strict=True)
         ]
-        self._build(docs, {}, None, [])
+        self._build(docs)
 
     @classmethod
     def of(cls, documents: Sequence[LexicalDocument]) -> LexicalIndex:
+        """The index of ``documents`` (in media id order)."""
         index = cls.__new__(cls)
-        index._build(list(documents), {}, None, [])
+        index._build(sorted(documents, key=lambda d: d.media_id))
         return index
+
+    def _build(self, docs: list[LexicalDocument]) -> None:
+        import numpy as np
+
+        self.vocabulary: dict[str, int] = {}
+        self._tf = _term_counts(docs, self.vocabulary)
+        self.media_ids = np.asarray([d.media_id for d in docs], dtype=np.int64)
+        self.media_types = np.asarray([d.media_type for d in docs], dtype=object)
+        self.genres = [d.genres for d in docs]
+        #: Confirmed tags and genres of each item (normalised), and their rarity.
+        self.tags = {d.media_id: d.tags for d in docs}
+        self._tag_counts: dict[str, int] = {}
+        for item_tags in self.tags.values():
+            for tag in item_tags:
+                self._tag_counts[tag] = self._tag_counts.get(tag, 0) + 1
+        self.tag_rarity = tag_rarity(self._tag_counts, len(docs))
+        self._weigh()
 
     def replaced(self, changed: Mapping[int, LexicalDocument | None]) -> LexicalIndex:
         """A new index: this one with ``changed`` items replaced (``None``: removed).
 
-        Only the changed items are tokenised; the rest keep their term counts.
-        Scores equal those of an index built from scratch over the same items.
+        Only the changed items are tokenised; the rest keep their term counts,
+        spliced into the new matrix in media id order. Scores equal those of an
+        index built from scratch over the same items. This index is left as it
+        was (a search running on it in another thread is not disturbed).
         """
-        import numpy as np
-
-        if not changed:
-            return self
-        keep = np.flatnonzero(~np.isin(self.media_ids, np.fromiter(changed, dtype=np.int64)))
-        docs = [d for d in changed.values() if d is not None]
-        index = type(self).__new__(type(self))
-        kept = _Kept(
-            rows=keep,
-            tf=self._tf,
-            media_ids=self.media_ids,
-            media_types=self.media_types,
-            genres=self.genres,
-        )
-        tags = {m: t for m, t in self.tags.items() if m not in changed}
-        index._build(docs, dict(self.vocabulary), kept, [tags])
-        return index
-
-    def _build(
-        self,
-        docs: list[LexicalDocument],
-        vocabulary: dict[str, int],
-        kept: _Kept | None,
-        kept_tags: list[dict[int, frozenset[str]]],
-    ) -> None:
         import numpy as np
         from scipy import sparse
 
-        rows: list[int] = []
-        cols: list[int] = []
-        counts: list[float] = []
-        for row, doc in enumerate(docs):
-            tf: dict[int, int] = {}
-            for token in doc.tokens:
-                col = vocabulary.setdefault(token, len(vocabulary))
-                tf[col] = tf.get(col, 0) + 1
-            rows.extend([row] * len(tf))
-            cols.extend(tf.keys())
-            counts.extend(tf.values())
-        width = max(1, len(vocabulary))
-        new_tf = sparse.csr_matrix(
-            (np.asarray(counts, dtype=np.float64), (rows, cols)), shape=(len(docs), width)
+        if not changed:
+            return self
+        ids = self.media_ids
+        wanted = np.fromiter(changed, dtype=np.int64, count=len(changed))
+        at = np.searchsorted(ids, wanted)
+        present = at[(at < len(ids)) & (ids[np.minimum(at, max(len(ids) - 1, 0))] == wanted)]
+        keep = np.ones(len(ids), dtype=bool)
+        keep[present] = False
+        kept_rows = np.flatnonzero(keep)
+        docs = sorted((d for d in changed.values() if d is not None), key=lambda d: d.media_id)
+
+        index = type(self).__new__(type(self))
+        known = all(t in self.vocabulary for d in docs for t in d.tokens)
+        index.vocabulary = self.vocabulary if known else dict(self.vocabulary)
+        new_tf = _term_counts(docs, index.vocabulary)
+        old = self._tf
+        starts = np.concatenate([old.indptr[:-1][kept_rows], new_tf.indptr[:-1] + old.nnz])
+        lengths = np.concatenate([np.diff(old.indptr)[kept_rows], np.diff(new_tf.indptr)])
+        all_ids = np.concatenate([ids[kept_rows], [d.media_id for d in docs]]).astype(np.int64)
+        order = np.argsort(all_ids, kind="stable")
+        lengths = lengths[order]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(old.indptr.dtype)
+        gather = np.repeat(starts[order] - indptr[:-1], lengths) + np.arange(indptr[-1])
+        index._tf = sparse.csr_matrix(
+            (
+                np.concatenate([old.data, new_tf.data])[gather],
+                np.concatenate([old.indices, new_tf.indices])[gather],
+                indptr,
+            ),
+            shape=(len(all_ids), max(1, len(index.vocabulary))),
         )
-        new_ids = np.asarray([d.media_id for d in docs], dtype=np.int64)
-        new_types = np.asarray([d.media_type for d in docs], dtype=object)
-        new_genres = [d.genres for d in docs]
-        if kept is not None:
-            old_tf = kept.tf[kept.rows]
-            old_tf = sparse.csr_matrix(
-                (old_tf.data, old_tf.indices, old_tf.indptr), shape=(old_tf.shape[0], width)
-            )
-            tf_matrix = sparse.vstack([old_tf, new_tf], format="csr")
-            ids = np.concatenate([kept.media_ids[kept.rows], new_ids])
-            types = np.concatenate([kept.media_types[kept.rows], new_types])
-            genres = [kept.genres[i] for i in kept.rows] + new_genres
-            order = np.argsort(ids, kind="stable")
-            tf_matrix = tf_matrix[order]
-            ids, types = ids[order], types[order]
-            genres = [genres[i] for i in order]
+        index.media_ids = all_ids[order]
+        types = np.concatenate(
+            [self.media_types[kept_rows], np.asarray([d.media_type for d in docs], dtype=object)]
+        )
+        index.media_types = types[order]
+        genres = [self.genres[i] for i in kept_rows] + [d.genres for d in docs]
+        index.genres = [genres[i] for i in order]
+
+        index.tags = dict(self.tags)
+        counts = dict(self._tag_counts)
+        touched: set[str] = set()
+        for media_id in changed:
+            for tag in index.tags.pop(media_id, frozenset()):
+                counts[tag] -= 1
+                touched.add(tag)
+        for doc in docs:
+            index.tags[doc.media_id] = doc.tags
+            for tag in doc.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+                touched.add(tag)
+        for tag in touched:
+            if counts.get(tag) == 0:
+                del counts[tag]
+        index._tag_counts = counts
+        if len(all_ids) == len(ids):
+            # Same number of items: only the touched tags' rarity changes.
+            rarity = dict(self.tag_rarity)
+            for tag in touched:
+                rarity.pop(tag, None)
+            rarity.update(tag_rarity({t: counts[t] for t in touched if t in counts}, len(ids)))
+            index.tag_rarity = rarity
         else:
-            tf_matrix, ids, types, genres = new_tf, new_ids, new_types, new_genres
-        tf_matrix.sort_indices()
-        self._tf = tf_matrix
-        self.media_ids = ids
-        self.media_types = types
-        self.genres = genres
-        self.vocabulary = vocabulary
-        #: Confirmed tags and genres of each item (normalised), and their rarity.
-        self.tags = {}
-        for part in kept_tags:
-            self.tags.update(part)
-        self.tags.update({d.media_id: d.tags for d in docs})
-        tag_counts: dict[str, int] = {}
-        for item_tags in self.tags.values():
-            for tag in item_tags:
-                tag_counts[tag] = tag_counts.get(tag, 0) + 1
-        self.tag_rarity = tag_rarity(tag_counts, len(ids))
-        self._weigh()
+            index.tag_rarity = tag_rarity(counts, len(all_ids))
+        index._weigh()
+        return index
 
     def _weigh(self) -> None:
         import numpy as np
@@ -267,12 +278,28 @@ class LexicalIndex:
         return [LexicalHit(int(self.media_ids[i]), float(scores[i])) for i in order]
 
 
-@dataclass(frozen=True)
-class _Kept:
-    """The rows of an older index carried into a new one."""
+def _term_counts(docs: Sequence[LexicalDocument], vocabulary: dict[str, int]) -> Any:
+    """Term counts of ``docs`` as a CSR matrix (rows in order), growing ``vocabulary``."""
+    import numpy as np
+    from scipy import sparse
 
-    rows: npt.NDArray[np.int64]
-    tf: Any
-    media_ids: npt.NDArray[np.int64]
-    media_types: npt.NDArray[Any]
-    genres: list[frozenset[str]]
+    indptr = [0]
+    cols: list[int] = []
+    counts: list[int] = []
+    for doc in docs:
+        tf: dict[int, int] = {}
+        for token in doc.tokens:
+            col = vocabulary.setdefault(token, len(vocabulary))
+            tf[col] = tf.get(col, 0) + 1
+        for col in sorted(tf):
+            cols.append(col)
+            counts.append(tf[col])
+        indptr.append(len(cols))
+    return sparse.csr_matrix(
+        (
+            np.asarray(counts, dtype=np.float64),
+            np.asarray(cols, dtype=np.int32),
+            np.asarray(indptr, dtype=np.int32),
+        ),
+        shape=(len(docs), max(1, len(vocabulary))),
+    )
