@@ -4,8 +4,9 @@ Triggers (migration 0015) append the media id of every insert, update and delete
 of an item's searchable text (title, genre, description, type, tags, transcript)
 to ``search_changes``, whichever process writes. Each process caches one index
 per database with the last change id it has read; before a search it asks for
-the changes after that id (one primary-key range query, empty when nothing
-changed), re-reads only those items and makes the next index from the cached one
+the log's newest id (one primary-key lookup; nothing more when nothing
+changed), then for the changes after the id it has read, re-reads only those
+items and makes the next index from the cached one
 (:meth:`LexicalIndex.replaced`). A deleted item has no row left and leaves the
 index. A new index is built from scratch only on first use, or when the change
 log no longer reaches back to the cached index's last id (the log was pruned).
@@ -114,6 +115,11 @@ def _refresh(engine: Engine, cached: _Cached) -> bool:
     now = time.monotonic()
     cached.gaps = {i: t for i, t in cached.gaps.items() if now - t < GAP_WAIT_S}
     with database_errors(engine), engine.connect() as connection:
+        newest = connection.execute(select(func.max(search_changes.c.id))).scalar() or 0
+        if newest < cached.last_id:
+            return False  # the log restarted: another database at this address
+        if newest == cached.last_id and not cached.gaps:
+            return True  # nothing changed: one primary-key lookup
         wanted = search_changes.c.id > cached.last_id
         if cached.gaps:
             wanted = wanted | search_changes.c.id.in_(list(cached.gaps))
@@ -121,7 +127,7 @@ def _refresh(engine: Engine, cached: _Cached) -> bool:
             select(search_changes.c.id, search_changes.c.media_id).where(wanted)
         ).all()
         if not rows:
-            return not (cached.last_id and _log_restarted(connection, cached.last_id))
+            return True
         first_id = connection.execute(select(func.min(search_changes.c.id))).scalar() or 0
         if first_id > cached.last_id + 1 and cached.last_id:
             return False  # pruned past what this index has read
@@ -137,12 +143,6 @@ def _refresh(engine: Engine, cached: _Cached) -> bool:
     if new_ids and cached.last_id - first_id > 2 * KEEP_CHANGES:
         _prune(engine, cached.last_id - KEEP_CHANGES)
     return True
-
-
-def _log_restarted(connection: Connection, last_id: int) -> bool:
-    """True when the log's newest id is below what was read: another database now."""
-    newest = connection.execute(select(func.max(search_changes.c.id))).scalar() or 0
-    return newest < last_id
 
 
 def _note_gaps(cached: _Cached, seen: Iterable[int], after: int, upto: int) -> None:
