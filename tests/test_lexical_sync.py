@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from atlas.db.tables import media, search_changes
-from atlas.embeddings import search_media
+from atlas.embeddings import search_media, similar_media
 from atlas.embeddings.lexical_sync import build_lexical_index, get_lexical_index
 from atlas.media.tags import Tag, upsert_tags
 from atlas.transcription.store import save_transcript
@@ -139,3 +139,18 @@ def test_hybrid_search_finds_a_newly_tagged_item_by_its_new_words(atlas, embedde
     assert "lighthouse" in why()[kitchen]
     lexical = search_media(atlas.settings, atlas.engine, query, mode="lexical")
     assert [hit.media_id for hit in lexical.hits] == [kitchen]
+
+
+def test_more_like_this_sees_a_genre_confirmed_after_the_index_was_built(atlas, embedded_library):
+    kitchen, vault = embedded_library["Kitchen Chemistry"], embedded_library["The Vault Job"]
+    every = len(embedded_library) - 1
+
+    def why() -> str:
+        found = similar_media(atlas.settings, atlas.engine, kitchen, top=every)
+        return {hit.media_id: hit.why for hit in found.hits}[vault]
+
+    assert "zydeco" not in why().casefold()
+    with atlas.engine.begin() as connection:
+        for media_id in (kitchen, vault):
+            upsert_tags(connection, media_id, [Tag("Zydeco", kind="genre", source="user")])
+    assert "same genre" in why() and "zydeco" in why().casefold()

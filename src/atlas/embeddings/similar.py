@@ -211,8 +211,12 @@ def pool_facts(
 
 def index_facts(index: LexicalIndex, media_ids: Sequence[int], with_tags: bool) -> dict[int, Facts]:
     """Confirmed genres (and, ``with_tags``, other confirmed tags) of the indexed items."""
-    genres = index.genres_of(media_ids)
-    return {m: Facts(g, index.tags[m] - g if with_tags else frozenset()) for m, g in genres.items()}
+    facts = {}
+    for media_id, found in index.genres_of(media_ids).items():
+        genres = found - {""}
+        tags = index.tags[media_id] - genres - {""} if with_tags else frozenset()
+        facts[media_id] = Facts(genres, tags)
+    return facts
 
 
 def similar_media(
