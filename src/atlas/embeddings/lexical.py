@@ -233,17 +233,6 @@ class LexicalIndex:
         # Column access is what a query needs.
         self.weights = weights.tocsc()
 
-    def genres_of(self, media_ids: Sequence[int]) -> dict[int, frozenset[str]]:
-        """Confirmed genres of each of ``media_ids`` the index holds."""
-        import numpy as np
-
-        ids = self.media_ids
-        if not len(ids) or not media_ids:
-            return {}
-        wanted = np.asarray(media_ids, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-        return {int(m): self.genres[int(i)] for m, i in zip(wanted, at, strict=True) if ids[i] == m}
-
     def __len__(self) -> int:
         return len(self.media_ids)
 

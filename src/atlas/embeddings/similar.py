@@ -35,8 +35,6 @@ from sqlalchemy import Connection, Engine, and_, select
 from atlas.config import Settings
 from atlas.db import check_id, database_errors
 from atlas.db.tables import media, media_embeddings, media_tags
-from atlas.embeddings.lexical import LexicalIndex
-from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.repository import chunks, load_tags
 from atlas.embeddings.results import (
@@ -209,16 +207,6 @@ def pool_facts(
     return facts, rows
 
 
-def index_facts(index: LexicalIndex, media_ids: Sequence[int], with_tags: bool) -> dict[int, Facts]:
-    """Confirmed genres (and, ``with_tags``, other confirmed tags) of the indexed items."""
-    facts = {}
-    for media_id, found in index.genres_of(media_ids).items():
-        genres = found - {""}
-        tags = index.tags[media_id] - genres - {""} if with_tags else frozenset()
-        facts[media_id] = Facts(genres, tags)
-    return facts
-
-
 def similar_media(
     settings: Settings,
     engine: Engine,
@@ -273,23 +261,18 @@ def similar_media(
     neighbours = [n for n in neighbours if n.media_id != media_id]
     if threshold is not None:
         neighbours = [n for n in neighbours if n.similarity >= threshold]
-    # The pool's confirmed genres and tags come from the lexical index, which
-    # holds them for fusion and is kept current (one small query when nothing
-    # changed) instead of a join over the whole pool.
-    known = index_facts(
-        get_lexical_index(engine), [n.media_id for n in neighbours] + [media_id], weights.tags > 0
-    )
-    source = known.get(media_id, Facts(frozenset(), frozenset()))
-    # A vector of a deleted item has no facts; checking the store removes it.
-    candidates = [
-        (n.media_id, n.similarity, known[n.media_id]) for n in neighbours if n.media_id in known
-    ]
-    ranked, votes = rank_neighbours(source, candidates, weights)
-    chosen = ranked[:top]
     with database_errors(engine), engine.connect() as connection:
-        _facts, details = pool_facts(connection, [m for _, m in chosen] + [media_id], False)
+        known, details = pool_facts(
+            connection, [n.media_id for n in neighbours] + [media_id], weights.tags > 0
+        )
+        source = known.get(media_id, Facts(frozenset(), frozenset()))
+        # A vector of a deleted item has no facts; checking the store removes it.
+        candidates = [
+            (n.media_id, n.similarity, known[n.media_id]) for n in neighbours if n.media_id in known
+        ]
+        ranked, votes = rank_neighbours(source, candidates, weights)
+        chosen = ranked[:top]
         tags = load_tags(connection, [m for _, m in chosen] + [media_id])
-    chosen = [(score, m) for score, m in chosen if m in details]
     source_all = facts_of(details.get(media_id, {}).get("genre"), tags.get(media_id, []))
     cosine_of = {media_id: cosine for media_id, cosine, _ in candidates}
     hits = []
