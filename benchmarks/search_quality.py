@@ -36,6 +36,9 @@ Figures:
     rebuilt here from the same parts: ``old_hybrid``), target <= 1.10; similar
     media now against plain cosine (``old_similar``), target <= 1.10. Hybrid
     against vector-only search is printed too (no target: it also runs BM25).
+(f) lexical and hybrid search right after a write (``search_writes.py``):
+    lexical p95 <= 50 ms (a full rebuild, as before, printed beside); hybrid p95
+    within 2x of the same searches with nothing written.
 (c) throughput of ``atlas-embed-media --all`` against ``SentenceTransformer.encode``
     in the same run (target >= 90%), and a second ``--all`` with nothing changed
     (target < 2 s, no model call). ``--skip-throughput`` leaves (c) out.
@@ -69,6 +72,7 @@ import numpy as np
 from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
+import search_writes
 from atlas.app import Atlas, open_atlas
 from atlas.cli.scripts import embed_media_app
 from atlas.config import load_settings
@@ -77,7 +81,7 @@ from atlas.db.tables import media, media_embeddings
 from atlas.embeddings import get_provider, get_store, search_media, similar_media
 from atlas.embeddings import search as search_module
 from atlas.embeddings.fusion import SHIPPED as SHIPPED_FUSION
-from atlas.embeddings.lexical import get_lexical_index
+from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.repository import load_documents
 from atlas.embeddings.results import load_details, make_hit, model_collection
 from atlas.embeddings.similar import SHIPPED as SHIPPED_SIMILAR
@@ -586,6 +590,9 @@ def main() -> None:
                 f"p95 {p95:.1f} ms (target p50 < 10 ms)",
                 p50 < 10,
             )
+        # (f) search right after a write (last on library A: it confirms tags).
+        for line, ok in search_writes.report(atlas, query_texts, 40, hybrid=True):
+            check(line, ok)
         atlas.close()
         clear_store_cache()
 

@@ -31,7 +31,7 @@ from atlas.app import Atlas
 from atlas.db.tables import media
 from atlas.embeddings import get_provider, get_store
 from atlas.embeddings.fusion import FusionWeights, fuse
-from atlas.embeddings.lexical import get_lexical_index
+from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.repository import load_tags
 from atlas.embeddings.similar import POOL, Facts, SimilarWeights, facts_of, rank_neighbours
 

@@ -289,7 +289,7 @@ def _fresh_embedding_caches() -> Iterator[None]:
     yield
     import sys
 
-    from atlas.embeddings.lexical import clear_lexical_cache
+    from atlas.embeddings.lexical_sync import clear_lexical_cache
     from atlas.embeddings.store import clear_store_cache
 
     clear_store_cache()

@@ -19,7 +19,8 @@ from atlas.embeddings import (
     similar_media,
 )
 from atlas.embeddings.fusion import SHIPPED, FusionWeights, fuse, tag_rarity
-from atlas.embeddings.lexical import LexicalIndex, get_lexical_index, tokenize
+from atlas.embeddings.lexical import LexicalIndex, tokenize
+from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.similar import (
     GENRE_WEIGHT,
     TAG_WEIGHT,

@@ -55,6 +55,7 @@ __all__ = [
     "media_tags",
     "metadata",
     "rule_applications",
+    "search_changes",
     "tagger_models",
     "tagger_tuning",
     "task_log_daily",
@@ -615,4 +616,15 @@ autolearn_schedule = Table(
     Column("evidence", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     CheckConstraint("id = 1", name="single_row"),
+)
+
+# Which media items' searchable text changed (added by 0015): triggers on media,
+# media_tags and transcripts append the media id of every insert, update and
+# delete; the lexical index re-reads only the items logged after the last id it
+# read (atlas.embeddings.lexical_sync). No foreign key: a deleted item's id stays.
+search_changes = Table(
+    "search_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("media_id", Integer, nullable=False),
 )

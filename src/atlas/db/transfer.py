@@ -519,6 +519,9 @@ def _write_batch(
     span = f"{table.name} (key {first})" if len(batch) == 1 else f"{table.name} ({first} to {last})"
     try:
         with database_errors(target), target.begin() as connection:
+            # The copy brings the source's search-change log; the target's
+            # triggers (migration 0015) must not log the copied rows again.
+            connection.execute(text("SELECT set_config('atlas.copying', 'on', true)"))
             connection.execute(statement, batch)
             _save_progress(connection, table.name, last_key=key, copied=total, done=False)
     except DataError as exc:

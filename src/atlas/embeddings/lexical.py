@@ -4,12 +4,13 @@ The index also keeps each item's confirmed tags and genres and how rare each is
 in the library, which hybrid fusion reads (:mod:`atlas.embeddings.fusion`).
 
 Why in-process rather than SQLite FTS5 or PostgreSQL full-text search: one
-implementation ranks the same on both databases, needs no schema of its own,
-and a library of 100,000 items fits in a sparse matrix of a few tens of MB.
-The index is built from SQL on first use and cached per process and database;
-a cheap signature query (row counts and last change times of media, tags and
-transcripts) tells when it must be rebuilt, so a changed library is never
-searched through a stale index.
+implementation ranks the same on both databases, and a library of 100,000 items
+fits in a sparse matrix of a few tens of MB. An index is an immutable snapshot;
+:meth:`LexicalIndex.replaced` makes the next one from it and the changed items
+only (their term counts replace their rows; the BM25 weights, which depend on
+every document's length and every term's document frequency, are recomputed
+from the term counts in a few vectorised steps). Building from SQL, caching and
+keeping it current live in :mod:`atlas.embeddings.lexical_sync`.
 
 Fields are weighted BM25F-style by repeating their terms: the title and
 confirmed tags count three times, automatic tags and the description once,
@@ -21,16 +22,11 @@ light plural stemmer (``robots`` -> ``robot``).
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select
-
-from atlas.db import database_errors
-from atlas.db.tables import media, media_tags, transcripts
 from atlas.embeddings.fusion import tag_rarity
 from atlas.media.tags import normalise_tag
 
@@ -38,12 +34,10 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["LexicalHit", "LexicalIndex", "clear_lexical_cache", "get_lexical_index", "tokenize"]
+__all__ = ["LexicalDocument", "LexicalHit", "LexicalIndex", "tokenize"]
 
 K1 = 1.2
 B = 0.75
-_TITLE_WEIGHT = 3
-_CONFIRMED_TAG_WEIGHT = 3
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
@@ -87,6 +81,18 @@ class LexicalHit:
     score: float
 
 
+@dataclass(frozen=True)
+class LexicalDocument:
+    """One item as the index holds it: its weighted tokens and its facets."""
+
+    media_id: int
+    tokens: list[str]
+    media_type: str
+    genres: frozenset[str]
+    #: Confirmed tags and genres (normalised).
+    tags: frozenset[str]
+
+
 class LexicalIndex:
     """BM25 weights of every (item, term) as a sparse matrix; search is one column sum."""
 
@@ -98,41 +104,126 @@ class LexicalIndex:
         genres: Sequence[frozenset[str]],
         tags: Sequence[frozenset[str]] | None = None,
     ) -> None:
+        item_tags = tags if tags is not None else [frozenset()] * len(media_ids)
+        docs = [
+            LexicalDocument(*parts)
+            for parts in zip(media_ids, documents, media_types, genres, item_tags, strict=True)
+        ]
+        self._build(docs)
+
+    @classmethod
+    def of(cls, documents: Sequence[LexicalDocument]) -> LexicalIndex:
+        """The index of ``documents`` (in media id order)."""
+        index = cls.__new__(cls)
+        index._build(sorted(documents, key=lambda d: d.media_id))
+        return index
+
+    def _build(self, docs: list[LexicalDocument]) -> None:
+        import numpy as np
+
+        self.vocabulary: dict[str, int] = {}
+        self._tf = _term_counts(docs, self.vocabulary)
+        self.media_ids = np.asarray([d.media_id for d in docs], dtype=np.int64)
+        self.media_types = np.asarray([d.media_type for d in docs], dtype=object)
+        self.genres = [d.genres for d in docs]
+        #: Confirmed tags and genres of each item (normalised), and their rarity.
+        self.tags = {d.media_id: d.tags for d in docs}
+        self._tag_counts: dict[str, int] = {}
+        for item_tags in self.tags.values():
+            for tag in item_tags:
+                self._tag_counts[tag] = self._tag_counts.get(tag, 0) + 1
+        self.tag_rarity = tag_rarity(self._tag_counts, len(docs))
+        self._weigh()
+
+    def replaced(self, changed: Mapping[int, LexicalDocument | None]) -> LexicalIndex:
+        """A new index: this one with ``changed`` items replaced (``None``: removed).
+
+        Only the changed items are tokenised; the rest keep their term counts,
+        spliced into the new matrix in media id order. Scores equal those of an
+        index built from scratch over the same items. This index is left as it
+        was (a search running on it in another thread is not disturbed).
+        """
         import numpy as np
         from scipy import sparse
 
-        self.media_ids = np.asarray(media_ids, dtype=np.int64)
-        self.media_types = np.asarray(media_types, dtype=object)
-        self.genres = list(genres)
-        #: Confirmed tags and genres of each item (normalised), and their rarity.
-        self.tags = dict(zip(media_ids, tags or [frozenset()] * len(media_ids), strict=True))
-        tag_counts: dict[str, int] = {}
-        for item_tags in self.tags.values():
-            for tag in item_tags:
-                tag_counts[tag] = tag_counts.get(tag, 0) + 1
-        self.tag_rarity = tag_rarity(tag_counts, len(media_ids))
-        self.vocabulary: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        counts: list[float] = []
-        lengths = np.zeros(len(documents), dtype=np.float64)
-        for row, tokens in enumerate(documents):
-            lengths[row] = len(tokens)
-            tf: dict[int, int] = {}
-            for token in tokens:
-                col = self.vocabulary.setdefault(token, len(self.vocabulary))
-                tf[col] = tf.get(col, 0) + 1
-            rows.extend([row] * len(tf))
-            cols.extend(tf.keys())
-            counts.extend(tf.values())
-        shape = (len(documents), max(1, len(self.vocabulary)))
-        tf_matrix = sparse.csr_matrix(
-            (np.asarray(counts, dtype=np.float64), (rows, cols)), shape=shape
+        if not changed:
+            return self
+        ids = self.media_ids
+        wanted = np.fromiter(changed, dtype=np.int64, count=len(changed))
+        at = np.searchsorted(ids, wanted)
+        present = at[(at < len(ids)) & (ids[np.minimum(at, max(len(ids) - 1, 0))] == wanted)]
+        keep = np.ones(len(ids), dtype=bool)
+        keep[present] = False
+        kept_rows = np.flatnonzero(keep)
+        docs = sorted((d for d in changed.values() if d is not None), key=lambda d: d.media_id)
+
+        index = type(self).__new__(type(self))
+        known = all(t in self.vocabulary for d in docs for t in d.tokens)
+        index.vocabulary = self.vocabulary if known else dict(self.vocabulary)
+        new_tf = _term_counts(docs, index.vocabulary)
+        old = self._tf
+        starts = np.concatenate([old.indptr[:-1][kept_rows], new_tf.indptr[:-1] + old.nnz])
+        lengths = np.concatenate([np.diff(old.indptr)[kept_rows], np.diff(new_tf.indptr)])
+        all_ids = np.concatenate([ids[kept_rows], [d.media_id for d in docs]]).astype(np.int64)
+        order = np.argsort(all_ids, kind="stable")
+        lengths = lengths[order]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(old.indptr.dtype)
+        gather = np.repeat(starts[order] - indptr[:-1], lengths) + np.arange(indptr[-1])
+        index._tf = sparse.csr_matrix(
+            (
+                np.concatenate([old.data, new_tf.data])[gather],
+                np.concatenate([old.indices, new_tf.indices])[gather],
+                indptr,
+            ),
+            shape=(len(all_ids), max(1, len(index.vocabulary))),
         )
-        n_docs = max(1, len(documents))
-        doc_freq = np.bincount(tf_matrix.indices, minlength=shape[1]).astype(np.float64)
-        self.idf = np.log(1.0 + (n_docs - doc_freq + 0.5) / (doc_freq + 0.5))
-        average = float(lengths.mean()) if len(documents) else 1.0
+        index.media_ids = all_ids[order]
+        types = np.concatenate(
+            [self.media_types[kept_rows], np.asarray([d.media_type for d in docs], dtype=object)]
+        )
+        index.media_types = types[order]
+        genres = [self.genres[i] for i in kept_rows] + [d.genres for d in docs]
+        index.genres = [genres[i] for i in order]
+
+        index.tags = dict(self.tags)
+        counts = dict(self._tag_counts)
+        touched: set[str] = set()
+        for media_id in changed:
+            for tag in index.tags.pop(media_id, frozenset()):
+                counts[tag] -= 1
+                touched.add(tag)
+        for doc in docs:
+            index.tags[doc.media_id] = doc.tags
+            for tag in doc.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+                touched.add(tag)
+        for tag in touched:
+            if counts.get(tag) == 0:
+                del counts[tag]
+        index._tag_counts = counts
+        if len(all_ids) == len(ids):
+            # Same number of items: only the touched tags' rarity changes.
+            rarity = dict(self.tag_rarity)
+            for tag in touched:
+                rarity.pop(tag, None)
+            rarity.update(tag_rarity({t: counts[t] for t in touched if t in counts}, len(ids)))
+            index.tag_rarity = rarity
+        else:
+            index.tag_rarity = tag_rarity(counts, len(all_ids))
+        index._weigh()
+        return index
+
+    def _weigh(self) -> None:
+        import numpy as np
+        from scipy import sparse
+
+        tf_matrix = self._tf
+        shape = tf_matrix.shape
+        lengths = np.asarray(tf_matrix.sum(axis=1)).ravel()
+        n_docs = max(1, shape[0])
+        self.doc_freq = np.bincount(tf_matrix.indices, minlength=shape[1]).astype(np.float64)
+        self.idf = np.log(1.0 + (n_docs - self.doc_freq + 0.5) / (self.doc_freq + 0.5))
+        average = float(lengths.mean()) if shape[0] else 1.0
         norm = K1 * (1.0 - B + B * lengths / max(average, 1e-9))
         # Per stored entry: idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg)).
         entry_rows = np.repeat(np.arange(shape[0]), np.diff(tf_matrix.indptr))
@@ -145,10 +236,14 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.media_ids)
 
+    def _columns(self, query: str) -> list[int]:
+        """Distinct known terms of ``query`` (terms no item holds any more are unknown)."""
+        known = (self.vocabulary.get(t) for t in tokenize(query))
+        return list(dict.fromkeys(c for c in known if c is not None and self.doc_freq[c] > 0))
+
     def term_idfs(self, query: str) -> list[float]:
         """The IDF of each distinct word of ``query`` the library holds (hybrid fusion's rarity)."""
-        known = dict.fromkeys(t for t in tokenize(query) if t in self.vocabulary)
-        return [float(self.idf[self.vocabulary[t]]) for t in known]
+        return [float(self.idf[c]) for c in self._columns(query)]
 
     def search(
         self,
@@ -161,7 +256,7 @@ class LexicalIndex:
         """The ``n`` best BM25 matches for ``query`` (items matching no term are left out)."""
         import numpy as np
 
-        columns = sorted({self.vocabulary[t] for t in tokenize(query) if t in self.vocabulary})
+        columns = sorted(self._columns(query))
         if not columns or n < 1 or not len(self.media_ids):
             return []
         scores: npt.NDArray[np.float64] = np.asarray(self.weights[:, columns].sum(axis=1)).ravel()
@@ -183,85 +278,28 @@ class LexicalIndex:
         return [LexicalHit(int(self.media_ids[i]), float(scores[i])) for i in order]
 
 
-# --- building from SQL, cached ------------------------------------------------------
+def _term_counts(docs: Sequence[LexicalDocument], vocabulary: dict[str, int]) -> Any:
+    """Term counts of ``docs`` as a CSR matrix (rows in order), growing ``vocabulary``."""
+    import numpy as np
+    from scipy import sparse
 
-_CACHE: dict[str, tuple[tuple[Any, ...], LexicalIndex]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _signature(engine: Engine) -> tuple[Any, ...]:
-    with database_errors(engine), engine.connect() as connection:
-        media_sig = connection.execute(select(func.count(), func.max(media.c.updated_at))).one()
-        tags_sig = connection.execute(
-            select(func.count(), func.max(media_tags.c.updated_at), func.max(media_tags.c.id))
-        ).one()
-        transcripts_sig = connection.execute(
-            select(
-                func.count(),
-                func.max(transcripts.c.id),
-                func.max(transcripts.c.created_at),
-                func.sum(func.length(transcripts.c.text)),
-            )
-        ).one()
-    return (*media_sig, *tags_sig, *transcripts_sig)
-
-
-def get_lexical_index(engine: Engine) -> LexicalIndex:
-    """The BM25 index of the library in ``engine``; rebuilt when the library changed."""
-    key = str(engine.url)
-    signature = _signature(engine)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-    index = build_lexical_index(engine)
-    with _CACHE_LOCK:
-        _CACHE[key] = (signature, index)
-    return index
-
-
-def clear_lexical_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def build_lexical_index(engine: Engine) -> LexicalIndex:
-    """Read title, tags, description and transcript of every item and index them."""
-    with database_errors(engine), engine.connect() as connection:
-        rows = connection.execute(
-            select(
-                media.c.id, media.c.media_type, media.c.title, media.c.genre, media.c.description
-            ).order_by(media.c.id)
-        ).all()
-        tag_rows = connection.execute(
-            select(media_tags.c.media_id, media_tags.c.tag, media_tags.c.kind, media_tags.c.source)
-        ).all()
-        transcript_rows = connection.execute(
-            select(transcripts.c.media_id, transcripts.c.text)
-        ).all()
-    tags: dict[int, list[Any]] = {}
-    for tag_row in tag_rows:
-        tags.setdefault(tag_row.media_id, []).append(tag_row)
-    texts = {row.media_id: row.text for row in transcript_rows}
-
-    ids, documents, types, genres, confirmed = [], [], [], [], []
-    for row in rows:
-        tokens: list[str] = []
-        tokens += tokenize(row.title or "") * _TITLE_WEIGHT
-        item_genres = {normalise_tag(row.genre)} if row.genre else set()
-        item_tags = set(item_genres)
-        for tag in tags.get(row.id, ()):
-            weight = 1 if tag.source == "auto" else _CONFIRMED_TAG_WEIGHT
-            tokens += tokenize(tag.tag) * weight
-            if tag.source != "auto":
-                item_tags.add(normalise_tag(tag.tag))
-            if tag.kind == "genre" and tag.source != "auto":
-                item_genres.add(normalise_tag(tag.tag))
-        tokens += tokenize(row.description or "")
-        tokens += tokenize(texts.get(row.id) or "")
-        ids.append(row.id)
-        documents.append(tokens)
-        types.append(row.media_type)
-        genres.append(frozenset(item_genres))
-        confirmed.append(frozenset(item_tags - {""}))
-    return LexicalIndex(ids, documents, types, genres, confirmed)
+    indptr = [0]
+    cols: list[int] = []
+    counts: list[int] = []
+    for doc in docs:
+        tf: dict[int, int] = {}
+        for token in doc.tokens:
+            col = vocabulary.setdefault(token, len(vocabulary))
+            tf[col] = tf.get(col, 0) + 1
+        for col in sorted(tf):
+            cols.append(col)
+            counts.append(tf[col])
+        indptr.append(len(cols))
+    return sparse.csr_matrix(
+        (
+            np.asarray(counts, dtype=np.float64),
+            np.asarray(cols, dtype=np.int32),
+            np.asarray(indptr, dtype=np.int32),
+        ),
+        shape=(len(docs), max(1, len(vocabulary))),
+    )

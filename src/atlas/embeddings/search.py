@@ -27,7 +27,8 @@ from sqlalchemy import Engine
 from atlas.config import Settings
 from atlas.db import database_errors
 from atlas.embeddings.fusion import SHIPPED, FusionWeights, fuse
-from atlas.embeddings.lexical import LexicalIndex, get_lexical_index, tokenize
+from atlas.embeddings.lexical import LexicalIndex, tokenize
+from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.results import (
     SearchResult,
