@@ -307,7 +307,7 @@ def test_english_only_model_says_so_when_another_language_is_asked(atlas, whispe
     (media_id,) = _ingest(atlas, _place(files.speech_mp3(), tmp_path / "lib"))
     report = transcribe_library(atlas.dispatcher, media_ids=[media_id], language="de")
     assert report.failed[0].error.startswith(
-        "the Whisper model tiny.en understands English only; to transcribe --language de"
+        "the Whisper model tiny.en understands English only; to transcribe language de"
     )
     assert _row(atlas, media_id) is None
 

@@ -191,7 +191,7 @@ class WhisperTranscriber:
         if language not in (None, "en") and self.english_only:
             raise InvalidInput(
                 f"the Whisper model {self.choice.name} understands English only; to transcribe "
-                f"`language` {language}, choose a multilingual model (setting "
+                f"language {language}, choose a multilingual model (setting "
                 "transcription.model, e.g. small or a local model folder)"
             )
         clock = time.perf_counter()
