@@ -9,7 +9,7 @@ service call, in the domain's words, and raises the services' ``AtlasError``s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,48 @@ from sqlalchemy import Engine
 
 from atlas.analytics import (
     BottleneckReport,
+    CleanupReport,
     MetricsSummary,
     TrendReport,
     find_bottlenecks,
+    run_cleanup,
     summarise_task_metrics,
     task_trends,
 )
 from atlas.app import Atlas, open_atlas
+from atlas.autolearn import (
+    ApplyResult,
+    InsightReport,
+    PlanReport,
+    Recommendation,
+    Schedule,
+    SyncReport,
+    apply_recommendation,
+    blocked_kinds,
+    clear_schedule,
+    collect_insights,
+    dismiss_recommendation,
+    learn_schedule,
+    list_recommendations,
+    plan_with_llm,
+    run_autolearn,
+    show_schedule,
+    sync_recommendations,
+)
 from atlas.config import Settings
-from atlas.embeddings import SearchResult, VectorStore, get_store, search_media, similar_media
-from atlas.errors import InvalidInput, NotFound
+from atlas.db import database_errors
+from atlas.embeddings import (
+    ClusterReport,
+    EmbedReport,
+    SearchResult,
+    VectorStore,
+    cluster_library,
+    embed_media,
+    get_store,
+    search_media,
+    similar_media,
+)
+from atlas.errors import AtlasError, InvalidInput, NotFound
 from atlas.feedback import (
     Application,
     EditReport,
@@ -35,6 +67,7 @@ from atlas.feedback import (
     RuleDetail,
     UndoReport,
     edit_metadata,
+    feedback_loop,
     list_applications,
     list_rules,
     loop_mode,
@@ -46,10 +79,14 @@ from atlas.feedback import (
 )
 from atlas.feedback.history import FeedbackRow, list_feedback
 from atlas.media import (
+    CatalogReport,
+    IngestReport,
     MediaDetail,
     MediaPage,
     Transcript,
     cluster_names,
+    import_catalog,
+    ingest_paths,
     library_root_paths,
     list_media,
     media_detail,
@@ -57,15 +94,29 @@ from atlas.media import (
 )
 from atlas.paths import user_path
 from atlas.tagging import (
+    LibraryTuning,
     MediaTags,
+    RetagReport,
     TagEdit,
     add_media_tags,
+    current_tuning,
     list_media_tags,
     load_vocabulary,
     remove_media_tags,
+    retag_media,
+    train_media_tagger,
+    tuning_of_library,
 )
 from atlas.tasks import Dispatcher, TaskOutcome
+from atlas.tasks.dispatcher import RecoveryReport
 from atlas.tasks.history import TaskDetail, TaskRow, list_tasks, task_detail
+from atlas.tasks.recovery import Orphan
+from atlas.transcription import (
+    TranscribeReport,
+    TranscriptionAnalytics,
+    transcribe_library,
+    transcription_analytics,
+)
 
 __all__ = ["ENQUEUEABLE", "Library", "open_library"]
 
@@ -121,9 +172,10 @@ class Library:
     def transcript(self, media_id: int) -> Transcript:
         return media_transcript(self.engine, media_id)
 
-    def tags(self, media_id: int) -> MediaTags:
-        """An item's tags with source, confidence and the explanation of each."""
-        return list_media_tags(self.engine, str(media_id))
+    def tags(self, target: int | str) -> MediaTags:
+        """An item's tags (by id, or the path of an ingested file) with source,
+        confidence and the explanation of each."""
+        return list_media_tags(self.engine, str(target))
 
     def clusters(self) -> dict[int, str]:
         return cluster_names(self.engine)
@@ -152,6 +204,53 @@ class Library:
         if not real.is_file():
             raise NotFound(f"the file of media {media_id} is missing")
         return real
+
+    # -- processing: ingest, transcribe, tag, embed, cluster -----------------------
+    # Each runs as dispatcher tasks (in this process, or by workers with a queue)
+    # and reports per item; the options are the service's, in its words.
+
+    def ingest(self, paths: Sequence[Path | str], **options: Any) -> IngestReport:
+        """Probe, fingerprint and record files and folders; see ``ingest_paths``."""
+        return ingest_paths(self.dispatcher, paths, **options)
+
+    def import_catalog(self, source: Path | str, **options: Any) -> CatalogReport:
+        """Records from a CSV, JSON Lines file or ``.nfo`` folder; see ``import_catalog``."""
+        return import_catalog(self.dispatcher, source, **options)
+
+    def transcribe(self, **options: Any) -> TranscribeReport:
+        """Speech to text, subtitles first; see ``transcribe_library``."""
+        return transcribe_library(self.dispatcher, **options)
+
+    def transcription_analytics(self) -> TranscriptionAnalytics:
+        return transcription_analytics(self.engine)
+
+    def retag(self, **options: Any) -> RetagReport:
+        """Run the automatic tagger; see ``retag_media``."""
+        return retag_media(self.dispatcher, **options)
+
+    def train_tagger(self, **options: Any) -> TaskOutcome:
+        """Fine-tune the tagger's text model on the confirmed tags (a task; minutes)."""
+        return train_media_tagger(self.dispatcher, **options)
+
+    def tuning(self, *, refresh: bool = False) -> LibraryTuning | None:
+        """What the tagger learned on this library (learning again first with ``refresh``).
+
+        Raises ``AtlasError`` with the task's reason when learning again failed.
+        """
+        outcome = tuning_of_library(self.dispatcher, refresh=refresh)
+        if outcome is not None and not outcome.ok:
+            raise AtlasError(
+                f"learning the tagger's values failed: {outcome.error or outcome.status}"
+            )
+        return current_tuning(self.settings, self.engine)
+
+    def embed(self, **options: Any) -> EmbedReport:
+        """Embed new or changed items into the vector store; see ``embed_media``."""
+        return embed_media(self.dispatcher, **options)
+
+    def cluster(self, *, k: int | None = None, auto: bool = False) -> ClusterReport:
+        """Group the library by meaning and name each cluster by its tags."""
+        return cluster_library(self.dispatcher, k=k, auto=auto)
 
     # -- search -----------------------------------------------------------------
 
@@ -194,12 +293,14 @@ class Library:
         """Move an item's file inside the library (``media move``); recorded as feedback."""
         return move_media(self.engine, self.settings.feedback, media_id, destination)
 
-    def add_tags(self, media_id: int, tags: Sequence[str], *, kind: str | None = None) -> TagEdit:
+    def add_tags(
+        self, target: int | str, tags: Sequence[str], *, kind: str | None = None
+    ) -> TagEdit:
         """Add tags as the user's; with no ``kind``, the vocabulary's or the library's."""
         return add_media_tags(
             self.engine,
             self.settings.feedback,
-            str(media_id),
+            str(target),
             tags,
             kind=kind,
             vocabulary_kinds=self.vocabulary_kinds(),
@@ -211,8 +312,8 @@ class Library:
             self._vocabulary_kinds = dict(load_vocabulary(self.settings.tagging).kinds())
         return self._vocabulary_kinds
 
-    def remove_tags(self, media_id: int, tags: Sequence[str]) -> TagEdit:
-        return remove_media_tags(self.engine, self.settings.feedback, str(media_id), tags)
+    def remove_tags(self, target: int | str, tags: Sequence[str]) -> TagEdit:
+        return remove_media_tags(self.engine, self.settings.feedback, str(target), tags)
 
     def feedback(self, **filters: Any) -> list[FeedbackRow]:
         return list_feedback(self.engine, **filters)
@@ -233,6 +334,10 @@ class Library:
 
     def undo(self, application_id: int) -> UndoReport:
         return undo_application(self.engine, self.settings.feedback, application_id)
+
+    def feedback_loop(self, **options: Any) -> dict[str, Any]:
+        """Mine corrections, update rules and apply them, as a task; waits for its report."""
+        return feedback_loop(self.dispatcher, **options)
 
     def start_feedback_loop(
         self,
@@ -274,6 +379,68 @@ class Library:
             self.engine, hours=hours, threshold_ms=threshold_ms, task_type=task_type
         )
 
+    def cleanup(
+        self,
+        *,
+        keep_days: int | None = None,
+        dry_run: bool = False,
+        wait_timeout_s: float | None = None,
+    ) -> CleanupReport:
+        """Delete task_logs rows older than the retention (summaries are kept)."""
+        return run_cleanup(
+            self.dispatcher, keep_days=keep_days, dry_run=dry_run, wait_timeout_s=wait_timeout_s
+        )
+
+    # -- autolearn --------------------------------------------------------------
+
+    def insights(self, *, kind: str | None = None, days: int = 7) -> InsightReport:
+        """What the data supports noticing, each with its evidence."""
+        return collect_insights(self.settings, self.engine, kind=kind, days=days)
+
+    def recommend(self) -> tuple[SyncReport, list[Recommendation]]:
+        """Make recommendations from the current insights; the open ones after it."""
+        report = self.insights()
+        sync = sync_recommendations(
+            self.settings, self.engine, report.insights, coverage=report.coverage
+        )
+        return sync, self.recommendations()
+
+    def recommendations(
+        self, *, statuses: Sequence[str] = ("new",), limit: int = 200
+    ) -> list[Recommendation]:
+        return list_recommendations(self.engine, statuses=statuses, limit=limit)
+
+    def blocked_recommendations(self) -> dict[str, str]:
+        """Kinds of recommendation no longer proposed, with the reason of each."""
+        with database_errors(self.engine), self.engine.connect() as connection:
+            return blocked_kinds(connection)
+
+    def apply_recommendation(self, rec_id: int, *, dry_run: bool = False) -> ApplyResult:
+        return apply_recommendation(self.dispatcher, rec_id, dry_run=dry_run)
+
+    def dismiss_recommendation(self, rec_id: int, reason: str | None = None) -> Recommendation:
+        return dismiss_recommendation(self.engine, rec_id, reason)
+
+    def plan(self, *, media_ids: Sequence[int] = ()) -> PlanReport:
+        """Ask the configured LLM for an ordered plan; its valid steps become recommendations."""
+        return plan_with_llm(self.settings, self.engine, media_ids=media_ids)
+
+    def autolearn(self, *, auto: bool = False) -> dict[str, Any]:
+        """One cycle (judge, find insights, recommend, apply the safe ones with ``auto``)."""
+        return run_autolearn(self.dispatcher, auto=auto)
+
+    def schedule(self) -> Schedule:
+        """The schedule of heavy periodic work a worker runs, with its evidence."""
+        return show_schedule(self.settings, self.engine, queued=self.dispatcher.queued)
+
+    def learn_schedule(self, *, dry_run: bool = False) -> Schedule:
+        return learn_schedule(
+            self.settings, self.engine, queued=self.dispatcher.queued, dry_run=dry_run
+        )
+
+    def clear_schedule(self) -> bool:
+        return clear_schedule(self.engine)
+
     # -- tasks ------------------------------------------------------------------
 
     def tasks(self, **filters: Any) -> list[TaskRow]:
@@ -284,6 +451,16 @@ class Library:
 
     def cancel(self, task_id: int) -> TaskOutcome:
         return self.dispatcher.cancel(task_id)
+
+    def orphans(self) -> list[Orphan]:
+        """Tasks whose process died, not yet taken back."""
+        return self.dispatcher.orphans()
+
+    def resume(
+        self, *, on_outcome: Callable[[TaskOutcome], None] | None = None
+    ) -> tuple[RecoveryReport, list[TaskOutcome]]:
+        """Take back interrupted tasks: run them here, or re-send them to the queue."""
+        return self.dispatcher.resume(on_outcome=on_outcome)
 
     def enqueue(self, task_type: str, params: dict[str, Any]) -> TaskOutcome:
         """Start one of :data:`ENQUEUEABLE` without waiting; ``InvalidInput`` otherwise.

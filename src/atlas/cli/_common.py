@@ -79,6 +79,7 @@ class CliState:
         self.config = config
         self.overrides = dict(overrides)
         self._atlas: Atlas | None = None
+        self._library: Library | None = None
 
     def override(self, **values: Any) -> None:
         """Command flags that map onto settings (dotted keys); call before ``settings``."""
@@ -101,13 +102,16 @@ class CliState:
         return self._atlas
 
     def library(self) -> Library:
-        """The same Atlas behind the library entry object every face uses."""
-        return Library(self.atlas())
+        """The library entry object every face uses, over this command's Atlas."""
+        if self._library is None:
+            self._library = Library(self.atlas())
+        return self._library
 
     def close(self) -> None:
         if self._atlas is not None:
             self._atlas.close()
             self._atlas = None
+        self._library = None
 
 
 def _say_recovered(report: RecoveryReport) -> None:

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from atlas.analytics import (
-    find_bottlenecks,
-    run_cleanup,
-    summarise_task_metrics,
-    task_trends,
-)
 from atlas.cli import _analytics_view as view
 from atlas.cli._common import JSON_OPTION, console, emit_json, state
 from atlas.errors import InvalidInput
@@ -73,11 +67,9 @@ def analyze_task_metrics(
     _check_flags(
         hours, trends, days, bottlenecks, threshold, cleanup, keep_days, dry_run, task_type
     )
-    cli = state(ctx)
-    settings = cli.settings
+    library = state(ctx).library()
     if cleanup:
-        report = run_cleanup(
-            cli.atlas().dispatcher,
+        report = library.cleanup(
             keep_days=keep_days,
             dry_run=dry_run,
             wait_timeout_s=CLEANUP_WAIT_S,
@@ -87,11 +79,8 @@ def analyze_task_metrics(
         else:
             view.cleanup(console, report)
         return
-    engine = cli.atlas().engine
     if trends:
-        trend_report = task_trends(
-            engine,
-            settings.analytics,
+        trend_report = library.trends(
             days=DEFAULT_DAYS if days is None else days,
             task_type=task_type,
         )
@@ -102,17 +91,15 @@ def analyze_task_metrics(
         return
     window_hours = DEFAULT_HOURS if hours is None else hours
     if bottlenecks:
-        bottleneck_report = find_bottlenecks(
-            engine, hours=window_hours, threshold_ms=threshold, task_type=task_type
+        bottleneck_report = library.bottlenecks(
+            hours=window_hours, threshold_ms=threshold, task_type=task_type
         )
         if as_json:
             emit_json(bottleneck_report.to_dict())
         else:
             view.bottlenecks(console, bottleneck_report)
         return
-    summary = summarise_task_metrics(
-        engine, settings.analytics, hours=window_hours, task_type=task_type
-    )
+    summary = library.metrics(hours=window_hours, task_type=task_type)
     if as_json:
         emit_json(summary.to_dict())
     else:

@@ -8,17 +8,8 @@ import typer
 
 from atlas.autolearn import (
     Recommendation,
-    apply_recommendation,
-    blocked_kinds,
-    collect_insights,
-    dismiss_recommendation,
-    list_recommendations,
-    plan_with_llm,
-    run_autolearn,
-    sync_recommendations,
 )
 from atlas.cli._common import JSON_OPTION, emit_json, state
-from atlas.db import database_errors
 from atlas.errors import InvalidInput
 
 autolearn_app = typer.Typer(
@@ -56,8 +47,7 @@ def insights_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """What Atlas notices about the library and its work, each with its evidence."""
-    atlas = state(ctx).atlas()
-    report = collect_insights(atlas.settings, atlas.engine, kind=kind, days=since)
+    report = state(ctx).library().insights(kind=kind, days=since)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -78,12 +68,7 @@ def _render_rec(rec: Recommendation) -> None:
 @autolearn_app.command("recommend")
 def recommend_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Make recommendations from the current insights and list the open ones."""
-    atlas = state(ctx).atlas()
-    report = collect_insights(atlas.settings, atlas.engine)
-    sync = sync_recommendations(
-        atlas.settings, atlas.engine, report.insights, coverage=report.coverage
-    )
-    open_recs = list_recommendations(atlas.engine, statuses=("new",))
+    sync, open_recs = state(ctx).library().recommend()
     if as_json:
         emit_json({"sync": sync.to_dict(), "recommendations": [r.to_dict() for r in open_recs]})
         return
@@ -104,8 +89,7 @@ def apply_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Apply a recommendation as a task, exactly as its plan (--dry-run) says."""
-    atlas = state(ctx).atlas()
-    result = apply_recommendation(atlas.dispatcher, rec_id, dry_run=dry_run)
+    result = state(ctx).library().apply_recommendation(rec_id, dry_run=dry_run)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -127,7 +111,7 @@ def dismiss_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Dismiss a recommendation; it is not proposed again while its data stays the same."""
-    rec = dismiss_recommendation(state(ctx).atlas().engine, rec_id, reason)
+    rec = state(ctx).library().dismiss_recommendation(rec_id, reason)
     if as_json:
         emit_json(rec.to_dict())
         return
@@ -141,12 +125,11 @@ def history_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Applied, dismissed and superseded recommendations, with their verdicts."""
-    engine = state(ctx).atlas().engine
-    recs = list_recommendations(
-        engine, statuses=("applied", "dismissed", "superseded"), limit=max(limit, 1)
+    library = state(ctx).library()
+    recs = library.recommendations(
+        statuses=("applied", "dismissed", "superseded"), limit=max(limit, 1)
     )
-    with database_errors(engine), engine.connect() as connection:
-        blocked = blocked_kinds(connection)
+    blocked = library.blocked_recommendations()
     if as_json:
         emit_json({"recommendations": [r.to_dict() for r in recs], "blocked": blocked})
         return
@@ -173,13 +156,13 @@ def plan_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Ask the configured LLM for an ordered plan; its valid steps become recommendations."""
-    atlas = state(ctx).atlas()
-    report = plan_with_llm(atlas.settings, atlas.engine, media_ids=media_ids)
+    library = state(ctx).library()
+    report = library.plan(media_ids=media_ids)
     if as_json:
         emit_json(report.to_dict())
     else:
         _say(f"plan from {report.model}: {len(report.stored)} steps stored as recommendations")
-        for rec in list_recommendations(atlas.engine, statuses=("new",)):
+        for rec in library.recommendations():
             if rec.id in report.stored:
                 _render_rec(rec)
     if report.rejected:
@@ -196,7 +179,7 @@ def run_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One cycle: judge, find insights, recommend (and apply the safe ones); what changed."""
-    result = run_autolearn(state(ctx).atlas().dispatcher, auto=auto)
+    result = state(ctx).library().autolearn(auto=auto)
     if as_json:
         emit_json(result)
         return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
-from atlas.embeddings import embed_media as embed_media_service
 
 
 def embed_media(
@@ -24,10 +23,9 @@ def embed_media(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Embed media items into the vector store (only new or changed ones unless --force)."""
-    atlas = state(ctx).atlas()
+    library = state(ctx).library()
     with progress_bar("embedding", unit="items", disable=as_json) as bar:
-        report = embed_media_service(
-            atlas.dispatcher,
+        report = library.embed(
             media_ids=media or (),
             all_media=all_media,
             force=force,

@@ -16,12 +16,6 @@ from atlas.feedback import (
     EditReport,
     Judgement,
     Rule,
-    feedback_loop,
-    list_applications,
-    list_rules,
-    rule_detail,
-    set_rule_enabled,
-    undo_application,
 )
 
 rules_app = typer.Typer(help="Inspect, switch and undo learned rules.", no_args_is_help=True)
@@ -113,14 +107,16 @@ def run_feedback_loop_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Learn rules from corrections and apply them (no flag: mine, update rules, apply)."""
-    atlas = state(ctx).atlas()
-    result = feedback_loop(
-        atlas.dispatcher,
-        analyze_only=analyze_only,
-        apply_rules=apply_rules,
-        dry_run=dry_run,
-        min_frequency=min_frequency,
-        move_files=move_files,
+    result = (
+        state(ctx)
+        .library()
+        .feedback_loop(
+            analyze_only=analyze_only,
+            apply_rules=apply_rules,
+            dry_run=dry_run,
+            min_frequency=min_frequency,
+            move_files=move_files,
+        )
     )
     if as_json:
         emit_json(result)
@@ -214,7 +210,7 @@ def _success(rule: Rule) -> str:
 @rules_app.command("list")
 def rules_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """List learned rules with their evidence, usage and measured success."""
-    rules = list_rules(state(ctx).atlas().engine)
+    rules = state(ctx).library().rules()
     if as_json:
         emit_json([rule.to_dict() for rule in rules])
         return
@@ -251,7 +247,7 @@ def rules_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one rule: its condition, action, evidence and recent applications."""
-    detail = rule_detail(state(ctx).atlas().engine, rule_id)
+    detail = state(ctx).library().rule(rule_id)
     if as_json:
         emit_json(detail.to_dict())
         return
@@ -281,7 +277,7 @@ def rules_enable(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Switch a rule on (also one Atlas switched off)."""
-    rule = set_rule_enabled(state(ctx).atlas().engine, rule_id, True)
+    rule = state(ctx).library().set_rule(rule_id, True)
     if as_json:
         emit_json(rule.to_dict())
     else:
@@ -296,7 +292,7 @@ def rules_disable(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Switch a rule off; it stays off until you enable it."""
-    rule = set_rule_enabled(state(ctx).atlas().engine, rule_id, False, reason=reason)
+    rule = state(ctx).library().set_rule(rule_id, False, reason=reason)
     if as_json:
         emit_json(rule.to_dict())
     else:
@@ -310,8 +306,7 @@ def rules_undo(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Undo one application of a rule, if the item has not changed since."""
-    atlas = state(ctx).atlas()
-    report = undo_application(atlas.engine, atlas.settings.feedback, application_id)
+    report = state(ctx).library().undo(application_id)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -338,8 +333,10 @@ def rules_applications(
         raise InvalidInput(f"unknown outcome {outcome!r}; use {', '.join(RULE_OUTCOMES)}")
     if limit < 1:
         raise InvalidInput("--limit must be at least 1")
-    applications = list_applications(
-        state(ctx).atlas().engine, rule_id=rule_id, media_id=media_id, outcome=outcome, limit=limit
+    applications = (
+        state(ctx)
+        .library()
+        .applications(rule_id=rule_id, media_id=media_id, outcome=outcome, limit=limit)
     )
     if as_json:
         emit_json([a.to_dict() for a in applications])

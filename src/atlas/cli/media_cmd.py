@@ -10,14 +10,7 @@ from rich.table import Table
 from atlas.cli._common import JSON_OPTION, console, emit_json, one_line, progress_bar, state
 from atlas.db.tables import MEDIA_TYPES
 from atlas.errors import InvalidInput
-from atlas.feedback import edit_metadata, move_media
-from atlas.media import (
-    MediaRecord,
-    import_catalog,
-    ingest_paths,
-    list_media,
-    media_detail,
-)
+from atlas.media import MediaRecord
 
 media_app = typer.Typer(help="Browse the media library.", no_args_is_help=True)
 
@@ -54,14 +47,13 @@ def media_ingest(
         raise InvalidInput("give files or folders to ingest, or --catalog FILE")
     if process is not None:  # else the setting (config file, ATLAS_AUTO_PROCESS) decides
         cli.override(auto_process=process)
-    atlas = cli.atlas()
+    library = cli.library()
     # Travels with each task, so a worker with another auto_process obeys this command.
-    process = atlas.settings.auto_process
+    process = library.settings.auto_process
 
     if catalog is not None:
         with progress_bar("importing", unit="records", disable=as_json) as bar:
-            report = import_catalog(
-                atlas.dispatcher,
+            report = library.import_catalog(
                 catalog,
                 process=process,
                 on_start=bar.start,
@@ -89,8 +81,7 @@ def media_ingest(
             return
 
     with progress_bar("ingesting", unit="files", disable=as_json) as bar:
-        report_files = ingest_paths(
-            atlas.dispatcher,
+        report_files = library.ingest(
             paths or [],
             recursive=recursive,
             force=force,
@@ -143,7 +134,7 @@ def media_list(
     """List media items with their type, duration and tags."""
     if media_type is not None and media_type not in MEDIA_TYPES:
         raise InvalidInput(f"unknown media type {media_type!r}; use {', '.join(MEDIA_TYPES)}")
-    page = list_media(state(ctx).atlas().engine, media_type=media_type, limit=limit, offset=offset)
+    page = state(ctx).library().media_page(media_type=media_type, limit=limit, offset=offset)
     if as_json:
         emit_json(
             {
@@ -180,7 +171,7 @@ def media_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show everything Atlas knows about one media item."""
-    detail = media_detail(state(ctx).atlas().engine, media_id)
+    detail = state(ctx).library().media(media_id)
     if as_json:
         emit_json(detail.to_dict())
         return
@@ -224,8 +215,7 @@ def media_move(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Move an item's file (and its sidecars) within the library; Atlas learns from it."""
-    atlas = state(ctx).atlas()
-    report = move_media(atlas.engine, atlas.settings.feedback, media_id, destination)
+    report = state(ctx).library().move(media_id, destination)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -245,16 +235,17 @@ def media_edit(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Edit an item's title, genre, description, artist or year; recorded as feedback."""
-    atlas = state(ctx).atlas()
-    report = edit_metadata(
-        atlas.engine,
-        atlas.settings.feedback,
-        media_id,
-        title=title,
-        genre=genre,
-        description=description,
-        artist=artist,
-        year=year,
+    report = (
+        state(ctx)
+        .library()
+        .edit(
+            media_id,
+            title=title,
+            genre=genre,
+            description=description,
+            artist=artist,
+            year=year,
+        )
     )
     if as_json:
         emit_json(report.to_dict())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from atlas.autolearn import Schedule, clear_schedule, learn_schedule, show_schedule
+from atlas.autolearn import Schedule
 from atlas.cli._common import JSON_OPTION, emit_json, state
 
 schedule_app = typer.Typer(
@@ -38,8 +38,7 @@ def render_schedule(schedule: Schedule) -> None:
 @schedule_app.command("show")
 def show_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """The schedule a worker runs, with its evidence."""
-    atlas = state(ctx).atlas()
-    schedule = show_schedule(atlas.settings, atlas.engine, queued=atlas.dispatcher.queued)
+    schedule = state(ctx).library().schedule()
     if as_json:
         emit_json(schedule.to_dict())
         return
@@ -53,22 +52,20 @@ def apply_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Learn the quiet hours from the library's activity and store the schedule."""
-    atlas = state(ctx).atlas()
-    schedule = learn_schedule(
-        atlas.settings, atlas.engine, queued=atlas.dispatcher.queued, dry_run=dry_run
-    )
+    library = state(ctx).library()
+    schedule = library.learn_schedule(dry_run=dry_run)
     if as_json:
         emit_json(schedule.to_dict())
         return
     render_schedule(schedule)
-    if atlas.settings.autolearn.schedule_hours:
+    if library.settings.autolearn.schedule_hours:
         _say("  note: autolearn.schedule_hours in the settings overrides the learned hours")
 
 
 @schedule_app.command("clear")
 def clear_command(ctx: typer.Context) -> None:
     """Forget the learned schedule (the daily autolearn cycle stays)."""
-    had = clear_schedule(state(ctx).atlas().engine)
+    had = state(ctx).library().clear_schedule()
     _say("learned schedule cleared" if had else "no learned schedule to clear")
 
 

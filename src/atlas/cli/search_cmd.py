@@ -12,7 +12,6 @@ from atlas.embeddings import (
     ClusterReport,
     SearchHit,
     SearchResult,
-    cluster_library,
 )
 from atlas.errors import InvalidInput
 
@@ -122,7 +121,7 @@ def clusters(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Cluster the library by meaning, name each cluster by its tags, store each item's cluster."""
-    report = cluster_library(state(ctx).atlas().dispatcher, k=k, auto=auto)
+    report = state(ctx).library().cluster(k=k, auto=auto)
     if as_json:
         emit_json(report.to_dict())
         return

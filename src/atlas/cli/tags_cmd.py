@@ -15,14 +15,6 @@ from atlas.tagging import (
     MediaTags,
     RetagReport,
     TagEdit,
-    add_media_tags,
-    current_tuning,
-    list_media_tags,
-    load_vocabulary,
-    remove_media_tags,
-    retag_media,
-    train_media_tagger,
-    tuning_of_library,
 )
 
 tags_app = typer.Typer(
@@ -42,7 +34,7 @@ def list_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List an item's tags with their source (user, rule, auto) and confidence."""
-    found = list_media_tags(state(ctx).atlas().engine, target)
+    found = state(ctx).library().tags(target)
     if as_json:
         emit_json(found.to_dict())
         return
@@ -63,15 +55,7 @@ def add_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add tags as yours (an automatic tag added again is confirmed); Atlas learns from it."""
-    atlas = state(ctx).atlas()
-    edit = add_media_tags(
-        atlas.engine,
-        atlas.settings.feedback,
-        target,
-        tags,
-        kind=kind,
-        vocabulary_kinds=load_vocabulary(atlas.settings.tagging).kinds(),
-    )
+    edit = state(ctx).library().add_tags(target, tags, kind=kind)
     _render_edit(edit, as_json)
 
 
@@ -83,8 +67,7 @@ def remove_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Remove tags; the tagger and learned rules never add them back to this item."""
-    atlas = state(ctx).atlas()
-    edit = remove_media_tags(atlas.engine, atlas.settings.feedback, target, tags)
+    edit = state(ctx).library().remove_tags(target, tags)
     _render_edit(edit, as_json)
 
 
@@ -107,10 +90,9 @@ def retag_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the automatic tagger (zero-shot, keyphrases, neighbours, profiles, fine-tuned, rules)."""
-    atlas = state(ctx).atlas()
+    library = state(ctx).library()
     with progress_bar("tagging", unit="items", disable=as_json) as bar:
-        report = retag_media(
-            atlas.dispatcher,
+        report = library.retag(
             targets=targets or [],
             all_media=all_media,
             untagged=untagged,
@@ -139,7 +121,7 @@ def train_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Fine-tune the tagger's text model on your confirmed tags (minutes; retag uses it)."""
-    atlas = state(ctx).atlas()
+    library = state(ctx).library()
     with progress_bar("training", unit="steps", disable=as_json) as bar:
         shown = 0
 
@@ -150,7 +132,7 @@ def train_command(
             bar.advance(done - shown)
             shown = done
 
-        outcome = train_media_tagger(atlas.dispatcher, epochs=epochs, on_progress=advance)
+        outcome = library.train_tagger(epochs=epochs, on_progress=advance)
     if not outcome.ok:
         typer.echo(f"atlas: {outcome.error or outcome.status}", err=True)
         raise typer.Exit(1)
@@ -175,22 +157,17 @@ def tuning_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """What the tagger learned on your library: which source it trusts, and why."""
-    atlas = state(ctx).atlas()
-    outcome = tuning_of_library(atlas.dispatcher, refresh=refresh)
-    if outcome is not None and not outcome.ok:
-        typer.echo(f"atlas: {outcome.error or outcome.status}", err=True)
-        raise typer.Exit(1)
-    tuning = current_tuning(atlas.settings, atlas.engine)
+    library = state(ctx).library()
+    tuning = library.tuning(refresh=refresh)
+    self_tune = library.settings.tagging.self_tune
     if as_json:
-        emit_json(
-            {"self_tune": atlas.settings.tagging.self_tune, "tuning": tuning and tuning.to_dict()}
-        )
+        emit_json({"self_tune": self_tune, "tuning": tuning and tuning.to_dict()})
         return
     if tuning is None:
         console.print("Nothing learned yet: `atlas media-tags tuning --refresh` learns now.")
         return
     found = tuning.learned
-    used = "in use" if tuning.in_use and atlas.settings.tagging.self_tune else "not in use"
+    used = "in use" if tuning.in_use and self_tune else "not in use"
     console.print(
         escape(
             f"Tuning learned {tuning.created_at:%Y-%m-%d %H:%M} on {found.items} items with "
@@ -199,7 +176,7 @@ def tuning_command(
         soft_wrap=True,
     )
     console.print(escape(found.reason), soft_wrap=True)
-    if not atlas.settings.tagging.self_tune:
+    if not self_tune:
         console.print("tagging.self_tune is off: the configured weights are used.")
     scores = found.scores
     table = Table(title="Sources", title_justify="left")

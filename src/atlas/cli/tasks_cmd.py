@@ -7,10 +7,8 @@ import os
 import typer
 from rich.table import Table
 
-from atlas.autolearn import show_schedule
 from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
 from atlas.tasks.dispatcher import RecoveryReport
-from atlas.tasks.history import list_tasks, task_detail
 from atlas.tasks.worker import DailyJob, WorkerStart, run_worker
 
 tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
@@ -27,7 +25,7 @@ def tasks_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show recent tasks, newest first."""
-    rows = list_tasks(state(ctx).atlas().engine, status=status, task_type=task_type, limit=limit)
+    rows = state(ctx).library().tasks(status=status, task_type=task_type, limit=limit)
     if as_json:
         emit_json([row.to_dict() for row in rows])
         return
@@ -58,7 +56,7 @@ def tasks_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one task: its parameters, result and every logged run."""
-    detail = task_detail(state(ctx).atlas().engine, task_id)
+    detail = state(ctx).library().task(task_id)
     if as_json:
         emit_json(detail.to_dict())
         return
@@ -85,7 +83,7 @@ def tasks_cancel(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Cancel a queued task, or ask a running one to stop (a dead run is closed at once)."""
-    outcome = state(ctx).atlas().dispatcher.cancel(task_id)
+    outcome = state(ctx).library().cancel(task_id)
     if as_json:
         emit_json({"task_id": outcome.task_id, "status": outcome.status})
     elif outcome.status == "running":
@@ -103,9 +101,9 @@ def tasks_resume(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show and take back interrupted tasks: run them here, or re-send them to the queue."""
-    dispatcher = state(ctx).atlas().dispatcher
+    library = state(ctx).library()
     if dry_run:
-        orphans = dispatcher.orphans()
+        orphans = library.orphans()
         if as_json:
             emit_json([orphan.to_dict() for orphan in orphans])
             return
@@ -127,7 +125,7 @@ def tasks_resume(
         console.print(table)
         return
     with progress_bar("resuming", unit="tasks", disable=as_json) as bar:
-        report, outcomes = dispatcher.resume(on_outcome=lambda _outcome: bar.advance())
+        report, outcomes = library.resume(on_outcome=lambda _outcome: bar.advance())
     if as_json:
         emit_json(
             {
@@ -142,7 +140,7 @@ def tasks_resume(
     if not report.total:
         console.print("no interrupted tasks")
         return
-    console.print(_describe_recovery(report, queued=dispatcher.queued))
+    console.print(_describe_recovery(report, queued=library.dispatcher.queued))
     failed = [o for o in outcomes if o.status == "error"]
     if outcomes:
         console.print(f"ran {len(outcomes)} task(s): {len(outcomes) - len(failed)} completed")
@@ -177,9 +175,9 @@ def worker(
     ),
 ) -> None:
     """Run queued tasks (needs queue_url) and the daily jobs of the schedule."""
-    atlas = state(ctx).atlas()
-    dispatcher = atlas.dispatcher
-    schedule = show_schedule(atlas.settings, atlas.engine, queued=dispatcher.queued)
+    library = state(ctx).library()
+    dispatcher = library.dispatcher
+    schedule = library.schedule()
     daily = [
         DailyJob(job.name, job.task_type, job.hour, job.minute, job.params) for job in schedule.jobs
     ]

@@ -14,8 +14,6 @@ from atlas.transcription import (
     BatchItem,
     TranscribeReport,
     TranscriptionAnalytics,
-    transcribe_library,
-    transcription_analytics,
 )
 
 
@@ -75,15 +73,14 @@ def smart_transcribe(
     if analytics:
         if selected:
             raise InvalidInput("--analytics takes no media; run it on its own")
-        _show_analytics(transcription_analytics(cli.atlas().engine), as_json)
+        _show_analytics(cli.library().transcription_analytics(), as_json)
         return
     if not selected:
         raise InvalidInput("say what to transcribe: PATH..., --media ID, --all or --batch GLOB")
-    atlas = cli.atlas()
+    library = cli.library()
 
     with progress_bar("transcribing", unit="files", disable=as_json) as bar:
-        report = transcribe_library(
-            atlas.dispatcher,
+        report = library.transcribe(
             media_ids=media or [],
             paths=paths or [],
             all_media=all_media,
@@ -93,7 +90,7 @@ def smart_transcribe(
             model=model,
             quality=quality,
             language=language,
-            chain=atlas.settings.auto_process if process is None else process,
+            chain=library.settings.auto_process if process is None else process,
             wait=wait,
             on_start=bar.start,
             on_item=lambda _item: bar.advance(),
