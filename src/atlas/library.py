@@ -27,6 +27,7 @@ from atlas.analytics import (
 )
 from atlas.app import Atlas, open_atlas
 from atlas.autolearn import (
+    CYCLE_TASK,
     ApplyResult,
     InsightReport,
     PlanReport,
@@ -43,8 +44,10 @@ from atlas.autolearn import (
     plan_with_llm,
     run_autolearn,
     show_schedule,
+    start_apply,
     sync_recommendations,
 )
+from atlas.autolearn.recommendations import get_recommendation
 from atlas.config import Settings
 from atlas.db import database_errors
 from atlas.embeddings import (
@@ -415,8 +418,17 @@ class Library:
         with database_errors(self.engine), self.engine.connect() as connection:
             return blocked_kinds(connection)
 
+    def recommendation(self, rec_id: int) -> Recommendation:
+        with database_errors(self.engine), self.engine.connect() as connection:
+            return get_recommendation(connection, rec_id)
+
     def apply_recommendation(self, rec_id: int, *, dry_run: bool = False) -> ApplyResult:
+        """Apply one recommendation exactly as its plan says (waits for the task)."""
         return apply_recommendation(self.dispatcher, rec_id, dry_run=dry_run)
+
+    def start_apply_recommendation(self, rec_id: int) -> TaskOutcome:
+        """Start applying one recommendation as a task and return at once."""
+        return start_apply(self.dispatcher, rec_id)
 
     def dismiss_recommendation(self, rec_id: int, reason: str | None = None) -> Recommendation:
         return dismiss_recommendation(self.engine, rec_id, reason)
@@ -428,6 +440,10 @@ class Library:
     def autolearn(self, *, auto: bool = False) -> dict[str, Any]:
         """One cycle (judge, find insights, recommend, apply the safe ones with ``auto``)."""
         return run_autolearn(self.dispatcher, auto=auto)
+
+    def start_autolearn(self, *, auto: bool = False) -> TaskOutcome:
+        """Start one autolearn cycle as a task and return at once (its id in the outcome)."""
+        return self.dispatcher.start(CYCLE_TASK, {"auto": auto})
 
     def schedule(self) -> Schedule:
         """The schedule of heavy periodic work a worker runs, with its evidence."""

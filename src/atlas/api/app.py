@@ -20,7 +20,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from atlas import __version__
-from atlas.api import pages, routes_feedback, routes_media, routes_rules, routes_tasks
+from atlas.api import (
+    pages,
+    routes_autolearn,
+    routes_feedback,
+    routes_media,
+    routes_rules,
+    routes_tasks,
+)
 from atlas.api.models import ERROR_RESPONSES
 from atlas.api.security import MAX_BODY_BYTES, BodyLimit, Security, error
 from atlas.db import explain_database_error
@@ -56,6 +63,7 @@ def create_app(
         routes_feedback.router,
         routes_rules.router,
         routes_tasks.router,
+        routes_autolearn.router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(pages.router)

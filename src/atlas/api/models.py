@@ -18,12 +18,15 @@ from atlas.media.tags import MAX_TAGS
 __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
+    "AutolearnRun",
     "CorrectRequest",
     "EditRequest",
     "EnqueueRequest",
     "Id",
     "LoopRequest",
     "MoveRequest",
+    "RecommendationApply",
+    "RecommendationDismiss",
     "RuleSwitch",
     "TagsRequest",
 ]
@@ -113,6 +116,20 @@ class TagsRequest(_Body):
 
 class RuleSwitch(_Body):
     reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class RecommendationApply(_Body):
+    dry_run: bool = False
+
+
+class RecommendationDismiss(_Body):
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class AutolearnRun(_Body):
+    """One autolearn cycle; ``auto`` also applies the safe recommendations."""
+
+    auto: bool = False
 
 
 class LoopRequest(_Body):

@@ -10,7 +10,7 @@ make :class:`Insight` objects; actionable ones become stored recommendations
 
 from atlas.autolearn.actions import ACTION_KINDS, SAFE_ACTIONS, check_action, describe_action
 from atlas.autolearn.activity import Activity, load_activity, quiet_hours
-from atlas.autolearn.apply import APPLY_TASK, ApplyResult, apply_recommendation
+from atlas.autolearn.apply import APPLY_TASK, ApplyResult, apply_recommendation, start_apply
 from atlas.autolearn.collect import InsightReport, collect_insights
 from atlas.autolearn.cycle import CYCLE_TASK, last_run, run_autolearn, run_cycle
 from atlas.autolearn.insights import INSIGHT_KINDS, SEVERITIES, Insight, Suggestion
@@ -66,5 +66,6 @@ __all__ = [
     "run_autolearn",
     "run_cycle",
     "show_schedule",
+    "start_apply",
     "sync_recommendations",
 ]

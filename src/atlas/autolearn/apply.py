@@ -19,9 +19,9 @@ from atlas.config import Settings
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import autolearn_recommendations as recs
 from atlas.errors import Conflict
-from atlas.tasks import Dispatcher, TaskContext, task_type
+from atlas.tasks import Dispatcher, TaskContext, TaskOutcome, task_type
 
-__all__ = ["APPLY_TASK", "ApplyResult", "apply_recommendation"]
+__all__ = ["APPLY_TASK", "ApplyResult", "apply_recommendation", "start_apply"]
 
 APPLY_TASK = "autolearn-apply"
 
@@ -63,11 +63,7 @@ def apply_recommendation(
     is being applied, or whose data changed since it was made (it is then superseded).
     """
     engine = dispatcher.engine
-    with database_errors(engine), engine.connect() as connection:
-        rec = get_recommendation(connection, rec_id)
-    _check_applicable(rec)
-    kind, params = rec.action["kind"], rec.action.get("params", {})
-    check_action(kind, params)
+    rec = _applicable(engine, rec_id)
     if dry_run:
         _check_current(dispatcher.settings, engine, rec, supersede=False)
         return ApplyResult(rec, True, rec.plan)
@@ -82,6 +78,24 @@ def apply_recommendation(
     return ApplyResult(
         rec, False, rec.plan, outcome.task_id, tuple(result.get("follow_up_task_ids", []))
     )
+
+
+def start_apply(dispatcher: Dispatcher, rec_id: int) -> TaskOutcome:
+    """Start applying one recommendation as a task and return at once (its id in the outcome).
+
+    Raises as :func:`apply_recommendation` for a recommendation that cannot be
+    applied now; a change of its data found by the task ends the task in error.
+    """
+    _applicable(dispatcher.engine, rec_id)
+    return dispatcher.start(APPLY_TASK, {"recommendation_id": rec_id})
+
+
+def _applicable(engine: Engine, rec_id: int) -> Recommendation:
+    with database_errors(engine), engine.connect() as connection:
+        rec = get_recommendation(connection, rec_id)
+    _check_applicable(rec)
+    check_action(rec.action["kind"], rec.action.get("params", {}))
+    return rec
 
 
 def _check_current(
