@@ -147,6 +147,10 @@ def demo(
         console.print(
             f"            ATLAS_HOME={atlas.settings.home} atlas search-similar --query 'ocean'"
         )
+        console.print(
+            f"In a browser: ATLAS_HOME={atlas.settings.home} atlas serve  "
+            "(then open http://127.0.0.1:8000/)"
+        )
     for error in report.embedding.failed:
         typer.echo(f"atlas: {error}", err=True)
     for error in report.tagging.failed_tasks:
