@@ -155,9 +155,19 @@ class LeaseKeeper:
             self._thread_pid = None
 
     def _beat(self, stop: threading.Event) -> None:
+        missed = 0
         while not stop.wait(self.lease_s / 3):
             try:
                 self.renew()
+                missed = 0
             except SQLAlchemyError as exc:
-                # The next beat tries again; a lease survives two missed beats.
-                log.warning("could not renew task leases: %s", str(exc).splitlines()[0])
+                # The next beat tries again; a lease survives two missed beats, so one
+                # miss (a database busy with a long write) is not worth a warning.
+                missed += 1
+                level = logging.WARNING if missed >= 2 else logging.DEBUG
+                log.log(
+                    level,
+                    "could not renew task leases (%d beat(s) in a row): %s",
+                    missed,
+                    str(exc).splitlines()[0],
+                )
