@@ -46,7 +46,7 @@ Figures:
     3,000 real ones plus synthetic mixtures; target p50 < 10 ms).
 
     PYTHONPATH=src python benchmarks/search_quality.py [--data CSV] [--limit N]
-        [--pad 100000] [--repeat 1] [--skip-throughput] [--tune]
+        [--pad 100000] [--repeat 1] [--skip-throughput] [--tune] [--similar-only]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,14 @@ from search_sets import (
     relevant,
     write_catalogue,
 )
-from search_tuning import p_at_10, tune_fusion, tune_similar_genres, tune_similar_guess
+from search_tuning import (
+    choose_pool,
+    p_at_10,
+    pool_agreement,
+    tune_fusion,
+    tune_similar_genres,
+    tune_similar_guess,
+)
 
 MODES = ("vector", "lexical", "hybrid")
 BATCH = 64
@@ -422,7 +430,7 @@ def speed(atlas: Atlas, texts: list[str], items: list[int]) -> dict[str, float]:
                 started = time.perf_counter()
                 paths[name](arg)
                 times[name].append((time.perf_counter() - started) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: statistics.median(values) for name, values in times.items() if values}
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -439,7 +447,13 @@ def main() -> None:
     )
     parser.add_argument("--skip-throughput", action="store_true", help="leave (c) out")
     parser.add_argument("--tune", action="store_true", help="run the development grids and compare")
+    parser.add_argument(
+        "--similar-only",
+        action="store_true",
+        help="only similar media: (a), its (e) and (d); no text search, no (f)",
+    )
     args = parser.parse_args()
+    similar_only = args.similar_only
     if not args.data.is_file():
         raise SystemExit(f"no data file at {args.data}; pass --data PATH")
 
@@ -515,8 +529,8 @@ def main() -> None:
                 print(line, flush=True)
 
         # (b) text search on both sets.
-        found = text_search(atlas, sets)
-        for name in sets:
+        found = text_search(atlas, sets) if not similar_only else {}
+        for name in sets if not similar_only else []:
             for split in SPLITS:
                 p = {mode: found[(name, mode, split)][0] for mode in MODES}
                 nd = {mode: found[(name, mode, split)][1] for mode in MODES}
@@ -541,17 +555,21 @@ def main() -> None:
 
         # (e) speed, new against old paths in the same run.
         query_texts = [q.text for q, _ in sets["keyword"] + sets["descriptive"]]
+        if similar_only:
+            query_texts = []
         for text in query_texts[:5]:  # warm up every path
             search_media(atlas.settings, atlas.engine, text, top=10)
             old_hybrid(atlas, text)
         sample = random.Random(5).sample(with_genres, min(300, len(with_genres)))
         ms = speed(atlas, query_texts, sample)
-        check(
-            f"(e) hybrid search {ms['hybrid']:.1f} ms vs before this change (plain RRF) "
-            f"{ms['old hybrid']:.1f} ms = {ms['hybrid'] / ms['old hybrid']:.2f} (target <= 1.10; "
-            f"vector-only search {ms['vector']:.1f} ms, ratio {ms['hybrid'] / ms['vector']:.2f})",
-            ms["hybrid"] / ms["old hybrid"] <= 1.10,
-        )
+        if not similar_only:
+            hybrid, old, vector = ms["hybrid"], ms["old hybrid"], ms["vector"]
+            check(
+                f"(e) hybrid search {hybrid:.1f} ms vs before this change (plain RRF) "
+                f"{old:.1f} ms = {hybrid / old:.2f} (target <= 1.10; "
+                f"vector-only search {vector:.1f} ms, ratio {hybrid / vector:.2f})",
+                hybrid / old <= 1.10,
+            )
         check(
             f"(e) similar media {ms['similar']:.1f} ms vs plain cosine {ms['old similar']:.1f} ms "
             f"= {ms['similar'] / ms['old similar']:.2f} (target <= 1.10)",
@@ -571,6 +589,7 @@ def main() -> None:
                 f"{base.tags} (agreement {share:.3f}, keeps {kept:.3f} of cosine)",
                 flush=True,
             )
+            pools_a = pool_agreement(atlas, split_a["dev"], truth, base)
 
         # (d) latency.
         latencies = []
@@ -591,8 +610,9 @@ def main() -> None:
                 p50 < 10,
             )
         # (f) search right after a write (last on library A: it confirms tags).
-        for line, ok in search_writes.report(atlas, query_texts, 40, hybrid=True):
-            check(line, ok)
+        if not similar_only:
+            for line, ok in search_writes.report(atlas, query_texts, 40, hybrid=True):
+                check(line, ok)
         atlas.close()
         clear_store_cache()
 
@@ -629,6 +649,13 @@ def main() -> None:
                 print(line, flush=True)
         if args.tune:
             guess, share, kept = tune_similar_guess(atlas_b, unlabelled["dev"], truth_b, base)
+            pools_b = pool_agreement(atlas_b, unlabelled["dev"], truth_b, guess)
+            print(
+                "(tune) similar, dev agreement by pool, library A / B: "
+                + ", ".join(f"{n} {pools_a[n]:.4f} / {pools_b[n]:.4f}" for n in pools_a),
+                flush=True,
+            )
+            guess = replace(guess, pool=choose_pool(pools_a, pools_b))
             check(
                 f"(tune) similar chosen on dev items: {guess} (agreement {share:.3f} on "
                 f"library B, keeps {kept:.3f} of cosine); shipped {SHIPPED_SIMILAR} "

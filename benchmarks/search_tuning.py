@@ -16,13 +16,17 @@ are the development choice. Nothing here looks at a test query or test item.
   genre weight always buys agreement by giving meaning up). First the genre
   and tag weights on the library with genres (dev: even media ids), then the
   guessed-genre weight and voters on the library without genres in the text
-  (dev: unlabelled items with media id % 4 == 2).
+  (dev: unlabelled items with media id % 4 == 2), both over the widest pool of
+  ``POOL_GRID``. Last the pool: the smallest of ``POOL_GRID`` whose agreement
+  on both development splits is within ``POOL_TOLERANCE`` of the widest pool's
+  (a wider pool buys a little agreement and costs a read per item, every call).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -33,7 +37,7 @@ from atlas.embeddings import get_provider, get_store
 from atlas.embeddings.fusion import FusionWeights, fuse
 from atlas.embeddings.lexical_sync import get_lexical_index
 from atlas.embeddings.repository import load_tags
-from atlas.embeddings.similar import POOL, Facts, SimilarWeights, facts_of, rank_neighbours
+from atlas.embeddings.similar import Facts, SimilarWeights, facts_of, rank_neighbours
 
 FUSION_GRID = [
     FusionWeights(feedback=f, words_short=ws, words_long=wl, tags=t)
@@ -45,6 +49,9 @@ FUSION_GRID = [
 GENRE_GRID = [(g, t) for g in (0.0, 0.05, 0.1, 0.2, 0.3) for t in (0.0, 0.05, 0.1, 0.2)]
 GUESS_GRID = [(g, v) for v in (5, 10, 20) for g in (0.05, 0.1, 0.2, 0.3)]
 RETENTION = 0.95
+POOL_GRID = (20, 30, 40, 50, 60)
+POOL_TOLERANCE = 0.005
+WIDEST = max(POOL_GRID)
 
 
 def p_at_10(ranked: list[int], relevant: set[int]) -> float:
@@ -96,14 +103,15 @@ def library_facts(atlas: Atlas) -> dict[int, Facts]:
 def neighbour_pools(
     atlas: Atlas, items: Iterable[int], facts: dict[int, Facts]
 ) -> dict[int, list[tuple[int, float, Facts]]]:
-    """Each item's ``POOL`` nearest items by cosine, as ``similar_media`` takes them."""
+    """Each item's nearest items by cosine (the widest pool of ``POOL_GRID``), as
+    ``similar_media`` takes them."""
     provider = get_provider(atlas.settings)
     collection = get_store(atlas.settings).collection(provider.model_id, provider.dimension)
     items = list(items)
     vectors = collection.vectors(items)
     pools = {}
     for media_id in items:
-        found = collection.query(vectors[media_id], POOL + 1)
+        found = collection.query(vectors[media_id], max(POOL_GRID) + 1)
         pools[media_id] = [
             (n.media_id, n.similarity, facts[n.media_id])
             for n in found
@@ -121,6 +129,7 @@ def agreement(
     """Genre agreement@10 and the share of plain cosine's mean top-10 similarity kept."""
     shares, kept = [], []
     for media_id, pool in pools.items():
+        pool = pool[: weights.pool]
         ranked, _ = rank_neighbours(facts[media_id], pool, weights)
         hits = [m for _, m in ranked[:10]]
         cosine = {m: c for m, c, _ in pool}
@@ -146,9 +155,11 @@ def tune_similar_genres(
     pools = neighbour_pools(atlas, dev_items, facts)
     (genre, tags), share, kept = choose(
         GENRE_GRID,
-        lambda p: agreement(pools, facts, truth, SimilarWeights(genre=p[0], tags=p[1])),
+        lambda p: agreement(
+            pools, facts, truth, SimilarWeights(genre=p[0], tags=p[1], pool=WIDEST)
+        ),
     )
-    return SimilarWeights(genre=genre, tags=tags), share, kept
+    return SimilarWeights(genre=genre, tags=tags, pool=WIDEST), share, kept
 
 
 def tune_similar_guess(
@@ -162,8 +173,28 @@ def tune_similar_guess(
             pools,
             facts,
             truth,
-            SimilarWeights(genre=base.genre, tags=base.tags, guess=p[0], voters=p[1]),
+            replace(base, guess=p[0], voters=p[1], pool=WIDEST),
         ),
     )
-    weights = SimilarWeights(genre=base.genre, tags=base.tags, guess=guess, voters=voters)
-    return weights, share, kept
+    return replace(base, guess=guess, voters=voters, pool=WIDEST), share, kept
+
+
+def pool_agreement(
+    atlas: Atlas, dev_items: list[int], truth: dict[int, set[str]], weights: SimilarWeights
+) -> dict[int, float]:
+    """Genre agreement@10 on the development items with each pool of ``POOL_GRID``."""
+    facts = library_facts(atlas)
+    pools = neighbour_pools(atlas, dev_items, facts)
+    return {
+        size: agreement(pools, facts, truth, replace(weights, pool=size))[0] for size in POOL_GRID
+    }
+
+
+def choose_pool(*libraries: dict[int, float]) -> int:
+    """The smallest pool within ``POOL_TOLERANCE`` of the widest one's agreement on every
+    library (see the module doc)."""
+    return min(
+        size
+        for size in POOL_GRID
+        if all(scores[size] >= scores[WIDEST] - POOL_TOLERANCE for scores in libraries)
+    )

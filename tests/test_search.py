@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from atlas.db.tables import media
 from atlas.embeddings import (
@@ -21,6 +21,7 @@ from atlas.embeddings import (
 from atlas.embeddings.fusion import SHIPPED, FusionWeights, fuse, tag_rarity
 from atlas.embeddings.lexical import LexicalIndex, tokenize
 from atlas.embeddings.lexical_sync import get_lexical_index
+from atlas.embeddings.repository import load_tags
 from atlas.embeddings.similar import (
     GENRE_WEIGHT,
     TAG_WEIGHT,
@@ -28,6 +29,7 @@ from atlas.embeddings.similar import (
     SimilarWeights,
     facts_of,
     genre_votes,
+    pool_facts,
     rank_neighbours,
     similarity,
 )
@@ -386,3 +388,31 @@ def test_an_item_without_confirmed_genres_borrows_its_neighbours_votes():
     # An item with confirmed genres uses its own, never the votes.
     ranked, used = rank_neighbours(drama, candidates, weights)
     assert used == {}
+
+
+def test_the_pool_read_gives_each_item_its_confirmed_facts_as_facts_of_does(atlas, themed_library):
+    ids = list(themed_library.values())
+    first, second = ids[0], ids[1]
+    with atlas.engine.begin() as connection:
+        upsert_tags(
+            connection,
+            first,
+            [
+                Tag("Film Noir", kind="genre"),
+                Tag("Heist", kind="genre", source="auto", confidence=0.8),
+                Tag("rain", source="auto", confidence=0.7),
+                Tag("Harbour"),
+            ],
+        )
+        upsert_tags(connection, second, [Tag("Quiet", kind="topic", source="rule")])
+        genres = dict(connection.execute(select(media.c.id, media.c.genre)).all())
+        tags = load_tags(connection, ids)
+        expected = {m: facts_of(genres[m], tags[m]) for m in ids}
+        with_tags, rows = pool_facts(connection, [*ids, 987654], with_tags=True)
+        genres_only, _ = pool_facts(connection, ids, with_tags=False)
+    assert with_tags == expected  # an unknown id (a stale vector) is left out
+    assert genres_only == {m: Facts(f.genres, frozenset()) for m, f in expected.items()}
+    assert "film noir" in with_tags[first].genres and "heist" not in with_tags[first].genres
+    assert with_tags[first].tags >= {"harbour"} and "rain" not in with_tags[first].tags
+    assert with_tags[second].tags >= {"quiet"}
+    assert rows[first]["title"] == next(t for t, m in themed_library.items() if m == first)

@@ -12,7 +12,7 @@ from atlas.tagging import Evidence, SourceResult, combine, load_vocabulary, pars
 from atlas.tagging.cutoffs import NEVER, Cutoff, Cutoffs, Reviews, learn_cutoff
 from atlas.tagging.inputs import TagInput
 from atlas.tagging.sources.keyphrases import candidate_phrases
-from atlas.tagging.sources.llm import _client, llm_tags
+from atlas.tagging.sources.llm import llm_tags
 from atlas.tagging.sources.neighbours import VOTE_PRIOR, vote
 from conftest import raised_by
 
@@ -321,9 +321,3 @@ def test_an_ollama_that_accepts_and_never_answers_fails_the_llm_tagger_within_th
         f"Ollama at http://{host}:{port} (model 'llama3.2') did not answer within 1 s; "
         "check it or raise tagging.request_timeout_s"
     )
-
-
-def test_the_llm_tagger_connects_and_reads_with_the_configured_timeout():
-    with _client(TaggingSettings(ollama_model="m", request_timeout_s=7.5)) as client:
-        timeout = client.timeout
-    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (7.5, 7.5, 7.5, 7.5)

@@ -26,7 +26,7 @@ __all__ = ["BottleneckReport", "LongRun", "QueueLoad", "TypeLoad", "find_bottlen
 
 THRESHOLD_RULE = (
     "default threshold: the p95 of the durations of all completed and failed runs in "
-    "the window, across task types (--threshold MS sets it); a run is slow when it "
+    "the window, across task types (`threshold`, in ms, sets it); a run is slow when it "
     "took longer than the threshold"
 )
 

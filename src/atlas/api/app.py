@@ -111,18 +111,12 @@ def _errors(app: FastAPI) -> None:
 
 
 _PARAMETER = re.compile(r"`([a-z][a-z_]*)`")
-_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
 
 
 def api_words(message: str) -> str:
-    """A service message in the API's words: a command-line flag named as its parameter.
-
-    Some service messages still name the CLI's flags ("--genre contains ...");
-    over HTTP the same value is the ``genre`` field.
-    """
-    message = _PARAMETER.sub(lambda match: match.group(1), message)  # `top` -> top
-    head, command, rest = message.partition("atlas ")  # a command to run keeps its flags
-    return _FLAG.sub(lambda match: match.group(1).replace("-", "_"), head) + command + rest
+    """A service message in the API's words: an input named in backticks (`genre`) is the
+    field of the same name."""
+    return _PARAMETER.sub(lambda match: match.group(1), message)
 
 
 def describe_validation(errors: Any) -> str:

@@ -2,7 +2,7 @@
 
 One non-streaming request per plan, temperature 0, JSON asked for. Every request
 has ``autolearn.request_timeout_s`` for connecting and for each wait on the answer
-(the same ``httpx`` pattern as the embedding providers and the LLM tagger), so a
+(``atlas.http``, as for the embedding providers and the LLM tagger), so a
 host that accepts and never answers fails instead of hanging. A host that does
 not answer or refuses raises ``Unavailable`` naming the setting to change.
 """
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from atlas.config import AutolearnSettings
 from atlas.errors import Unavailable
+from atlas.http import Endpoint, json_client, post_json
 
 __all__ = ["NOT_CONFIGURED", "chat", "configured", "describe_model"]
 
@@ -82,33 +81,12 @@ def _post(
     headers: dict[str, str],
     setting: str,
 ) -> dict[str, Any]:
-    where = describe_model(config)
-    try:
-        with httpx.Client(timeout=config.request_timeout_s) as client:
-            response = client.post(url, json=payload, headers=headers)
-    except httpx.TimeoutException:
-        raise Unavailable(
-            f"{where} did not answer within {config.request_timeout_s:g} s; "
-            "check it or raise autolearn.request_timeout_s"
-        ) from None
-    except httpx.HTTPError as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise Unavailable(
-            f"{where} is not reachable ({detail}); start it or set {setting}"
-        ) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400:
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            error = error.get("message")
-        reason = error if isinstance(error, str) and error else response.reason_phrase
-        raise Unavailable(
-            f"{where} refused the request (HTTP {response.status_code}: {reason}); "
-            "check the autolearn model settings"
-        )
-    if not isinstance(body, dict):
-        raise Unavailable(f"{where} answered with something that is not JSON")
-    return body
+    endpoint = Endpoint(
+        where=describe_model(config),
+        timeout_s=config.request_timeout_s,
+        timeout_setting="autolearn.request_timeout_s",
+        unreachable=f"start it or set {setting}",
+        refused="check the autolearn model settings",
+    )
+    with json_client(config.request_timeout_s) as client:
+        return post_json(client, url, payload, endpoint, headers)

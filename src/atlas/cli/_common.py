@@ -304,9 +304,15 @@ def flag_for(parameter: str) -> str:
     return PARAMETER_FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
+def in_flags(text: str) -> str:
+    """A service's text as the CLI says it: each input named in backticks (`force`) by its
+    flag (``--force``)."""
+    return _PARAMETER.sub(lambda match: flag_for(match.group(1)), text)
+
+
 def describe_error(exc: AtlasError) -> str:
     """An Atlas error as the CLI says it: inputs by their flags, and the command that repairs it."""
-    message = _PARAMETER.sub(lambda match: flag_for(match.group(1)), exc.message)
+    message = in_flags(exc.message)
     if exc.repair is None:
         return message
     command = REPAIR_COMMANDS.get(exc.repair)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from atlas.cli._common import JSON_OPTION, console, emit_json, progress_bar, state
+from atlas.cli._common import JSON_OPTION, console, emit_json, in_flags, progress_bar, state
 from atlas.errors import InvalidInput
 from atlas.transcription import (
     BatchItem,
@@ -126,7 +126,7 @@ def _show_report(report: TranscribeReport) -> None:
         console.print(table)
         for item in rows:
             for note in (item.result or {}).get("notes") or []:
-                console.print(f"media {item.media_id}: {note}")
+                console.print(f"media {item.media_id}: {in_flags(note)}")
     summary = ", ".join(f"{n} {status}" for status, n in report.summary().items())
     sources = ", ".join(f"{source} {n}" for source, n in sorted(report.sources().items()))
     line = f"{len(report.items)} item(s): {summary or 'nothing to do'}"
@@ -143,7 +143,7 @@ def _cells(item: BatchItem) -> list[str]:
     name = Path(item.path).name if item.path else "(no file)"
     status = item.status
     if item.status == "skipped" and result.get("reason"):
-        status = f"skipped: {result['reason']}"
+        status = f"skipped: {in_flags(result['reason'])}"
     elif item.status == "error":
         status = "error"
     audio = result.get("audio_duration_s")

@@ -313,7 +313,7 @@ def compute_clusters(settings: Settings, engine: Engine, *, k: int | None = None
         )
     vectors = matrix[keep]
     if k is not None and k > len(ids):
-        raise InvalidInput(f"--k {k} is more than the {len(ids)} embedded media")
+        raise InvalidInput(f"`k` {k} is more than the {len(ids)} embedded media")
 
     tried: dict[int, float] = {}
     if k is None:

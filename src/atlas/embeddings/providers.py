@@ -27,6 +27,7 @@ import httpx
 
 from atlas.config import EmbeddingSettings, Settings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
+from atlas.http import Endpoint, json_client, post_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -260,7 +261,7 @@ class _HttpProvider(EmbeddingProvider):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout_s, headers=self._headers())
+                    self._client = json_client(self.timeout_s, self._headers())
         return self._client
 
     def _headers(self) -> dict[str, str]:
@@ -276,31 +277,14 @@ class _HttpProvider(EmbeddingProvider):
     def _embed_batch(self, texts: list[str]) -> list[list[float]]: ...
 
     def _post(self, url: str, payload: dict[str, Any]) -> Any:
-        try:
-            response = self._http().post(url, json=payload)
-        except httpx.TimeoutException:
-            raise Unavailable(
-                f"{self.describe()} did not answer within {self.timeout_s:g} s; "
-                f"check it or raise embedding.request_timeout_s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise Unavailable(
-                f"{self.describe()} is not reachable ({_first_line(exc) or type(exc).__name__}); "
-                f"start it or set {self.host_setting}"
-            ) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400:
-            detail = _error_detail(body) or response.reason_phrase
-            raise Unavailable(
-                f"{self.describe()} refused the request (HTTP {response.status_code}: {detail}); "
-                f"check {self.model_setting} and {self.host_setting}"
-            )
-        if body is None:
-            raise Unavailable(f"{self.describe()} answered with something that is not JSON")
-        return body
+        endpoint = Endpoint(
+            where=self.describe(),
+            timeout_s=self.timeout_s,
+            timeout_setting="embedding.request_timeout_s",
+            unreachable=f"start it or set {self.host_setting}",
+            refused=f"check {self.model_setting} and {self.host_setting}",
+        )
+        return post_json(self._http(), url, payload, endpoint)
 
     def describe(self) -> str:
         return f"{self.name} at {self.base_url} (model {self.model!r})"
@@ -409,13 +393,3 @@ def clear_provider_cache() -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
-
-
-def _error_detail(body: Any) -> str | None:
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            error = error.get("message")
-        if isinstance(error, str):
-            return error
-    return None

@@ -173,7 +173,13 @@ def load_tags(connection: Connection, media_ids: Sequence[int]) -> dict[int, lis
     rows.sort(key=lambda r: (-SOURCE_RANK[r.source], -r.confidence, r.tag_norm))
     for row in rows:
         result[row.media_id].append(
-            Tag(tag=row.tag, kind=row.kind, source=row.source, confidence=row.confidence)
+            Tag(
+                tag=row.tag,
+                kind=row.kind,
+                source=row.source,
+                confidence=row.confidence,
+                norm=row.tag_norm,
+            )
         )
     return result
 

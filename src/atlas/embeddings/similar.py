@@ -19,8 +19,10 @@ also knows facts the user confirmed. :func:`similar_media` takes the
 
 An item the library knows nothing about falls back to plain cosine. The weights
 were chosen on development items of the TMDB benchmark and scored on separate
-test items (``benchmarks/search_quality.py`` says which). Each hit says
-why it matched: the genres and tags it shares and how close it is in meaning.
+test items (``benchmarks/search_quality.py`` says which), then ``POOL`` as the
+smallest pool that keeps the development agreement of a pool of 60: every item
+of the pool costs a read of its facts. Each hit says why it matched: the genres
+and tags it shares and how close it is in meaning.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy import Connection, Engine, Select, and_, bindparam, case, func, null, select
 
 from atlas.config import Settings
 from atlas.db import check_id, database_errors
@@ -47,6 +49,7 @@ from atlas.embeddings.results import (
 )
 from atlas.embeddings.store import get_store
 from atlas.errors import CHECK_VECTOR_STORE, EMBED_MISSING, NotFound
+from atlas.media.tags import Tag
 
 __all__ = [
     "GENRE_WEIGHT",
@@ -64,7 +67,7 @@ __all__ = [
 ]
 
 #: Candidates taken by cosine before ranking again (at least; ``3 * top`` if more).
-POOL = 60
+POOL = 40
 GENRE_WEIGHT = 0.20
 GUESS_WEIGHT = 0.20
 VOTERS = 20
@@ -82,7 +85,7 @@ class Facts:
     tags: frozenset[str]
 
 
-def facts_of(genre: str | None, tags: Iterable[Any]) -> Facts:
+def facts_of(genre: str | None, tags: Iterable[Tag]) -> Facts:
     """Confirmed genres and tags from the ``genre`` column and ``Tag`` rows (auto left out)."""
     genres = {norm(genre)} if genre else set()
     others = set()
@@ -90,9 +93,9 @@ def facts_of(genre: str | None, tags: Iterable[Any]) -> Facts:
         if tag.source == "auto":
             continue
         if tag.kind == "genre":
-            genres.add(norm(tag.tag))
+            genres.add(tag.norm)
         else:
-            others.add(norm(tag.tag))
+            others.add(tag.norm)
     genres.discard("")
     return Facts(frozenset(genres), frozenset(others - genres - {""}))
 
@@ -105,6 +108,7 @@ class SimilarWeights:
     guess: float = GUESS_WEIGHT
     voters: int = VOTERS
     tags: float = TAG_WEIGHT
+    pool: int = POOL
 
 
 SHIPPED = SimilarWeights()
@@ -160,50 +164,82 @@ def rank_neighbours(
     return ranked, votes
 
 
+#: Tags of one item joined into one string; a tag never holds a control character
+#: (``clean_tag`` refuses them), so this one cannot occur inside a tag.
+_SEPARATOR = "\x1f"
+
+
+def _pool_statement(with_tags: bool) -> Select[Any]:
+    """One row per existing item of ``:ids``: title, type, year, ``genre`` column and its
+    confirmed genre tags (and, ``with_tags``, its other confirmed tags), each joined."""
+    is_genre = media_tags.c.kind == "genre"
+    condition = and_(media_tags.c.media_id == media.c.id, media_tags.c.source != "auto")
+    if not with_tags:
+        condition = and_(condition, is_genre)
+    others: Any = (
+        func.aggregate_strings(case((~is_genre, media_tags.c.tag_norm)), _SEPARATOR)
+        if with_tags
+        else null()
+    )
+    return (
+        select(
+            media.c.id,
+            media.c.title,
+            media.c.media_type,
+            media.c.year,
+            media.c.genre,
+            func.aggregate_strings(case((is_genre, media_tags.c.tag_norm)), _SEPARATOR),
+            others,
+        )
+        .select_from(media.outerjoin(media_tags, condition))
+        .where(media.c.id.in_(bindparam("ids", expanding=True)))
+        .group_by(media.c.id)
+    )
+
+
+# Built once: similar media runs them on every call.
+_POOL = {with_tags: _pool_statement(with_tags) for with_tags in (False, True)}
+_SOURCE = (
+    select(media.c.title, media_embeddings.c.dimension)
+    .select_from(
+        media.outerjoin(
+            media_embeddings,
+            and_(
+                media_embeddings.c.media_id == media.c.id,
+                media_embeddings.c.model == bindparam("model"),
+            ),
+        )
+    )
+    .where(media.c.id == bindparam("media_id"))
+)
+
+
 def pool_facts(
     connection: Connection, media_ids: Sequence[int], with_tags: bool
 ) -> tuple[dict[int, Facts], dict[int, dict[str, Any]]]:
     """Confirmed genres (and, ``with_tags``, other confirmed tags) of existing items,
-    and their title, type and year: one lean query for the whole pool."""
-    condition = and_(media_tags.c.media_id == media.c.id, media_tags.c.source != "auto")
-    if not with_tags:
-        condition = and_(condition, media_tags.c.kind == "genre")
-    genres: dict[int, set[str]] = {}
-    tags: dict[int, set[str]] = {}
+    and their title, type and year: one lean query, one row per item, for the whole pool."""
+    facts: dict[int, Facts] = {}
     rows: dict[int, dict[str, Any]] = {}
     for part in chunks(sorted(set(media_ids))):
-        found = connection.execute(
-            select(
-                media.c.id,
-                media.c.title,
-                media.c.media_type,
-                media.c.year,
-                media.c.genre,
-                media_tags.c.tag_norm,
-                media_tags.c.kind,
-            )
-            .select_from(media.outerjoin(media_tags, condition))
-            .where(media.c.id.in_(part))
-        ).all()
-        for row in found:
-            if row.id not in rows:
-                rows[row.id] = {
-                    "id": row.id,
-                    "title": row.title,
-                    "media_type": row.media_type,
-                    "year": row.year,
-                    "genre": row.genre,
-                    "description": None,
-                    "transcript": None,
-                    "tags": [],
-                }
-                genres[row.id] = {norm(row.genre)} if row.genre else set()
-                tags[row.id] = set()
-            if row.tag_norm:
-                (genres if row.kind == "genre" else tags)[row.id].add(row.tag_norm)
-    facts = {
-        m: Facts(frozenset(genres[m] - {""}), frozenset(tags[m] - genres[m] - {""})) for m in rows
-    }
+        found = connection.execute(_POOL[with_tags], {"ids": list(part)}).all()
+        for media_id, title, media_type, year, genre, genre_tags, other_tags in found:
+            rows[media_id] = {
+                "id": media_id,
+                "title": title,
+                "media_type": media_type,
+                "year": year,
+                "genre": genre,
+                "description": None,
+                "transcript": None,
+                "tags": [],
+            }
+            genres = set(genre_tags.split(_SEPARATOR)) if genre_tags else set()
+            if genre:
+                genres.add(norm(genre))
+            genres.discard("")
+            others = set(other_tags.split(_SEPARATOR)) if other_tags else set()
+            facts[media_id] = Facts(frozenset(genres), frozenset(others - genres - {""}))
     return facts, rows
 
 
@@ -228,39 +264,28 @@ def similar_media(
     media_type, genre_norm = check_options(top, threshold, media_type, genre)
     check_id(media_id)
     model_id = get_provider(settings).model_id
+    # One read connection for the whole call: the item, its pool and the hits' tags
+    # come from one snapshot, and the connection is set up once.
     with database_errors(engine), engine.connect() as connection:
-        row = connection.execute(
-            select(media.c.id, media.c.title, media_embeddings.c.dimension)
-            .select_from(
-                media.outerjoin(
-                    media_embeddings,
-                    and_(
-                        media_embeddings.c.media_id == media.c.id,
-                        media_embeddings.c.model == model_id,
-                    ),
-                )
+        row = connection.execute(_SOURCE, {"model": model_id, "media_id": media_id}).first()
+        if row is None:
+            raise NotFound(f"no media with id {media_id}")
+        if row.dimension is None:
+            raise NotFound(f"media {media_id} is not embedded yet", repair=EMBED_MISSING)
+        collection = get_store(settings).collection(model_id, row.dimension, create=False)
+        vector = collection.vectors([media_id]).get(media_id) if collection is not None else None
+        if collection is None or vector is None:
+            raise NotFound(
+                f"media {media_id} is recorded as embedded, but its vector is missing from the "
+                "vector store",
+                repair=CHECK_VECTOR_STORE,
             )
-            .where(media.c.id == media_id)
-        ).first()
-    if row is None:
-        raise NotFound(f"no media with id {media_id}")
-    if row.dimension is None:
-        raise NotFound(f"media {media_id} is not embedded yet", repair=EMBED_MISSING)
-    collection = get_store(settings).collection(model_id, row.dimension, create=False)
-    vector = collection.vectors([media_id]).get(media_id) if collection is not None else None
-    if collection is None or vector is None:
-        raise NotFound(
-            f"media {media_id} is recorded as embedded, but its vector is missing from the "
-            "vector store",
-            repair=CHECK_VECTOR_STORE,
-        )
 
-    pool = max(POOL, 3 * top) + 1
-    neighbours = collection.query(vector, pool, media_type=media_type, genre=genre_norm)
-    neighbours = [n for n in neighbours if n.media_id != media_id]
-    if threshold is not None:
-        neighbours = [n for n in neighbours if n.similarity >= threshold]
-    with database_errors(engine), engine.connect() as connection:
+        pool = max(weights.pool, 3 * top) + 1
+        neighbours = collection.query(vector, pool, media_type=media_type, genre=genre_norm)
+        neighbours = [n for n in neighbours if n.media_id != media_id]
+        if threshold is not None:
+            neighbours = [n for n in neighbours if n.similarity >= threshold]
         known, details = pool_facts(
             connection, [n.media_id for n in neighbours] + [media_id], weights.tags > 0
         )
@@ -301,7 +326,7 @@ def explain(
     votes: Mapping[str, float] | None = None,
 ) -> str:
     """``same genre: Drama, War; shares tags: prison, escape; close in meaning (0.62)``."""
-    names = {norm(tag.tag): tag.tag for tag in item["tags"]}
+    names = {tag.norm: tag.tag for tag in item["tags"]}
     if item.get("genre"):
         names.setdefault(norm(item["genre"]), item["genre"])
     likely = {g for g in other.genres if votes and votes.get(g, 0.0) >= _LIKELY}

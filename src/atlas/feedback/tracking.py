@@ -132,7 +132,7 @@ def parse_tag_set(value: str | Sequence[str]) -> list[str]:
 
 def _check_text(name: str, value: str) -> str:
     return check_text(
-        value, what=f"--{name}", limit=_TEXT_LIMITS[name], multiline=name == "description"
+        value, what=f"`{name}`", limit=_TEXT_LIMITS[name], multiline=name == "description"
     )
 
 

@@ -211,11 +211,11 @@ def resolve_model(
         path = _local_size(size, settings)
         if path is not None:
             note = "" if size == wanted[0] else f"; {wanted[0]} is not available offline"
-            return ModelChoice(size, path, f"--quality {chosen_quality}, {length} on {where}{note}")
+            return ModelChoice(size, path, f"`quality` {chosen_quality}, {length} on {where}{note}")
     return ModelChoice(
         BUNDLED_MODEL,
         bundled_model_path(),
-        f"--quality {chosen_quality}, {length} on {where}; "
+        f"`quality` {chosen_quality}, {length} on {where}; "
         f"{wanted[0]} is not available offline, using the bundled {BUNDLED_MODEL}",
     )
 
@@ -246,7 +246,7 @@ def _resolve_named(spec: str, settings: TranscriptionSettings) -> ModelChoice:
             )
             missing.transient = False  # waiting will not bring the files
             raise missing
-        return ModelChoice(spec, path, "--model")
+        return ModelChoice(spec, path, "`model`")
     if _looks_like_path(spec):
         folder = Path(spec).expanduser()
         if not folder.exists():
@@ -256,7 +256,7 @@ def _resolve_named(spec: str, settings: TranscriptionSettings) -> ModelChoice:
                 f"{spec} is not a CTranslate2 Whisper model folder (no model.bin) "
                 f"(setting {_SETTING})"
             )
-        return ModelChoice(str(folder.resolve()), folder.resolve(), "--model")
+        return ModelChoice(str(folder.resolve()), folder.resolve(), "`model`")
     raise InvalidInput(
         f"unknown Whisper model {spec!r}; use tiny, base, small, medium (each also as .en), "
         f"large-v2, large-v3, turbo, or a local model folder (setting {_SETTING})"

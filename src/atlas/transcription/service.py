@@ -137,7 +137,7 @@ def transcribe_media(
     if item.missing or not path.is_file():
         raise NotFound(f"{path}: the file is gone (media {media_id}); ingest its new location")
     if existing is not None and not options.force and existing.content_hash == item.content_hash:
-        return skipped(f"already transcribed (from {existing.source}); use --force to redo")
+        return skipped(f"already transcribed (from {existing.source}); use `force` to redo")
 
     language = check_language(options.language or settings.language)
     transcript: Transcript | None = None

@@ -231,7 +231,7 @@ class WhisperTranscriber:
             tokens = max(1, raw.tokens)
             logprob_sum += raw.avg_logprob * tokens
             token_count += tokens
-        notes = [self.choice.reason] if self.choice.reason.startswith("--quality") else []
+        notes = [self.choice.reason] if self.choice.reason.startswith("`quality`") else []
         if redecoded:
             notes.append(f"{redecoded} collapsed window(s) decoded again")
         if slowed:

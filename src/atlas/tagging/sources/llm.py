@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 
 from atlas.config import TaggingSettings
-from atlas.errors import AtlasError, Unavailable
+from atlas.errors import AtlasError
+from atlas.http import Endpoint, json_client, post_json
 from atlas.media.tags import clean_tag, normalise_tag
 from atlas.tagging.inputs import TagInput
 from atlas.tagging.sources import Evidence, SourceResult
@@ -56,7 +57,7 @@ def llm_tags(
     url = f"{config.ollama_host.rstrip('/')}/api/chat"
     results: dict[int, SourceResult] = {}
     notes: dict[int, str] = {}
-    with _client(config) as client:
+    with json_client(config.request_timeout_s) as client:
         for item in items:
             payload = {
                 "model": model,
@@ -96,41 +97,15 @@ def llm_tags(
     return results, notes
 
 
-def _client(config: TaggingSettings) -> httpx.Client:
-    # One bound for connecting and for each wait on the answer: a host that
-    # accepts and never answers fails within it instead of blocking the task.
-    return httpx.Client(timeout=config.request_timeout_s)
-
-
 def _post(client: httpx.Client, url: str, payload: dict[str, Any], config: TaggingSettings) -> Any:
-    where = f"Ollama at {config.ollama_host} (model {config.ollama_model!r})"
-    try:
-        response = client.post(url, json=payload)
-    except httpx.TimeoutException:
-        raise Unavailable(
-            f"{where} did not answer within {config.request_timeout_s:g} s; "
-            "check it or raise tagging.request_timeout_s"
-        ) from None
-    except httpx.HTTPError as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise Unavailable(
-            f"{where} is not reachable ({detail}); start it, set tagging.ollama_host, "
-            "or unset tagging.ollama_model"
-        ) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400:
-        error = body.get("error") if isinstance(body, dict) else None
-        reason = error if isinstance(error, str) and error else response.reason_phrase
-        raise Unavailable(
-            f"{where} refused the request (HTTP {response.status_code}: {reason}); "
-            "check tagging.ollama_model"
-        )
-    if not isinstance(body, dict):
-        raise Unavailable(f"{where} answered with something that is not JSON")
-    return body
+    endpoint = Endpoint(
+        where=f"Ollama at {config.ollama_host} (model {config.ollama_model!r})",
+        timeout_s=config.request_timeout_s,
+        timeout_setting="tagging.request_timeout_s",
+        unreachable="start it, set tagging.ollama_host, or unset tagging.ollama_model",
+        refused="check tagging.ollama_model",
+    )
+    return post_json(client, url, payload, endpoint)
 
 
 def _suggestions(body: dict[str, Any]) -> list[tuple[str, float]]:
