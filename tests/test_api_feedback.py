@@ -169,6 +169,14 @@ def test_service_messages_name_the_api_fields_not_cli_flags(atlas, client):
     assert response.status_code == 422
     assert response.json()["error"].startswith("genre ")
     assert "--" not in response.json()["error"]
+    empty = client.post(f"/api/v1/media/{item}/feedback", json={})
+    assert empty.status_code == 422
+    assert empty.json()["error"] == "nothing to record: give tags, genre and/or rating"
+    unchanged = client.patch(f"/api/v1/media/{item}", json={})
+    assert unchanged.status_code == 422
+    assert unchanged.json()["error"] == (
+        "nothing to change: give at least one of title, genre, description, artist, year"
+    )
     # The repair is named in the domain's words.
     unembedded = client.get(f"/api/v1/media/{item}/similar")
     assert unembedded.status_code == 404

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Query
 from atlas.api.deps import IdPath, Lib, check_text, plain
 from atlas.api.models import CorrectRequest, EditRequest, MoveRequest, TagsRequest
 from atlas.db import MAX_ID
-from atlas.errors import InvalidInput
 
 __all__ = ["router"]
 
@@ -55,8 +54,6 @@ def search(
     summary="Correct tags (the full set), genre or rating; recorded as feedback",
 )
 def correct(library: Lib, media_id: IdPath, body: CorrectRequest) -> dict[str, Any]:
-    if body.tags is None and body.genre is None and body.rating is None:
-        raise InvalidInput("nothing to record: give tags, genre and/or rating")
     report = library.correct(
         media_id,
         tags=body.tags,
@@ -73,11 +70,7 @@ def correct(library: Lib, media_id: IdPath, body: CorrectRequest) -> dict[str, A
     summary="Edit title, genre, description, artist or year; recorded as feedback",
 )
 def edit(library: Lib, media_id: IdPath, body: EditRequest) -> dict[str, Any]:
-    values = body.model_dump(exclude_none=True)
-    if not values:
-        raise InvalidInput("nothing to change: give title, genre, description, artist or year")
-    result: dict[str, Any] = library.edit(media_id, **values).to_dict()
-    return result
+    return plain(library.edit(media_id, **body.model_dump(exclude_none=True)))
 
 
 @router.post(
@@ -86,14 +79,12 @@ def edit(library: Lib, media_id: IdPath, body: EditRequest) -> dict[str, Any]:
     summary="Move the item's file within the library folders; recorded as feedback",
 )
 def move(library: Lib, media_id: IdPath, body: MoveRequest) -> dict[str, Any]:
-    result: dict[str, Any] = library.move(media_id, body.destination).to_dict()
-    return result
+    return plain(library.move(media_id, body.destination))
 
 
 @router.post("/media/{media_id}/tags", tags=["feedback"], summary="Add tags (the user's)")
 def add_tags(library: Lib, media_id: IdPath, body: TagsRequest) -> dict[str, Any]:
-    result: dict[str, Any] = library.add_tags(media_id, body.tags, kind=body.kind).to_dict()
-    return result
+    return plain(library.add_tags(media_id, body.tags, kind=body.kind))
 
 
 @router.post(
@@ -102,8 +93,7 @@ def add_tags(library: Lib, media_id: IdPath, body: TagsRequest) -> dict[str, Any
     summary="Remove tags; neither the tagger nor a rule adds them back",
 )
 def remove_tags(library: Lib, media_id: IdPath, body: TagsRequest) -> dict[str, Any]:
-    result: dict[str, Any] = library.remove_tags(media_id, body.tags).to_dict()
-    return result
+    return plain(library.remove_tags(media_id, body.tags))
 
 
 @router.get("/feedback", tags=["feedback"], summary="The recorded corrections, newest first")

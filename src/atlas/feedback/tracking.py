@@ -273,9 +273,8 @@ def edit_metadata(
             f"cannot edit {', '.join(unknown)}; editable: {', '.join(EDITABLE_FIELDS)}"
         )
     if not given:
-        raise InvalidInput(
-            "nothing to change: give at least one of --" + ", --".join(EDITABLE_FIELDS)
-        )
+        fields = ", ".join(f"`{name}`" for name in EDITABLE_FIELDS)
+        raise InvalidInput(f"nothing to change: give at least one of {fields}")
     for name, value in list(given.items()):
         if name == "year":
             if not isinstance(value, int) or not 1800 <= value <= 2200:
