@@ -25,7 +25,14 @@ from atlas.analytics import (
 )
 from atlas.app import Atlas, open_atlas
 from atlas.config import Settings
-from atlas.embeddings import SearchResult, VectorStore, get_store, search_media, similar_media
+from atlas.embeddings import (
+    QueryVectors,
+    SearchResult,
+    VectorStore,
+    get_store,
+    search_media,
+    similar_media,
+)
 from atlas.errors import InvalidInput, NotFound
 from atlas.feedback import (
     Application,
@@ -86,6 +93,8 @@ class Library:
         self.atlas = atlas
         self._store: VectorStore | None = None
         self._vocabulary_kinds: dict[str, str] | None = None
+        #: Vectors of recent search texts: a repeated query skips the model.
+        self.query_vectors = QueryVectors()
 
     @property
     def settings(self) -> Settings:
@@ -157,7 +166,9 @@ class Library:
 
     def search(self, query: str, **options: Any) -> SearchResult:
         """Text search (``mode``: vector, lexical or hybrid); see ``search_media``."""
-        return search_media(self.settings, self.engine, query, **options)
+        return search_media(
+            self.settings, self.engine, query, embed_query=self.query_vectors.embed, **options
+        )
 
     def similar(self, media_id: int, **options: Any) -> SearchResult:
         """The items most like one item, by its stored vector; see ``similar_media``."""
