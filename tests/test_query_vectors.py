@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -45,3 +46,20 @@ def test_library_search_reuses_the_vector_of_a_repeated_query(
     assert again.to_dict() == fresh.to_dict()
     library.search("astronauts", mode="lexical", top=3)
     assert len(library.query_vectors) == 1  # lexical search needs no vector
+
+
+def test_clients_asking_for_the_same_new_text_at_once_share_one_pass(
+    embedding_model: Any,
+) -> None:
+    table = QueryVectors(size=4)
+    got: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(table.embed(embedding_model, "war drama")))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8 and all(vector is got[0] for vector in got)
+    assert len(table) == 1

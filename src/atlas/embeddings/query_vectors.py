@@ -9,12 +9,16 @@ nothing from it and pays nothing for it.
 
 A vector depends only on the model and the text, so an entry never goes stale:
 the key holds the provider's model id, and the vectors come back read-only.
+Requests that ask for a text already being embedded wait for that one pass
+instead of each running the model (many clients searching the same new words
+at once would otherwise all pay for it).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from atlas.embeddings.providers import EmbeddingProvider
@@ -31,6 +35,14 @@ __all__ = ["QUERY_VECTORS_KEPT", "QueryVectors"]
 QUERY_VECTORS_KEPT = 1024
 
 
+@dataclass
+class _Pending:
+    """A text being embedded now; others asking for it wait for ``done``."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    vector: Vector | None = None
+
+
 class QueryVectors:
     """A bounded LRU table of query vectors, by (model id, text); safe across threads."""
 
@@ -39,6 +51,7 @@ class QueryVectors:
             raise ValueError("a table of query vectors holds at least one")
         self.size = size
         self._vectors: OrderedDict[tuple[str, str], Vector] = OrderedDict()
+        self._pending: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -56,12 +69,32 @@ class QueryVectors:
             if found is not None:
                 self._vectors.move_to_end(key)
                 return found
+            pending = self._pending.get(key)
+            first = pending is None
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+        if not first:
+            pending.done.wait()
+            if pending.vector is not None:
+                return pending.vector
+            return self._embed(provider, text)  # that pass failed: fail (or succeed) here
         # Outside the lock: a slow model must not hold up the queries already known.
+        try:
+            vector = self._embed(provider, text)
+            pending.vector = vector
+            with self._lock:
+                self._vectors[key] = vector
+                self._vectors.move_to_end(key)
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+            return vector
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.done.set()
+
+    @staticmethod
+    def _embed(provider: EmbeddingProvider, text: str) -> Vector:
         vector = provider.embed([text])[0]
         vector.setflags(write=False)
-        with self._lock:
-            self._vectors[key] = vector
-            self._vectors.move_to_end(key)
-            while len(self._vectors) > self.size:
-                self._vectors.popitem(last=False)
         return vector
