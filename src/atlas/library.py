@@ -57,6 +57,7 @@ from atlas.media import (
     MediaPage,
     Transcript,
     cluster_names,
+    get_media,
     library_root_paths,
     list_media,
     media_detail,
@@ -146,7 +147,7 @@ class Library:
         Raises ``NotFound`` (no such item, a catalogue record, a missing file) or
         ``InvalidInput`` (the file lies outside every folder given to ingest).
         """
-        record = self.media(media_id).media
+        record = get_media(self.engine, media_id)
         if record.path is None:
             raise NotFound(f"media {media_id} is a catalogue record without a file")
         recorded = user_path(record.path, what=f"recorded path of media {media_id}")

@@ -200,7 +200,8 @@ def _why_query(
     if lexical_rank is not None and terms:
         fields = {
             "title": set(tokenize(item["title"] or "")),
-            "tags": {t for tag in item["tags"] for t in tokenize(tag.tag)},
+            # One pass over all tags (a separator no word crosses): the same tokens.
+            "tags": set(tokenize("\n".join(tag.tag for tag in item["tags"]))),
             "description": set(tokenize(item["description"] or "")),
             "transcript": set(tokenize(item["transcript"] or "")),
         }
