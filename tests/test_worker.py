@@ -255,3 +255,29 @@ def test_a_worker_whose_queue_is_unreachable_exits_with_one_line_and_changes_not
     assert _run_logs(atlas, task_id) == []
     atlas.dispatcher.queue.huey.flush()
     atlas.close()
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_worker_lowers_its_cpu_priority_so_interactive_requests_come_first(
+    tmp_path, home, database_url
+):
+    queue_url = f"sqlite:///{tmp_path / 'queue.db'}"
+    worker = _start_worker(_worker_env(home, database_url, queue_url, "atlas"), "--nice", "7")
+    try:
+        assert worker.stdout is not None
+        first = worker.stdout.readline().decode()  # printed once it runs
+        assert first.startswith("atlas worker:"), first
+        assert _niceness(worker.pid) == min(19, os.nice(0) + 7)
+    finally:
+        _stop(worker)
+
+
+def test_a_worker_priority_outside_nice_range_is_refused_in_one_line(cli, tmp_path):
+    queue_url = f"sqlite:///{tmp_path / 'queue.db'}"
+    result = cli("worker", "--nice", "20", env={"ATLAS_QUEUE_URL": queue_url})
+    assert result.exit_code != 0
+    assert result.stderr.strip() == "atlas: --nice must be between 0 and 19"

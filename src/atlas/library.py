@@ -53,6 +53,7 @@ from atlas.db import database_errors
 from atlas.embeddings import (
     ClusterReport,
     EmbedReport,
+    QueryVectors,
     SearchResult,
     VectorStore,
     cluster_library,
@@ -88,6 +89,7 @@ from atlas.media import (
     MediaPage,
     Transcript,
     cluster_names,
+    get_media,
     import_catalog,
     ingest_paths,
     library_root_paths,
@@ -140,6 +142,8 @@ class Library:
         self.atlas = atlas
         self._store: VectorStore | None = None
         self._vocabulary_kinds: dict[str, str] | None = None
+        #: Vectors of recent search texts: a repeated query skips the model.
+        self.query_vectors = QueryVectors()
 
     @property
     def settings(self) -> Settings:
@@ -192,7 +196,7 @@ class Library:
         Raises ``NotFound`` (no such item, a catalogue record, a missing file) or
         ``InvalidInput`` (the file lies outside every folder given to ingest).
         """
-        record = self.media(media_id).media
+        record = get_media(self.engine, media_id)
         if record.path is None:
             raise NotFound(f"media {media_id} is a catalogue record without a file")
         recorded = user_path(record.path, what=f"recorded path of media {media_id}")
@@ -259,7 +263,9 @@ class Library:
 
     def search(self, query: str, **options: Any) -> SearchResult:
         """Text search (``mode``: vector, lexical or hybrid); see ``search_media``."""
-        return search_media(self.settings, self.engine, query, **options)
+        return search_media(
+            self.settings, self.engine, query, embed_query=self.query_vectors.embed, **options
+        )
 
     def similar(self, media_id: int, **options: Any) -> SearchResult:
         """The items most like one item, by its stored vector; see ``similar_media``."""

@@ -29,7 +29,7 @@ from atlas.api import (
     routes_tasks,
 )
 from atlas.api.models import ERROR_RESPONSES
-from atlas.api.security import MAX_BODY_BYTES, BodyLimit, Security, error
+from atlas.api.security import MAX_BODY_BYTES, BodyLimit, Guard, Security, error
 from atlas.db import explain_database_error
 from atlas.errors import AtlasError
 from atlas.library import Library
@@ -56,7 +56,7 @@ def create_app(
     )
     app.state.library = library
     app.state.security = security
-    app.middleware("http")(security.middleware())
+    app.add_middleware(Guard, security=security)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     for router in (
         routes_media.router,

@@ -132,7 +132,8 @@ def library_page(
 def media_page(request: Request, library: Lib, media_id: IdPath) -> Response:
     detail = library.media(media_id)
     playable, file_problem = _tried(library.media_file, media_id)
-    transcript, _ = _tried(library.transcript, media_id)
+    # The detail says whether there is a transcript; only then read its segments.
+    transcript = _tried(library.transcript, media_id)[0] if detail.transcript else None
     similar, similar_problem = _tried(library.similar, media_id, top=8)
     return render(
         request,

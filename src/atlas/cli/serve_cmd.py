@@ -40,7 +40,9 @@ def serve(
     app = create_app(library, Security(token=token))
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"atlas serve: http://{shown}:{port}/ (API: /api/v1, docs: /api/v1/docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # Clients (browsers, API pools) keep connections open between requests; closing them
+    # after uvicorn's 5 s default races their next request (a reset, no answer).
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
 def register(app: typer.Typer) -> None:

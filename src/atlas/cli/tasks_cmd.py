@@ -173,6 +173,12 @@ def worker(
     threads: bool = typer.Option(
         False, "--threads", help="Run tasks in threads instead of processes."
     ),
+    nice: int = typer.Option(
+        10,
+        "--nice",
+        help="Lower the worker's CPU priority by N (0-19) so that atlas serve and commands "
+        "stay quick while it works; 0 keeps it.",
+    ),
 ) -> None:
     """Run queued tasks (needs queue_url) and the daily jobs of the schedule."""
     library = state(ctx).library()
@@ -210,6 +216,7 @@ def worker(
         on_start=started,
         on_recovered=recovered,
         daily=daily,
+        nice=nice,
     )
     if handed_back:
         typer.echo(f"atlas worker: handed {handed_back} running task(s) back", err=True)

@@ -6,6 +6,7 @@ The public surface for other services (the tagger builds on it):
   :func:`embed_texts` — unit vectors of arbitrary texts with it;
 * :func:`nearest_media` — the embedded media nearest a vector;
   :func:`media_vectors` — stored vectors of media items;
+* :class:`QueryVectors` — recent query vectors, for a long-lived process;
 * :func:`embed_media`, :func:`similar_media`, :func:`search_media`,
   :func:`cluster_library` — the services behind the commands.
 """
@@ -15,6 +16,7 @@ from atlas.embeddings.document import DocumentInput, MediaDocument, build_docume
 from atlas.embeddings.embed import EmbedReport, embed_media
 from atlas.embeddings.fusion import FusionWeights
 from atlas.embeddings.providers import EmbeddingProvider, clear_provider_cache, get_provider
+from atlas.embeddings.query_vectors import QueryVectors
 from atlas.embeddings.results import HitGroup, SearchHit, SearchResult
 from atlas.embeddings.search import (
     MODES,
@@ -37,6 +39,7 @@ __all__ = [
     "HitGroup",
     "MediaDocument",
     "Neighbour",
+    "QueryVectors",
     "SearchHit",
     "SearchResult",
     "VectorStore",

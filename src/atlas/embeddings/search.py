@@ -19,7 +19,7 @@ best match (1.0 for the best). ``threshold`` applies to it. Similar media
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -29,7 +29,7 @@ from atlas.db import database_errors
 from atlas.embeddings.fusion import SHIPPED, FusionWeights, fuse
 from atlas.embeddings.lexical import LexicalIndex, tokenize
 from atlas.embeddings.lexical_sync import get_lexical_index
-from atlas.embeddings.providers import get_provider
+from atlas.embeddings.providers import EmbeddingProvider, get_provider
 from atlas.embeddings.results import (
     SearchResult,
     check_options,
@@ -75,11 +75,15 @@ def search_media(
     genre: str | None = None,
     cluster: bool = False,
     weights: FusionWeights = SHIPPED,
+    embed_query: Callable[[EmbeddingProvider, str], Vector] | None = None,
 ) -> SearchResult:
     """The ``top`` media best matching a text query (see the module docstring).
 
     ``weights`` sets how hybrid mode weighs words against meaning
     (:mod:`atlas.embeddings.fusion`; the shipped constants by default).
+    ``embed_query(provider, text)`` gives the query's unit vector (a long-lived
+    process passes :meth:`QueryVectors.embed` to reuse the vectors of repeated
+    queries); by default the provider embeds it.
 
     Raises ``InvalidInput`` for an empty query or bad options, ``NotFound`` when
     vector or hybrid search finds nothing embedded yet, ``Unavailable`` when the
@@ -102,7 +106,7 @@ def search_media(
 
     if mode in ("vector", "hybrid"):
         collection = model_collection(settings, engine, provider.model_id)
-        query_vector = provider.embed([text])[0]
+        query_vector = embed_query(provider, text) if embed_query else provider.embed([text])[0]
         vector_hits = collection.query(
             query_vector,
             top + 3 if mode == "vector" else pool,
@@ -196,7 +200,8 @@ def _why_query(
     if lexical_rank is not None and terms:
         fields = {
             "title": set(tokenize(item["title"] or "")),
-            "tags": {t for tag in item["tags"] for t in tokenize(tag.tag)},
+            # One pass over all tags (a separator no word crosses): the same tokens.
+            "tags": set(tokenize("\n".join(tag.tag for tag in item["tags"]))),
             "description": set(tokenize(item["description"] or "")),
             "transcript": set(tokenize(item["transcript"] or "")),
         }

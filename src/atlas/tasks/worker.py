@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from atlas.db import database_errors, utcnow
 from atlas.db.tables import tasks
-from atlas.errors import InvalidInput
+from atlas.errors import InvalidInput, invalid
 from atlas.tasks.dispatcher import Dispatcher, RecoveryReport, TaskOutcome
 
 __all__ = ["DailyJob", "WorkerStart", "run_daily_job", "run_worker"]
@@ -66,6 +66,8 @@ def run_daily_job(dispatcher: Dispatcher, job: DailyJob) -> TaskOutcome | None:
 
 #: How often a running worker re-sends queued tasks whose message was lost.
 RESEND_EVERY_S = 20.0
+#: The most a worker lowers its CPU priority (the range of ``nice``).
+MAX_NICE = 19
 
 
 @dataclass(frozen=True)
@@ -87,16 +89,22 @@ def run_worker(
     on_start: Callable[[WorkerStart], None] | None = None,
     on_recovered: Callable[[RecoveryReport], None] | None = None,
     daily: Sequence[DailyJob] = (),
+    nice: int = 0,
 ) -> int:
     """Consume the queue until stopped; returns how many running tasks were handed back.
 
     ``daily``: jobs the worker's scheduler submits each day (see :func:`run_daily_job`).
+    ``nice``: how far the worker lowers its CPU priority (0 to 19, as ``nice``), so
+    that on a busy machine an ``atlas serve`` or a command answering a person
+    gets the CPU first; with CPU to spare it changes nothing.
 
     Raises ``InvalidInput`` without a queue and ``Unavailable`` when the queue or
     the database does not answer, before any task is touched.
     """
     if workers < 1:
         raise InvalidInput("a worker needs at least one process or thread")
+    if not 0 <= nice <= MAX_NICE:
+        raise invalid("nice", f"must be between 0 and {MAX_NICE}")
     if not dispatcher.queued:
         raise InvalidInput(
             "no task queue is configured, so tasks run in-process; set queue_url "
@@ -105,6 +113,10 @@ def run_worker(
     queue = dispatcher.queue
     queue.check()
     kind = "thread" if threads else "process"
+    if nice:
+        # Before any task thread or process starts: each inherits it (on Linux the
+        # priority is per thread, so it must be set before they are made).
+        os.nice(nice)
     if not threads:
         # Each forked process opens its own database connections.
         engine = dispatcher.engine
