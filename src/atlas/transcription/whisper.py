@@ -36,9 +36,9 @@ from atlas.transcription.decoding import (
     decode_options,
     redecode,
     rescale,
-    speaking_rate,
 )
 from atlas.transcription.models import ModelChoice, cuda_device_count
+from atlas.transcription.speech_rate import loudness_peaks_per_second
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,14 +197,15 @@ class WhisperTranscriber:
         clock = time.perf_counter()
         audio = decode_audio(path, expected_duration_s=expected_duration_s)
         audio_s = len(audio) / SAMPLE_RATE
-        segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
-        rate = speaking_rate(segments, audio_s)
+        # Fast speech is decoded slowed down, judged from the audio alone (one decoding).
         tempo = settings.fast_speech_tempo
-        slowed = settings.fast_speech_words_per_second > 0 and tempo < 1.0
-        slowed = slowed and rate > settings.fast_speech_words_per_second
+        threshold = settings.fast_speech_peaks_per_second
+        rate = loudness_peaks_per_second(audio) if threshold > 0 and tempo < 1.0 else 0.0
+        slowed = threshold > 0 and tempo < 1.0 and rate > threshold
         if slowed:
             audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
-            segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
+        segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
+        if slowed:
             segments = rescale(segments, tempo)
         segments, dropped = clip_to_audio(segments, audio_s)
         kept: list[TranscriptSegment] = []
@@ -235,7 +236,7 @@ class WhisperTranscriber:
         if redecoded:
             notes.append(f"{redecoded} collapsed window(s) decoded again")
         if slowed:
-            notes.append(f"fast speech ({rate:.1f} words/s) decoded again slowed to {tempo:g}")
+            notes.append(f"fast speech ({rate:.1f} loudness peaks/s) decoded slowed to {tempo:g}")
         wall = time.perf_counter() - clock
         return Transcript(
             text=" ".join(segment.text for segment in kept),
