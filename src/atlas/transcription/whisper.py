@@ -197,16 +197,20 @@ class WhisperTranscriber:
         clock = time.perf_counter()
         audio = decode_audio(path, expected_duration_s=expected_duration_s)
         audio_s = len(audio) / SAMPLE_RATE
-        # Fast speech is decoded slowed down, judged from the audio alone (one decoding).
-        tempo = settings.fast_speech_tempo
+        # Speech is decoded slowed down, fast speech more: its pace is judged from the
+        # audio alone, so every file is decoded once.
+        tempo = settings.speech_tempo
         threshold = settings.fast_speech_peaks_per_second
-        rate = loudness_peaks_per_second(audio) if threshold > 0 and tempo < 1.0 else 0.0
-        slowed = threshold > 0 and tempo < 1.0 and rate > threshold
-        if slowed:
+        rate = 0.0
+        if threshold > 0 and settings.fast_speech_tempo < tempo:
+            rate = loudness_peaks_per_second(audio)
+        fast = threshold > 0 and settings.fast_speech_tempo < tempo and rate > threshold
+        if fast:
+            tempo = settings.fast_speech_tempo
+        if tempo < 1.0:
             audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
         segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
-        if slowed:
-            segments = rescale(segments, tempo)
+        segments = rescale(segments, tempo)
         segments, dropped = clip_to_audio(segments, audio_s)
         kept: list[TranscriptSegment] = []
         logprob_sum = 0.0
@@ -235,7 +239,7 @@ class WhisperTranscriber:
         notes = [self.choice.reason] if self.choice.reason.startswith("--quality") else []
         if redecoded:
             notes.append(f"{redecoded} collapsed window(s) decoded again")
-        if slowed:
+        if fast:
             notes.append(f"fast speech ({rate:.1f} loudness peaks/s) decoded slowed to {tempo:g}")
         wall = time.perf_counter() - clock
         return Transcript(
