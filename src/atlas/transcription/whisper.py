@@ -195,19 +195,18 @@ class WhisperTranscriber:
                 "transcription.model, e.g. small or a local model folder)"
             )
         clock = time.perf_counter()
-        audio = decode_audio(path, expected_duration_s=expected_duration_s)
-        audio_s = len(audio) / SAMPLE_RATE
-        # Speech is decoded slowed down, fast speech more: its pace is judged from the
-        # audio alone, so every file is decoded once.
+        # Speech is decoded slowed down (ffmpeg slows it as it decodes it), fast speech
+        # more: its pace is read from the audio, so Whisper decodes every file once.
         tempo = settings.speech_tempo
+        audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
+        audio_s = len(audio) / SAMPLE_RATE * tempo
         threshold = settings.fast_speech_peaks_per_second
         rate = 0.0
         if threshold > 0 and settings.fast_speech_tempo < tempo:
-            rate = loudness_peaks_per_second(audio)
+            rate = loudness_peaks_per_second(audio) / tempo  # at the recorded speed
         fast = threshold > 0 and settings.fast_speech_tempo < tempo and rate > threshold
         if fast:
             tempo = settings.fast_speech_tempo
-        if tempo < 1.0:
             audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
         segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
         segments = rescale(segments, tempo)
