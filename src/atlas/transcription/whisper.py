@@ -8,7 +8,10 @@ recognised (far less audio decodes than the file declares) instead of being
 transcribed in part.
 
 Decoding itself (options, a collapsed window decoded again, segments kept
-inside the audio) is ``atlas.transcription.decoding``.
+inside the audio) is ``atlas.transcription.decoding``. Speech reaches Whisper
+slowed down (``speech_tempo``; fast speech, read from the audio by
+``atlas.transcription.speech_rate``, to ``fast_speech_tempo``), its times
+mapped back to the recording's.
 
 Silence is kept from becoming text twice over: the Silero voice-activity
 filter shipped inside faster-whisper cuts non-speech out before decoding, and
