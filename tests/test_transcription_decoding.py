@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from atlas.config import TranscriptionSettings
@@ -18,6 +19,7 @@ from atlas.transcription.decoding import (
     temperatures,
 )
 from atlas.transcription.models import bundled_model_path
+from atlas.transcription.speech_rate import loudness_peaks_per_second
 from atlas.transcription.whisper import decode_audio
 
 # Thirty words; spoken by espeak-ng at 150 words a minute it lasts about 11 s.
@@ -75,6 +77,33 @@ def test_slowed_speech_is_decoded_longer_and_its_times_are_mapped_back(media_mak
         TranscriptionSettings(fast_speech_tempo=0.3)
 
 
+def test_loudness_peaks_follow_the_syllable_rate_of_a_modulated_tone():
+    seconds = np.arange(0, 6.0, 1 / 16_000)
+    carrier = np.sin(2 * np.pi * 1000 * seconds)
+
+    def syllables(rate: float) -> np.ndarray:
+        envelope = np.sin(np.pi * rate * seconds) ** 2  # ``rate`` bursts a second
+        return (0.3 * carrier * envelope).astype(np.float32)
+
+    four, eight = loudness_peaks_per_second(syllables(4)), loudness_peaks_per_second(syllables(8))
+    assert 4.0 < four < 5.2  # the quietest troughs are pauses, not speaking time
+    assert eight / four == pytest.approx(2.0, rel=0.2)
+    assert loudness_peaks_per_second(np.zeros(16_000 * 3, dtype=np.float32)) == 0.0
+    assert loudness_peaks_per_second(np.zeros(100, dtype=np.float32)) == 0.0
+
+
+def test_faster_speech_has_more_loudness_peaks_a_second(tmp_path):
+    rates = []
+    for words_per_minute in (120, 160, 220):
+        out = tmp_path / f"{words_per_minute}.wav"
+        subprocess.run(
+            ["espeak-ng", "-s", str(words_per_minute), "-w", str(out), THIRTY], check=True
+        )
+        rates.append(loudness_peaks_per_second(decode_audio(out)))
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[2] > 1.3 * rates[0]
+
+
 def test_temperature_fallback_and_the_options_follow_the_settings():
     assert temperatures(TranscriptionSettings()) == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert temperatures(TranscriptionSettings(temperature_step=0.0)) == (0.0,)
@@ -84,6 +113,21 @@ def test_temperature_fallback_and_the_options_follow_the_settings():
     assert options["compression_ratio_threshold"] == 2.4 and options["log_prob_threshold"] == -1.0
     assert options["vad_filter"] is True and "vad_parameters" in options
     assert "vad_parameters" not in decode_options(TranscriptionSettings(), "en", vad=False)
+
+
+class _CountingModel:
+    """A real Whisper model that notes the length of the audio of each decoding."""
+
+    def __init__(self, model):
+        self.model = model
+        self.samples: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def transcribe(self, audio, **options):
+        self.samples.append(len(audio))
+        return self.model.transcribe(audio, **options)
 
 
 @pytest.fixture(scope="module")
@@ -140,14 +184,40 @@ def test_fast_speech_is_decoded_again_slowed_and_kept_inside_its_duration(
 ):
     fast = tmp_path / "fast.wav"
     subprocess.run(["espeak-ng", "-s", "260", "-w", str(fast), THIRTY], check=True)
-    settings = TranscriptionSettings(fast_speech_words_per_second=2.5, fast_speech_tempo=0.8)
-
-    transcript = whisper.transcribe(fast, settings)
+    settings = TranscriptionSettings(fast_speech_peaks_per_second=6.0, fast_speech_tempo=0.8)
+    counting = _CountingModel(whisper.load())
+    whisper._model = counting
+    try:
+        transcript = whisper.transcribe(fast, settings)
+    finally:
+        whisper._model = counting.model
 
     assert any(note.startswith("fast speech") for note in transcript.notes)
+    # Judged from the audio before decoding: the whole audio is decoded once, slowed.
+    recorded = len(decode_audio(fast))
+    assert counting.samples[0] == pytest.approx(recorded / 0.8, rel=0.02)
+    assert all(samples < recorded for samples in counting.samples[1:])
     duration = transcript.audio_duration_s
     assert duration is not None and all(
         0 <= s.start <= s.end <= duration for s in transcript.segments
     )
     assert transcript.segments[-1].end > duration * 0.6  # times mapped back, not slowed
+    assert len(_words(transcript.text) & _words(THIRTY)) >= 18
+
+
+@pytest.mark.slow
+def test_speech_at_an_ordinary_pace_is_decoded_once_slowed_a_little(whisper, tmp_path):
+    slow = tmp_path / "slow.wav"
+    subprocess.run(["espeak-ng", "-s", "120", "-w", str(slow), THIRTY], check=True)
+    counting = _CountingModel(whisper.load())
+    whisper._model = counting
+    try:
+        transcript = whisper.transcribe(slow, TranscriptionSettings())
+    finally:
+        whisper._model = counting.model
+
+    assert not any(note.startswith("fast speech") for note in transcript.notes)
+    recorded = len(decode_audio(slow))
+    assert counting.samples[0] == pytest.approx(recorded / 0.9, rel=0.02)  # speech_tempo
+    assert all(samples < recorded for samples in counting.samples[1:])
     assert len(_words(transcript.text) & _words(THIRTY)) >= 18

@@ -149,11 +149,14 @@ class TranscriptionSettings(_Section):
     #: A segment over 2 s carrying fewer words a second than this (or reaching
     #: past the audio) is a collapsed window and is decoded again on its own (0: never).
     collapse_words_per_second: float = Field(default=1.0, ge=0)
-    #: Fast speech (more words a second than this in the first decoding) is
-    #: decoded again slowed to ``fast_speech_tempo`` of its speed (pitch kept,
-    #: ffmpeg ``atempo``; times mapped back): small models mishear fast speech.
-    #: 0: never.
-    fast_speech_words_per_second: float = Field(default=3.3, ge=0)
+    #: Speech is decoded slowed to this share of its speed (pitch kept, ffmpeg
+    #: ``atempo``; times mapped back): small models mishear fast speech, and hear
+    #: even ordinary speech a little better slowed. 1.0: as recorded.
+    speech_tempo: float = Field(default=0.9, ge=0.5, le=1.0)
+    #: Fast speech (more loudness peaks a second of speech than this, roughly
+    #: syllables, read from the audio before decoding: ``transcription.speech_rate``)
+    #: is slowed further, to ``fast_speech_tempo``. 0: never.
+    fast_speech_peaks_per_second: float = Field(default=7.3, ge=0)
     fast_speech_tempo: float = Field(default=0.85, ge=0.5, le=1.0)
     #: Use a subtitle sidecar or embedded subtitle stream instead of the model.
     prefer_subtitles: bool = True

@@ -39,7 +39,6 @@ __all__ = [
     "decode_options",
     "redecode",
     "rescale",
-    "speaking_rate",
     "temperatures",
 ]
 
@@ -148,13 +147,6 @@ def redecode(
     if sum(item.words for item in found) <= segment.words:
         return None
     return found
-
-
-def speaking_rate(segments: list[RawSegment], audio_s: float) -> float:
-    """Words a second over the time the segments span inside the audio (0 with none)."""
-    span = sum(max(0.0, min(s.end, audio_s) - max(0.0, s.start)) for s in segments)
-    words = sum(s.words for s in segments)
-    return words / span if span > 0 else 0.0
 
 
 def rescale(segments: list[RawSegment], factor: float) -> list[RawSegment]:

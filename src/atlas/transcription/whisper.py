@@ -8,7 +8,10 @@ recognised (far less audio decodes than the file declares) instead of being
 transcribed in part.
 
 Decoding itself (options, a collapsed window decoded again, segments kept
-inside the audio) is ``atlas.transcription.decoding``.
+inside the audio) is ``atlas.transcription.decoding``. Speech reaches Whisper
+slowed down (``speech_tempo``; fast speech, read from the audio by
+``atlas.transcription.speech_rate``, to ``fast_speech_tempo``), its times
+mapped back to the recording's.
 
 Silence is kept from becoming text twice over: the Silero voice-activity
 filter shipped inside faster-whisper cuts non-speech out before decoding, and
@@ -36,9 +39,9 @@ from atlas.transcription.decoding import (
     decode_options,
     redecode,
     rescale,
-    speaking_rate,
 )
 from atlas.transcription.models import ModelChoice, cuda_device_count
+from atlas.transcription.speech_rate import loudness_peaks_per_second
 
 if TYPE_CHECKING:
     import numpy as np
@@ -195,17 +198,21 @@ class WhisperTranscriber:
                 "transcription.model, e.g. small or a local model folder)"
             )
         clock = time.perf_counter()
-        audio = decode_audio(path, expected_duration_s=expected_duration_s)
-        audio_s = len(audio) / SAMPLE_RATE
-        segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
-        rate = speaking_rate(segments, audio_s)
-        tempo = settings.fast_speech_tempo
-        slowed = settings.fast_speech_words_per_second > 0 and tempo < 1.0
-        slowed = slowed and rate > settings.fast_speech_words_per_second
-        if slowed:
+        # Speech is decoded slowed down (ffmpeg slows it as it decodes it), fast speech
+        # more: its pace is read from the audio, so Whisper decodes every file once.
+        tempo = settings.speech_tempo
+        audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
+        audio_s = len(audio) / SAMPLE_RATE * tempo
+        threshold = settings.fast_speech_peaks_per_second
+        rate = 0.0
+        if threshold > 0 and settings.fast_speech_tempo < tempo:
+            rate = loudness_peaks_per_second(audio) / tempo  # at the recorded speed
+        fast = threshold > 0 and settings.fast_speech_tempo < tempo and rate > threshold
+        if fast:
+            tempo = settings.fast_speech_tempo
             audio = decode_audio(path, expected_duration_s=expected_duration_s, tempo=tempo)
-            segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
-            segments = rescale(segments, tempo)
+        segments, info, redecoded = _decode(model, audio, settings, language, checkpoint)
+        segments = rescale(segments, tempo)
         segments, dropped = clip_to_audio(segments, audio_s)
         kept: list[TranscriptSegment] = []
         logprob_sum = 0.0
@@ -234,8 +241,8 @@ class WhisperTranscriber:
         notes = [self.choice.reason] if self.choice.reason.startswith("`quality`") else []
         if redecoded:
             notes.append(f"{redecoded} collapsed window(s) decoded again")
-        if slowed:
-            notes.append(f"fast speech ({rate:.1f} words/s) decoded again slowed to {tempo:g}")
+        if fast:
+            notes.append(f"fast speech ({rate:.1f} loudness peaks/s) decoded slowed to {tempo:g}")
         wall = time.perf_counter() - clock
         return Transcript(
             text=" ".join(segment.text for segment in kept),
