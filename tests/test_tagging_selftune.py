@@ -99,6 +99,8 @@ def test_a_library_learns_its_weights_stores_them_and_the_tagger_uses_them(open_
     assert found.threshold < 0.9
     scores = found.scores
     assert scores["learned"] >= scores["prior"] + 0.01
+    assert len(scores["prior_folds"]) == len(scores["learned_folds"]) == scores["folds"] == 5
+    assert "folds)" in found.reason
     assert set(scores["sources"]) == {"zero_shot", "neighbours", "profiles"}
     assert "trusts" in found.reason and "cross-validated on 48 items" in found.reason
 
@@ -222,6 +224,7 @@ def test_media_tags_tuning_shows_what_the_library_trusts(cli, open_library):
         shown.output
     )
     assert "neighbours" in shown.output and "shipped values" in shown.output
+    assert "each fold apart: shipped values" in shown.output
     first = json.loads(cli("media-tags", "tuning", "--json").stdout)
     assert first["self_tune"] is True
     assert first["tuning"]["items"] == 40 and first["tuning"]["status"] in ("learned", "prior")

@@ -321,3 +321,23 @@ def test_an_ollama_that_accepts_and_never_answers_fails_the_llm_tagger_within_th
         f"Ollama at http://{host}:{port} (model 'llama3.2') did not answer within 1 s; "
         "check it or raise tagging.request_timeout_s"
     )
+
+
+# --- self-tuning: when learned values replace the shipped ones ---------------------------
+
+
+def test_learned_values_replace_the_shipped_ones_on_a_clear_gain_or_one_every_fold_shows():
+    from atlas.tagging.selftune import FOLDS, MIN_GAIN, worth_using
+
+    prior = [0.60, 0.62, 0.61, 0.63, 0.59]
+    # A clear gain over every item is enough, whatever one fold says.
+    assert worth_using(0.61, 0.61 + MIN_GAIN, prior, [0.70, 0.70, 0.70, 0.70, 0.50])
+    # A small gain counts only when every fold has it.
+    small = [f + 0.004 for f in prior]
+    assert worth_using(0.61, 0.614, prior, small)
+    assert not worth_using(0.61, 0.614, prior, [*small[:-1], prior[-1]])  # 4 of 5 folds
+    assert not worth_using(0.61, 0.61, prior, prior)  # no gain: nothing to change
+    # Without per-fold scores (or a single fold) only a clear gain counts.
+    assert not worth_using(0.61, 0.614, [], [])
+    assert not worth_using(0.61, 0.614, [0.61], [0.614])
+    assert len(prior) == FOLDS

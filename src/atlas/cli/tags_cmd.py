@@ -197,6 +197,14 @@ def tuning_command(
             f"genre micro-F1 over {scores.get('folds')} folds: shipped values "
             f"{scores['prior']:.3f}, learned {scores.get('learned', 0.0):.3f}"
         )
+        prior_folds, learned_folds = scores.get("prior_folds"), scores.get("learned_folds")
+        if prior_folds and learned_folds:
+            console.print(
+                "each fold apart: shipped values "
+                + " ".join(f"{f:.3f}" for f in prior_folds)
+                + ", learned "
+                + " ".join(f"{f:.3f}" for f in learned_folds)
+            )
 
 
 # --- rendering -----------------------------------------------------------------------
