@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from atlas.feedback.pattern_model import ANY, SEP, Pattern, clause_of
+from atlas.feedback.pattern_model import ANY, SEP, Pattern, clause_of, first_fold
 from atlas.feedback.sparse import Incidence, ReviewedRows
 
 __all__ = ["Evidence"]
@@ -45,16 +45,20 @@ class Evidence:
         self.count = len(rows.observations)
         self.weights = rows.weights
         self.media_ids = rows.media_ids
+        self._first = first_fold(self.media_ids)
         self._rows = rows
-        #: By column, built on first use (most minings check few candidates).
-        self._columns: dict[str, tuple[Any, dict[str, int]]] = {}
         self._scope_of: Incidence | None = None
         self._none = np.zeros(self.count, dtype=bool)
         self.contradictions: list[str] = []
         self._said: set[str] = set()
 
     def mask(self, which: str, name: str) -> Any:
-        """Rows (reviewed items) where ``name`` is in the ``which`` incidence."""
+        """Rows (reviewed items) where ``name`` is in the ``which`` incidence.
+
+        Built from the column's row indices (a CSC lookup), never from a scan of
+        every item; ``feature`` names (``kind<SEP>value``) are looked up in the
+        incidence of their kind.
+        """
         import numpy as np
 
         if which == "feature":
@@ -63,30 +67,21 @@ class Evidence:
             kind, _, value = name.partition(SEP)
             if kind == "tag":
                 which, name = "shown", value
-            elif kind != "word":
-                which = "narrow"  # the words are read only for a rule about a word
-        matrix, index = self._by_column(which)
-        column = index.get(name)
-        if column is None:
-            return self._none
+            elif kind == "word":
+                which, name = "words", value
+            else:
+                which = "narrow"
+        rows = self._rows
+        incidence = {
+            "predicted": rows.predicted,
+            "shown": rows.shown,
+            "removed": rows.removed,
+            "added": rows.added,
+            "narrow": rows.narrow,
+            "words": rows.words,
+        }[which]
         found = np.zeros(self.count, dtype=bool)
-        found[matrix.indices[matrix.indptr[column] : matrix.indptr[column + 1]]] = True
-        return found
-
-    def _by_column(self, which: str) -> tuple[Any, dict[str, int]]:
-        found = self._columns.get(which)
-        if found is None:
-            rows = self._rows
-            incidence = {
-                "predicted": rows.predicted,
-                "shown": rows.shown,
-                "removed": rows.removed,
-                "added": rows.added,
-                "narrow": rows.narrow,
-                "feature": rows.all_features,
-            }[which]
-            index = {name: i for i, name in enumerate(incidence.names)}
-            found = self._columns[which] = (incidence.matrix.tocsc(), index)
+        found[incidence.rows_of(name)] = True
         return found
 
     @property
@@ -115,12 +110,13 @@ class Evidence:
         self,
         key: tuple[str, str, str],
         pattern: Pattern,
-        confidence: Callable[[float, float], float],
+        confidence: Callable[[list[tuple[int, int, float, float]]], float],
         min_frequency: int,
     ) -> None:
         """Narrow ``pattern`` to its evidence and measure it again there; mark contradictions.
 
-        ``confidence(hit_w, held_w)``: the family's confidence of a measure.
+        ``confidence(folds)``: the family's confidence of a measure given per fold
+        (hits, observations, hits weighed, observations weighed).
         """
         family, first, second = key
         held, hit = self.held_and_hit(key)
@@ -130,7 +126,8 @@ class Evidence:
         scope = self._scope.matrix[hit.nonzero()[0]]
         import numpy as np
 
-        everywhere = np.flatnonzero(np.bincount(scope.indices, minlength=scope.shape[1]) == hits)
+        columns, times = np.unique(scope.indices, return_counts=True)
+        everywhere = columns[times == hits]
         own = {"tag" + SEP + first, "tag" + SEP + second, second}
         shared = [self._scope.names[i] for i in everywhere.tolist()]
         # A mapping or removal already names the tag it acts on: the situation is
@@ -153,11 +150,25 @@ class Evidence:
             clauses[at:at] = [clause_of(feature) for feature in shared]
             pattern.condition = {"all": clauses}
             pattern.observed = int(held.sum())
-            pattern.confidence = confidence(
-                float(self.weights[hit].sum()), float(self.weights[held].sum())
-            )
+            pattern.confidence = confidence(self._folds(hit, held))
         if family in ("add", "rem"):
             self._contradiction(family, first, held, hits, pattern, min_frequency)
+
+    def _folds(self, hit: Any, held: Any) -> list[tuple[int, int, float, float]]:
+        """Per fold (see :func:`first_fold`): hits, observations, and weighed."""
+        first = self._first
+        folds = []
+        for rows in (first, ~first):
+            hit_rows, held_rows = hit & rows, held & rows
+            folds.append(
+                (
+                    int(hit_rows.sum()),
+                    int(held_rows.sum()),
+                    float(self.weights[hit_rows].sum()),
+                    float(self.weights[held_rows].sum()),
+                )
+            )
+        return folds
 
     def _contradiction(
         self, family: str, tag: str, held: Any, hits: int, pattern: Pattern, min_frequency: int

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from atlas.feedback.context import MediaContext
 from atlas.feedback.observations import TagObs
-from atlas.feedback.pattern_model import ANY, EXAMPLES, SEP, Measure
+from atlas.feedback.pattern_model import ANY, EXAMPLES, SEP, Measure, first_fold
 
 __all__ = ["Additions", "Incidence", "Reviewed", "ReviewedRows", "narrow_features"]
 
@@ -64,28 +64,42 @@ class Additions:
     def measure(
         self, may_qualify: Callable[[Any, Any, Any], Any]
     ) -> dict[tuple[str, str, str], Measure]:
+        """Measure the candidates ``may_qualify`` keeps, over every item and per fold
+        (see ``pattern_model.cross_fitted``)."""
         import numpy as np
-        from scipy import sparse
 
-        added, shown, held = self.added, self.shown, self.held
+        added, held = self.added, self.held
         feature_items = np.asarray(held.sum(axis=0)).ravel()
         counts = (added.T @ held).tocoo()
         chosen = may_qualify(counts.row, feature_items[counts.col], counts.data)
         b, f = counts.row[chosen], counts.col[chosen]
         if not len(b):
             return {}
-        weighted = sparse.diags(self.weights)
-        hit_n = counts.data[chosen]
-        hit_w = np.asarray(((weighted @ added).T @ held)[b, f]).ravel()
-        held_n = feature_items[f] - np.asarray((shown.T @ held)[b, f]).ravel()
-        held_w = (held.T @ self.weights)[f] - np.asarray(
-            ((weighted @ shown).T @ held)[b, f]
-        ).ravel()
+        count = len(self.weights)
+        first = first_fold(self.media_ids).astype(np.float64)
+        # Only the columns of the chosen pairs take part in the products below.
+        tags_used, b_at = np.unique(b, return_inverse=True)
+        features_used, f_at = np.unique(f, return_inverse=True)
+        part = (
+            self.added[:, tags_used].tocsr(),
+            self.shown[:, tags_used].tocsr(),
+            self.held[:, features_used].tocsr(),
+        )
+        hit_n, held_n = counts.data[chosen], _weighed(*part, b_at, f_at, np.ones(count))[1]
+        hit_w, held_w = _weighed(*part, b_at, f_at, self.weights)
+        hit_n0, held_n0 = _weighed(*part, b_at, f_at, first)
+        hit_w0, held_w0 = _weighed(*part, b_at, f_at, first * self.weights)
         measures = {}
         for i, (tag, feature) in enumerate(zip(b.tolist(), f.tolist(), strict=True)):
             found = measures[("add", self.tags[tag], self.features[feature])] = Measure()
             found.hit_n, found.hit_w = int(hit_n[i]), float(hit_w[i])
-            found.held_n, found.held_w = int(held_n[i]), float(held_w[i])
+            found.held_n, found.held_w = round(float(held_n[i])), float(held_w[i])
+            n0, h0 = round(float(hit_n0[i])), round(float(held_n0[i]))
+            w0, hw0 = float(hit_w0[i]), float(held_w0[i])
+            found.folds = [
+                (n0, h0, w0, hw0),
+                (found.hit_n - n0, found.held_n - h0, found.hit_w - w0, found.held_w - hw0),
+            ]
         return measures
 
     @functools.cached_property
@@ -108,11 +122,47 @@ class Additions:
         return self.media_ids[both].tolist()
 
 
+def _weighed(added: Any, shown: Any, held: Any, b: Any, f: Any, weights: Any) -> tuple[Any, Any]:
+    """Per pair (tag column b, feature column f), with the items weighed so: the weight of
+    the items where b was added and f holds, and of those where f holds and b was not shown."""
+    import numpy as np
+    from scipy import sparse
+
+    weighted = sparse.diags(weights)
+    hit = np.asarray(((weighted @ added).T @ held)[b, f]).ravel()
+    shown_held = np.asarray(((weighted @ shown).T @ held)[b, f]).ravel()
+    return hit, (held.T @ weights)[f] - shown_held
+
+
 class Incidence:
     """Rows of distinct names as a sparse 0/1 matrix (CSR, sorted indices) and its columns."""
 
-    def __init__(self, matrix: Any, names: list[str]) -> None:
+    def __init__(self, matrix: Any, names: list[str], index: dict[str, int] | None = None) -> None:
         self.matrix, self.names = matrix, names
+        if index is not None:
+            self.__dict__["index"] = index
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """Name -> column."""
+        return {name: i for i, name in enumerate(self.names)}
+
+    @functools.cached_property
+    def by_column(self) -> Any:
+        """The matrix by column (CSC, rows ascending): the rows holding a name, cheaply."""
+        matrix = self.matrix.tocsc()
+        matrix.sort_indices()
+        return matrix
+
+    def rows_of(self, name: str) -> Any:
+        """The rows (ascending) holding ``name``."""
+        import numpy as np
+
+        column = self.index.get(name)
+        if column is None:
+            return np.zeros(0, dtype=np.int64)
+        matrix = self.by_column
+        return matrix.indices[matrix.indptr[column] : matrix.indptr[column + 1]]
 
     @classmethod
     def of(cls, rows: Sequence[Collection[str]]) -> Incidence:
@@ -129,7 +179,7 @@ class Incidence:
         shape = (len(rows), len(index))
         matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
         matrix.sort_indices()
-        return cls(matrix, list(index))
+        return cls(matrix, list(index), dict(index))
 
     def counts(self) -> Counter[str]:
         """Rows holding each name."""
@@ -226,11 +276,16 @@ class ReviewedRows:
         always = Incidence(sparse.csr_matrix(np.ones((len(observations), 1))), [ANY])
         narrow = self.narrow
         tags = Incidence(self.shown.matrix, ["tag" + SEP + norm for norm in self.shown.names])
-        words = Incidence.of(
-            [o.context.words if o.context is not None else () for o in observations]
-        )
-        words.names = ["word" + SEP + word for word in words.names]
+        words = self.words
+        words = Incidence(words.matrix, ["word" + SEP + word for word in words.names])
         return Incidence.joined([always, narrow, tags, words])
+
+    @functools.cached_property
+    def words(self) -> Incidence:
+        """The words of each item's texts."""
+        return Incidence.of(
+            [o.context.words if o.context is not None else () for o in self.observations]
+        )
 
 
 def narrow_features(context: MediaContext | None) -> list[str]:
