@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from atlas.feedback.pattern_model import ANY, SEP, Pattern, clause_of, first_fold
+from atlas.feedback.pattern_model import ANY, SEP, Pattern, clause_of
 from atlas.feedback.sparse import Incidence, ReviewedRows
 
 __all__ = ["Evidence"]
@@ -45,7 +45,6 @@ class Evidence:
         self.count = len(rows.observations)
         self.weights = rows.weights
         self.media_ids = rows.media_ids
-        self._first = first_fold(self.media_ids)
         self._rows = rows
         self._scope_of: Incidence | None = None
         self._none = np.zeros(self.count, dtype=bool)
@@ -110,13 +109,12 @@ class Evidence:
         self,
         key: tuple[str, str, str],
         pattern: Pattern,
-        confidence: Callable[[list[tuple[int, int, float, float]]], float],
+        confidence: Callable[[float, float], float],
         min_frequency: int,
     ) -> None:
         """Narrow ``pattern`` to its evidence and measure it again there; mark contradictions.
 
-        ``confidence(folds)``: the family's confidence of a measure given per fold
-        (hits, observations, hits weighed, observations weighed).
+        ``confidence(hit_w, held_w)``: the family's confidence of a measure.
         """
         family, first, second = key
         held, hit = self.held_and_hit(key)
@@ -150,25 +148,11 @@ class Evidence:
             clauses[at:at] = [clause_of(feature) for feature in shared]
             pattern.condition = {"all": clauses}
             pattern.observed = int(held.sum())
-            pattern.confidence = confidence(self._folds(hit, held))
+            pattern.confidence = confidence(
+                float(self.weights[hit].sum()), float(self.weights[held].sum())
+            )
         if family in ("add", "rem"):
             self._contradiction(family, first, held, hits, pattern, min_frequency)
-
-    def _folds(self, hit: Any, held: Any) -> list[tuple[int, int, float, float]]:
-        """Per fold (see :func:`first_fold`): hits, observations, and weighed."""
-        first = self._first
-        folds = []
-        for rows in (first, ~first):
-            hit_rows, held_rows = hit & rows, held & rows
-            folds.append(
-                (
-                    int(hit_rows.sum()),
-                    int(held_rows.sum()),
-                    float(self.weights[hit_rows].sum()),
-                    float(self.weights[held_rows].sum()),
-                )
-            )
-        return folds
 
     def _contradiction(
         self, family: str, tag: str, held: Any, hits: int, pattern: Pattern, min_frequency: int

@@ -70,6 +70,10 @@ class Observations:
         self.additions: Additions | None = None
         #: Addition patterns (by key) -> (tag, feature): their examples are found once kept.
         self.addition_keys: dict[str, tuple[str, str]] = {}
+        # Per tag, the weight of reviewed items Atlas showed it on, and that the user added it to.
+        self.pre_w: dict[str, float] = {}
+        self.added_w: dict[str, float] = {}
+        self.total_w = 0.0
         #: The reviewed items as tag mining measured them (after :func:`tag_patterns`).
         self.evidence: Evidence | None = None
 

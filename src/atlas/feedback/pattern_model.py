@@ -17,6 +17,7 @@ from atlas.feedback.rules import Rule
 from atlas.feedback.wording import pattern_key
 
 __all__ = [
+    "ADDITION_PRIOR",
     "ANY",
     "EXAMPLES",
     "MAX_CONTEXTS_PER_TAG",
@@ -26,11 +27,13 @@ __all__ = [
     "MiningResult",
     "Pattern",
     "clause_of",
-    "cross_fitted",
-    "first_fold",
     "make_pattern",
 ]
 
+#: Additions are searched over every context (each word, each tag) and every tag
+#: the user adds, so some hold on a few items by chance: their confidence is
+#: shrunk towards the tag's base rate as if this many more items had been seen.
+ADDITION_PRIOR = 10.0
 #: At most this many patterns add the same tag (the most precise ones).
 MAX_CONTEXTS_PER_TAG = 5
 #: A report lists at most this many patterns (the rules are all stored).
@@ -127,14 +130,12 @@ class MiningResult:
 class Measure:
     """Weighted and counted hits over the items where a candidate's condition held."""
 
-    __slots__ = ("examples", "folds", "held_n", "held_w", "hit_n", "hit_w")
+    __slots__ = ("examples", "held_n", "held_w", "hit_n", "hit_w")
 
     def __init__(self) -> None:
         self.held_w = self.hit_w = 0.0
         self.held_n = self.hit_n = 0
         self.examples: list[int] = []
-        #: Additions: (hits, observations, hits weighed, observations weighed) per fold.
-        self.folds: list[tuple[int, int, float, float]] = []
 
     def add(self, weight: float, hit: bool, media_id: int) -> None:
         self.held_w += weight
@@ -151,41 +152,6 @@ class Measure:
         # that 3 of 3 is not taken for certainty (small samples overfit, and each
         # overfitted rule costs the user reversals before it is switched off).
         return (self.hit_w + 1.0) / (self.held_w + 2.0)
-
-
-def cross_fitted(folds: list[tuple[int, int, float, float]], floor: float) -> float:
-    """An addition's confidence, measured only where it was not found.
-
-    Additions are sought over every context (each word, each tag) and every tag
-    the user adds, so some hold on a handful of items by chance: their precision
-    where they were found flatters them. The reviewed items are split in two folds
-    (alternate items in reading order); a candidate counts as found in a fold where
-    its precision there reaches ``floor``, and its confidence is Laplace's over the
-    *other* fold's items only: ``(hits_w + 1) / (observed_w + 2)`` summed over the
-    folds whose partner found it (0.5 when neither did). A chance coincidence of
-    one fold rarely repeats in the other; a real habit does.
-    ``folds``: per fold (hits, observations, hits weighed, observations weighed).
-    """
-    hit_w = held_w = 0.0
-    for fold, (_, _, fold_hit_w, fold_held_w) in enumerate(folds):
-        found_n, seen_n, _, _ = folds[1 - fold]
-        if found_n and found_n >= floor * seen_n:
-            hit_w += fold_hit_w
-            held_w += fold_held_w
-    return (hit_w + 1.0) / (held_w + 2.0)
-
-
-def first_fold(media_ids: Any) -> Any:
-    """Which items (by id) are in the first of the two folds :func:`cross_fitted` uses.
-
-    A hash of the id (Fibonacci hashing), so that the folds follow neither the
-    reading order nor any pattern in it, and an item stays in its fold as the
-    feedback grows.
-    """
-    import numpy as np
-
-    hashed = np.asarray(media_ids, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return (hashed >> np.uint64(63)) == 0
 
 
 def clause_of(feature: str) -> dict[str, Any]:

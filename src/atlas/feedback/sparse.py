@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from atlas.feedback.context import MediaContext
 from atlas.feedback.observations import TagObs
-from atlas.feedback.pattern_model import ANY, EXAMPLES, SEP, Measure, first_fold
+from atlas.feedback.pattern_model import ANY, EXAMPLES, SEP, Measure
 
 __all__ = ["Additions", "Incidence", "Reviewed", "ReviewedRows", "narrow_features"]
 
@@ -64,42 +64,28 @@ class Additions:
     def measure(
         self, may_qualify: Callable[[Any, Any, Any], Any]
     ) -> dict[tuple[str, str, str], Measure]:
-        """Measure the candidates ``may_qualify`` keeps, over every item and per fold
-        (see ``pattern_model.cross_fitted``)."""
         import numpy as np
+        from scipy import sparse
 
-        added, held = self.added, self.held
+        added, shown, held = self.added, self.shown, self.held
         feature_items = np.asarray(held.sum(axis=0)).ravel()
         counts = (added.T @ held).tocoo()
         chosen = may_qualify(counts.row, feature_items[counts.col], counts.data)
         b, f = counts.row[chosen], counts.col[chosen]
         if not len(b):
             return {}
-        count = len(self.weights)
-        first = first_fold(self.media_ids).astype(np.float64)
-        # Only the columns of the chosen pairs take part in the products below.
-        tags_used, b_at = np.unique(b, return_inverse=True)
-        features_used, f_at = np.unique(f, return_inverse=True)
-        part = (
-            self.added[:, tags_used].tocsr(),
-            self.shown[:, tags_used].tocsr(),
-            self.held[:, features_used].tocsr(),
-        )
-        hit_n, held_n = counts.data[chosen], _weighed(*part, b_at, f_at, np.ones(count))[1]
-        hit_w, held_w = _weighed(*part, b_at, f_at, self.weights)
-        hit_n0, held_n0 = _weighed(*part, b_at, f_at, first)
-        hit_w0, held_w0 = _weighed(*part, b_at, f_at, first * self.weights)
+        weighted = sparse.diags(self.weights)
+        hit_n = counts.data[chosen]
+        hit_w = np.asarray(((weighted @ added).T @ held)[b, f]).ravel()
+        held_n = feature_items[f] - np.asarray((shown.T @ held)[b, f]).ravel()
+        held_w = (held.T @ self.weights)[f] - np.asarray(
+            ((weighted @ shown).T @ held)[b, f]
+        ).ravel()
         measures = {}
         for i, (tag, feature) in enumerate(zip(b.tolist(), f.tolist(), strict=True)):
             found = measures[("add", self.tags[tag], self.features[feature])] = Measure()
             found.hit_n, found.hit_w = int(hit_n[i]), float(hit_w[i])
-            found.held_n, found.held_w = round(float(held_n[i])), float(held_w[i])
-            n0, h0 = round(float(hit_n0[i])), round(float(held_n0[i]))
-            w0, hw0 = float(hit_w0[i]), float(held_w0[i])
-            found.folds = [
-                (n0, h0, w0, hw0),
-                (found.hit_n - n0, found.held_n - h0, found.hit_w - w0, found.held_w - hw0),
-            ]
+            found.held_n, found.held_w = int(held_n[i]), float(held_w[i])
         return measures
 
     @functools.cached_property
@@ -120,18 +106,6 @@ class Additions:
         holding = by_feature.indices[by_feature.indptr[f] : by_feature.indptr[f + 1]]
         both = items[np.isin(items, holding, assume_unique=True)][:EXAMPLES]
         return self.media_ids[both].tolist()
-
-
-def _weighed(added: Any, shown: Any, held: Any, b: Any, f: Any, weights: Any) -> tuple[Any, Any]:
-    """Per pair (tag column b, feature column f), with the items weighed so: the weight of
-    the items where b was added and f holds, and of those where f holds and b was not shown."""
-    import numpy as np
-    from scipy import sparse
-
-    weighted = sparse.diags(weights)
-    hit = np.asarray(((weighted @ added).T @ held)[b, f]).ravel()
-    shown_held = np.asarray(((weighted @ shown).T @ held)[b, f]).ravel()
-    return hit, (held.T @ weights)[f] - shown_held
 
 
 class Incidence:

@@ -18,16 +18,16 @@ from typing import Any
 from atlas.feedback.evidence import Evidence
 from atlas.feedback.observations import Observations
 from atlas.feedback.pattern_model import (
+    ADDITION_PRIOR,
     ANY,
     Measure,
     Pattern,
     clause_of,
-    cross_fitted,
     make_pattern,
 )
 from atlas.feedback.sparse import Additions, Reviewed, ReviewedRows, narrow_features
 
-__all__ = ["tag_patterns"]
+__all__ = ["base_rate", "tag_patterns"]
 
 
 def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float) -> list[Pattern]:
@@ -50,6 +50,9 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
     pre_count = rows.shown.counts()
     added_count = rows.added.counts()
     predicted_count = rows.predicted.counts()
+    miner.total_w = float(rows.weights.sum())
+    miner.pre_w = rows.shown.weighted(rows.weights)
+    miner.added_w = rows.added.weighted(rows.weights)
     # Pairs of a removed tag with a context or an added tag count only for tags
     # removed, and added, on min_frequency items.
     often_removed = rows.removed.frequent(min_frequency)
@@ -68,17 +71,20 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
         best = heavy * hits + 1.0
         return best >= min_confidence * (best + light * misses + 1.0)
 
-    # An addition's confidence is Laplace's over the items of the fold where it was
-    # not found (see cross_fitted), so it needs at least this many hits even if it
-    # never missed.
-    if min_confidence >= 1.0:
-        needed = float("inf")
-    else:
-        needed = max(
-            float(min_frequency), (2.0 * min_confidence - 1.0) / (heavy * (1.0 - min_confidence))
-        )
-    frequent_tags = {b for b, count in added_count.items() if count >= needed}
-    floor = needed
+    # An addition's confidence is shrunk towards its tag's base rate, so it needs
+    # at least this many hits to reach the floor even if it never missed.
+    def fewest_hits(b: str) -> float:
+        base = base_rate(miner, b)
+        if base >= min_confidence:
+            return float(min_frequency)
+        if min_confidence >= 1.0:
+            return float("inf")
+        needed = ADDITION_PRIOR * (min_confidence - base) / (heavy * (1.0 - min_confidence))
+        return max(float(min_frequency), needed)
+
+    needed = {b: fewest_hits(b) for b, count in added_count.items() if count >= min_frequency}
+    frequent_tags = {b for b, hits in needed.items() if added_count[b] >= hits}
+    floor = min((needed[b] for b in frequent_tags), default=float("inf"))
 
     map_by_a: dict[str, list[str]] = {}
     for (a, b), count in map_count.items():
@@ -113,14 +119,16 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
     held = rows.features().frequent(floor) if frequent_tags else None
     if held is not None and held.names:
         tags = sorted(frequent_tags)
+        needed_of = np.array([needed[b] for b in tags])
+        base_of = np.array([base_rate(miner, b) for b in tags])
         shown_of = np.array([pre_count[b] for b in tags], dtype=np.float64)
 
         def may_qualify_additions(b: Any, feature_items: Any, hits: Any) -> Any:
             """Per pair (tag index, its hits, items of its feature): may it qualify?"""
             misses = np.maximum(0.0, feature_items - shown_of[b] - hits)
-            best = heavy * hits + 1.0
-            return (hits >= needed) & (
-                best >= min_confidence * (heavy * hits + light * misses + 2.0)
+            best = heavy * hits + ADDITION_PRIOR * base_of[b]
+            return (hits >= needed_of[b]) & (
+                best >= min_confidence * (heavy * hits + light * misses + ADDITION_PRIOR)
             )
 
         miner.additions = Additions(
@@ -135,33 +143,36 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
     patterns = []
     miner.evidence = evidence = Evidence(rows)
     for key, found in measures.items():
-        pattern = _tag_pattern(miner, key, found, min_confidence)
+        pattern = _tag_pattern(miner, key, found)
         if key[0] == "map":
             pattern.paired = miner.paired.get((key[1], key[2]), 0)
         elif key[0] == "add":
             miner.addition_keys[pattern.key] = (key[1], key[2])
-        # (An addition's own confidence is measured out of fold; its contradictions
-        # are looked for wherever it held often enough in the items it was found on.)
-        if pattern.support >= min_frequency and found.confidence >= min_confidence:
+        if pattern.support >= min_frequency and pattern.confidence >= min_confidence:
             # A would-be rule: narrowed to where its evidence is, and measured there.
-            evidence.check(key, pattern, _confidence_of(key, min_confidence), min_frequency)
+            evidence.check(key, pattern, _confidence_of(miner, key), min_frequency)
         pattern.general = key[0] != "map" and key[2] == ANY
         patterns.append(pattern)
     return patterns
 
 
 def _confidence_of(
-    key: tuple[str, str, str], min_confidence: float
-) -> Callable[[list[tuple[int, int, float, float]]], float]:
-    """The family's confidence of a measure given per fold (hits, observations, weighed)."""
+    miner: Observations, key: tuple[str, str, str]
+) -> Callable[[float, float], float]:
+    """The family's confidence of (hits, observations), weighted."""
     if key[0] != "add":
-        return lambda folds: (sum(f[2] for f in folds) + 1.0) / (sum(f[3] for f in folds) + 2.0)
-    return lambda folds: cross_fitted(folds, min_confidence)
+        return lambda hit_w, held_w: (hit_w + 1.0) / (held_w + 2.0)
+    base = base_rate(miner, key[1])
+    return lambda hit_w, held_w: (hit_w + ADDITION_PRIOR * base) / (held_w + ADDITION_PRIOR)
 
 
-def _tag_pattern(
-    miner: Observations, key: tuple[str, str, str], found: Measure, min_confidence: float
-) -> Pattern:
+def base_rate(miner: Observations, b: str) -> float:
+    """How often the user adds ``b`` to a reviewed item Atlas did not show it on."""
+    lacking = miner.total_w - miner.pre_w.get(b, 0.0)
+    return miner.added_w.get(b, 0.0) / lacking if lacking > 0 else 0.0
+
+
+def _tag_pattern(miner: Observations, key: tuple[str, str, str], found: Measure) -> Pattern:
     family = key[0]
     if family == "map":
         _, a, b = key
@@ -197,7 +208,8 @@ def _tag_pattern(
             "kind": miner.kinds.get(b, "topic"),
         }
         parts = (rule_type, b, feature)
-        # Measured only where it was not found (see cross_fitted).
-        confidence = cross_fitted(found.folds, min_confidence)
+        # Shrunk towards how often the user adds b anyway (see ADDITION_PRIOR).
+        base = base_rate(miner, b)
+        confidence = (found.hit_w + ADDITION_PRIOR * base) / (found.held_w + ADDITION_PRIOR)
         return make_pattern(rule_type, parts, condition, action, found, confidence)
     return make_pattern(rule_type, parts, condition, action, found)
