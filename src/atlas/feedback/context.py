@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,11 +138,14 @@ def load_contexts(
     *,
     words: bool = True,
     protections: bool = True,
+    tags_of: Collection[int] | None = None,
 ) -> dict[int, MediaContext]:
     """Contexts of the given items (all items when ``None``), read in bulk.
 
     ``protections=False`` leaves out what only applying rules needs (the tags the
     user rejected, whether the genre or the file location is the user's).
+    ``tags_of``: read the stored tags of these items only (mining needs them only
+    for genre and file patterns); ``None``: of every item.
 
     Up to :data:`_SCAN_ABOVE` items are read by id; more, by one pass over each
     table that skips the rows of other items (fewer round trips than thousands
@@ -185,9 +188,13 @@ def load_contexts(
 
     tag_lists: dict[int, list[Tag]] = {}
     tag_columns = (media_tags.c.media_id, *_TAG_STATE_COLUMNS)
-    for where in _id_filters(media_tags.c.media_id, only):
+    tagged: Collection[int] = contexts if tags_of is None else contexts.keys() & set(tags_of)
+    tag_ids = only
+    if tags_of is not None:
+        tag_ids = sorted(tagged) if len(tagged) <= _SCAN_ABOVE else None
+    for where in _id_filters(media_tags.c.media_id, tag_ids) if tagged else ():
         for tag_row in connection.execute(select(*tag_columns).where(*where)):
-            if tag_row.media_id in contexts:
+            if tag_row.media_id in tagged:
                 tag_lists.setdefault(tag_row.media_id, []).append(_tag_state(tag_row))
     for media_id, states in tag_lists.items():
         ordered = sorted(states, key=lambda s: SOURCE_RANK[s.source])

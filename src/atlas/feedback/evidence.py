@@ -46,15 +46,18 @@ class Evidence:
         self.weights = rows.weights
         self.media_ids = rows.media_ids
         self._rows = rows
-        #: By column, built on first use (most minings check few candidates).
-        self._columns: dict[str, tuple[Any, dict[str, int]]] = {}
         self._scope_of: Incidence | None = None
         self._none = np.zeros(self.count, dtype=bool)
         self.contradictions: list[str] = []
         self._said: set[str] = set()
 
     def mask(self, which: str, name: str) -> Any:
-        """Rows (reviewed items) where ``name`` is in the ``which`` incidence."""
+        """Rows (reviewed items) where ``name`` is in the ``which`` incidence.
+
+        Built from the column's row indices (a CSC lookup), never from a scan of
+        every item; ``feature`` names (``kind<SEP>value``) are looked up in the
+        incidence of their kind.
+        """
         import numpy as np
 
         if which == "feature":
@@ -63,30 +66,21 @@ class Evidence:
             kind, _, value = name.partition(SEP)
             if kind == "tag":
                 which, name = "shown", value
-            elif kind != "word":
-                which = "narrow"  # the words are read only for a rule about a word
-        matrix, index = self._by_column(which)
-        column = index.get(name)
-        if column is None:
-            return self._none
+            elif kind == "word":
+                which, name = "words", value
+            else:
+                which = "narrow"
+        rows = self._rows
+        incidence = {
+            "predicted": rows.predicted,
+            "shown": rows.shown,
+            "removed": rows.removed,
+            "added": rows.added,
+            "narrow": rows.narrow,
+            "words": rows.words,
+        }[which]
         found = np.zeros(self.count, dtype=bool)
-        found[matrix.indices[matrix.indptr[column] : matrix.indptr[column + 1]]] = True
-        return found
-
-    def _by_column(self, which: str) -> tuple[Any, dict[str, int]]:
-        found = self._columns.get(which)
-        if found is None:
-            rows = self._rows
-            incidence = {
-                "predicted": rows.predicted,
-                "shown": rows.shown,
-                "removed": rows.removed,
-                "added": rows.added,
-                "narrow": rows.narrow,
-                "feature": rows.all_features,
-            }[which]
-            index = {name: i for i, name in enumerate(incidence.names)}
-            found = self._columns[which] = (incidence.matrix.tocsc(), index)
+        found[incidence.rows_of(name)] = True
         return found
 
     @property
@@ -130,7 +124,8 @@ class Evidence:
         scope = self._scope.matrix[hit.nonzero()[0]]
         import numpy as np
 
-        everywhere = np.flatnonzero(np.bincount(scope.indices, minlength=scope.shape[1]) == hits)
+        columns, times = np.unique(scope.indices, return_counts=True)
+        everywhere = columns[times == hits]
         own = {"tag" + SEP + first, "tag" + SEP + second, second}
         shared = [self._scope.names[i] for i in everywhere.tolist()]
         # A mapping or removal already names the tag it acts on: the situation is

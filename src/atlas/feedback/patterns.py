@@ -108,7 +108,10 @@ def _mine(connection: Connection, miner: Observations, result: MiningResult) -> 
     items = miner.items()
     result.items = len(items)
     if items:
-        miner.contexts = load_contexts(connection, items, protections=False)
+        # Only genre and file patterns read the items' stored tags.
+        miner.contexts = load_contexts(
+            connection, items, protections=False, tags_of=miner.genres.keys() | miner.moves.keys()
+        )
     found: list[Pattern] = []
     found += tag_patterns(miner, result.min_frequency, result.min_confidence)
     found += genre_patterns(miner, result.min_frequency)

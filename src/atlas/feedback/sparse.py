@@ -111,8 +111,32 @@ class Additions:
 class Incidence:
     """Rows of distinct names as a sparse 0/1 matrix (CSR, sorted indices) and its columns."""
 
-    def __init__(self, matrix: Any, names: list[str]) -> None:
+    def __init__(self, matrix: Any, names: list[str], index: dict[str, int] | None = None) -> None:
         self.matrix, self.names = matrix, names
+        if index is not None:
+            self.__dict__["index"] = index
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """Name -> column."""
+        return {name: i for i, name in enumerate(self.names)}
+
+    @functools.cached_property
+    def by_column(self) -> Any:
+        """The matrix by column (CSC, rows ascending): the rows holding a name, cheaply."""
+        matrix = self.matrix.tocsc()
+        matrix.sort_indices()
+        return matrix
+
+    def rows_of(self, name: str) -> Any:
+        """The rows (ascending) holding ``name``."""
+        import numpy as np
+
+        column = self.index.get(name)
+        if column is None:
+            return np.zeros(0, dtype=np.int64)
+        matrix = self.by_column
+        return matrix.indices[matrix.indptr[column] : matrix.indptr[column + 1]]
 
     @classmethod
     def of(cls, rows: Sequence[Collection[str]]) -> Incidence:
@@ -129,7 +153,7 @@ class Incidence:
         shape = (len(rows), len(index))
         matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
         matrix.sort_indices()
-        return cls(matrix, list(index))
+        return cls(matrix, list(index), dict(index))
 
     def counts(self) -> Counter[str]:
         """Rows holding each name."""
@@ -226,11 +250,16 @@ class ReviewedRows:
         always = Incidence(sparse.csr_matrix(np.ones((len(observations), 1))), [ANY])
         narrow = self.narrow
         tags = Incidence(self.shown.matrix, ["tag" + SEP + norm for norm in self.shown.names])
-        words = Incidence.of(
-            [o.context.words if o.context is not None else () for o in observations]
-        )
-        words.names = ["word" + SEP + word for word in words.names]
+        words = self.words
+        words = Incidence(words.matrix, ["word" + SEP + word for word in words.names])
         return Incidence.joined([always, narrow, tags, words])
+
+    @functools.cached_property
+    def words(self) -> Incidence:
+        """The words of each item's texts."""
+        return Incidence.of(
+            [o.context.words if o.context is not None else () for o in self.observations]
+        )
 
 
 def narrow_features(context: MediaContext | None) -> list[str]:
