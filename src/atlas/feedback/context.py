@@ -25,7 +25,7 @@ from atlas.db.tables import (
     user_feedback,
 )
 from atlas.media.tags import SOURCE_RANK, Tag, normalise_tag
-from atlas.media.words import MAX_WORDS, text_words, words_of
+from atlas.media.words import MAX_WORDS, stored_words, text_words, words_of
 
 __all__ = [
     "MAX_WORDS",
@@ -139,6 +139,7 @@ def load_contexts(
     words: bool = True,
     protections: bool = True,
     tags_of: Collection[int] | None = None,
+    word_text: dict[int, str] | None = None,
 ) -> dict[int, MediaContext]:
     """Contexts of the given items (all items when ``None``), read in bulk.
 
@@ -146,6 +147,9 @@ def load_contexts(
     user rejected, whether the genre or the file location is the user's).
     ``tags_of``: read the stored tags of these items only (mining needs them only
     for genre and file patterns); ``None``: of every item.
+    ``word_text``: with ``words``, each item's words go into it instead, as one
+    space-separated string in text order, and the contexts keep no word sets
+    (cheaper where the words are only counted, as mining does).
 
     Up to :data:`_SCAN_ABOVE` items are read by id; more, by one pass over each
     table that skips the rows of other items (fewer round trips than thousands
@@ -212,6 +216,13 @@ def load_contexts(
             transcript_of.update(
                 {media_id: text for media_id, text in rows if media_id in contexts}
             )
+        if word_text is not None:
+            for media_id, context in contexts.items():
+                description, stored, key = texts_of[media_id]
+                word_text[media_id] = stored_words(
+                    stored, key, context.title, description, transcript_of.get(media_id)
+                )
+            return contexts
         for media_id, context in contexts.items():
             description, stored, key = texts_of[media_id]
             context.words = words_of(

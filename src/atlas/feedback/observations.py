@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Norms", "Observations", "TagObs"]
 
+#: Feedback rows fetched at a time.
+_BATCH = 5000
+
 
 class TagObs:
     __slots__ = ("final", "pre", "w")
@@ -67,6 +70,8 @@ class Observations:
         self.atlas_display: dict[str, str] = {}
         self.kinds: dict[str, str] = {}
         self.contexts: dict[int, MediaContext] = {}
+        #: Each item's words, space-separated (the contexts keep no word sets).
+        self.word_text: dict[int, str] = {}
         self.additions: Additions | None = None
         #: Addition patterns (by key) -> (tag, feature): their examples are found once kept.
         self.addition_keys: dict[str, tuple[str, str]] = {}
@@ -100,23 +105,26 @@ class Observations:
         count = 0
         now_s = self.now.timestamp()
         # Per item only its first and its latest tag edit matter: parse just those.
+        half_life_s = self.half_life_s
         tag_rows: dict[int, list[Any]] = {}
-        for media_id, kind, original, corrected, confidence, stamp in connection.execute(query):
-            count += 1
-            # Whole hours: corrections of the same session weigh the same.
-            age = max(0.0, round((now_s - stamp.timestamp()) / 3600) * 3600.0)
-            weight = (1.0 if confidence is None else confidence) * 0.5 ** (age / self.half_life_s)
-            if kind == "tag_correction":
-                known = tag_rows.get(media_id)
-                if known is None:
-                    tag_rows[media_id] = [(original, corrected, weight), None]
-                else:
-                    known[1] = (original, corrected, weight)
-            elif kind == "metadata_edit":
-                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
-                    self._genre_row(media_id, original, corrected, weight)
-            elif kind == "file_move" and corrected:
-                self.moves[media_id] = (os.path.dirname(corrected), weight)
+        # Fetched a batch at a time (one driver call per batch, not per row), in order.
+        for batch in connection.execute(query).partitions(_BATCH):
+            count += len(batch)
+            for media_id, kind, original, corrected, confidence, stamp in batch:
+                # Whole hours: corrections of the same session weigh the same.
+                age = max(0.0, round((now_s - stamp.timestamp()) / 3600) * 3600.0)
+                weight = (1.0 if confidence is None else confidence) * 0.5 ** (age / half_life_s)
+                if kind == "tag_correction":
+                    known = tag_rows.get(media_id)
+                    if known is None:
+                        tag_rows[media_id] = [(original, corrected, weight), None]
+                    else:
+                        known[1] = (original, corrected, weight)
+                elif kind == "metadata_edit":
+                    with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                        self._genre_row(media_id, original, corrected, weight)
+                elif kind == "file_move" and corrected:
+                    self.moves[media_id] = (os.path.dirname(corrected), weight)
         for media_id, (first, last) in tag_rows.items():
             # A row in a layout this version does not know is not evidence.
             with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):

@@ -110,7 +110,11 @@ def _mine(connection: Connection, miner: Observations, result: MiningResult) -> 
     if items:
         # Only genre and file patterns read the items' stored tags.
         miner.contexts = load_contexts(
-            connection, items, protections=False, tags_of=miner.genres.keys() | miner.moves.keys()
+            connection,
+            items,
+            protections=False,
+            tags_of=miner.genres.keys() | miner.moves.keys(),
+            word_text=miner.word_text,
         )
     found: list[Pattern] = []
     found += tag_patterns(miner, result.min_frequency, result.min_confidence)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
-from itertools import chain
+import re
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 from atlas.feedback.context import MediaContext
@@ -20,6 +21,9 @@ from atlas.feedback.observations import TagObs
 from atlas.feedback.pattern_model import ANY, EXAMPLES, SEP, Measure
 
 __all__ = ["Additions", "Incidence", "Reviewed", "ReviewedRows", "narrow_features"]
+
+#: Whitespace other than a plain space.
+_OTHER_SPACE = re.compile(r"[^\S ]")
 
 
 class Reviewed(NamedTuple):
@@ -140,7 +144,8 @@ class Incidence:
 
     @classmethod
     def of(cls, rows: Sequence[Collection[str]]) -> Incidence:
-        """Row i has ones in the columns of the names in ``rows[i]`` (distinct)."""
+        """Row i has ones in the columns of the names in ``rows[i]`` (a name repeated in a
+        row counts once)."""
         import numpy as np
         from scipy import sparse
 
@@ -152,8 +157,42 @@ class Incidence:
         indices = np.fromiter(map(index.__getitem__, names), np.int64, int(indptr[-1]))
         shape = (len(rows), len(index))
         matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
-        matrix.sort_indices()
+        matrix.sum_duplicates()  # sorts the indices, and merges a name repeated in a row
+        matrix.data[:] = 1.0
         return cls(matrix, list(index), dict(index))
+
+    @classmethod
+    def of_words(cls, texts: Sequence[str]) -> Incidence:
+        """Row i has ones in the columns of the whitespace-separated words of ``texts[i]``.
+
+        The same as ``of([text.split() for text in texts])`` without a list per row:
+        the texts are joined and split once (when they are separated by plain spaces
+        only, as stored words are).
+        """
+        import numpy as np
+        from scipy import sparse
+
+        count = len(texts)
+        joined = " ".join(texts)
+        if not count or _OTHER_SPACE.search(joined):
+            return cls.of([text.split() for text in texts])
+        index: defaultdict[str, int] = defaultdict()
+        index.default_factory = index.__len__
+        index[""]  # column 0: the empty word of an empty text or of two spaces in a row
+        words = joined.split(" ")
+        # Text i is split into (its spaces + 1) words, empty ones included.
+        per_text = np.fromiter(map(str.count, texts, repeat(" ", count)), np.int64, count) + 1
+        columns = np.fromiter(map(index.__getitem__, words), np.int64, len(words))
+        rows = np.repeat(np.arange(count, dtype=np.int64), per_text)
+        kept = columns != 0
+        columns, rows = columns[kept] - 1, rows[kept]
+        matrix = sparse.csr_matrix(
+            (np.ones(len(columns)), (rows, columns)), shape=(count, len(index) - 1)
+        )
+        matrix.sum_duplicates()  # a word repeated in a text counts once
+        matrix.data[:] = 1.0
+        names = list(index)[1:]
+        return cls(matrix, names)
 
     def counts(self) -> Counter[str]:
         """Rows holding each name."""
@@ -220,11 +259,13 @@ def _sorted(matrix: Any) -> Any:
 class ReviewedRows:
     """The reviewed items (``observations`` order) as :class:`Incidence` matrices."""
 
-    def __init__(self, observations: list[Reviewed]) -> None:
+    def __init__(self, observations: list[Reviewed], word_text: dict[int, str]) -> None:
         import numpy as np
 
         count = len(observations)
         self.observations = observations
+        #: Each item's words, space-separated (see :func:`atlas.media.words.stored_words`).
+        self.word_text = word_text
         self.media_ids = np.fromiter((o.media_id for o in observations), np.int64, count)
         self.weights = np.fromiter((o.obs.w for o in observations), np.float64, count)
         #: Tags Atlas showed (predicted: automatic ones), removed, and added.
@@ -257,9 +298,8 @@ class ReviewedRows:
     @functools.cached_property
     def words(self) -> Incidence:
         """The words of each item's texts."""
-        return Incidence.of(
-            [o.context.words if o.context is not None else () for o in self.observations]
-        )
+        text = self.word_text
+        return Incidence.of_words([text.get(o.media_id, "") for o in self.observations])
 
 
 def narrow_features(context: MediaContext | None) -> list[str]:

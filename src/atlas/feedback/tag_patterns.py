@@ -46,7 +46,7 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
     # Every item's tags and contexts at once, as sparse 0/1 matrices (rows in
     # ``observations`` order): column sums count them, weighted sums weigh them,
     # products count pairs.
-    rows = ReviewedRows(observations)
+    rows = ReviewedRows(observations, miner.word_text)
     pre_count = rows.shown.counts()
     added_count = rows.added.counts()
     predicted_count = rows.predicted.counts()
