@@ -10,9 +10,9 @@ them as matrix products too.
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
-import re
 from itertools import chain, repeat
 from typing import Any, NamedTuple
 
