@@ -38,10 +38,15 @@ _BATCH = 5000
 class TagObs:
     __slots__ = ("final", "pre", "w")
 
-    def __init__(self) -> None:
-        self.pre: dict[str, tuple[str, str, str]] = {}  # norm -> (source, kind, display)
-        self.final: set[str] = set()
-        self.w = 0.0
+    def __init__(
+        self,
+        pre: dict[str, tuple[str, str, str]] | None = None,
+        final: set[str] | None = None,
+        w: float = 0.0,
+    ) -> None:
+        self.pre = {} if pre is None else pre  # norm -> (source, kind, display)
+        self.final = set() if final is None else final
+        self.w = w
 
 
 class Norms(dict[str, str]):
@@ -166,8 +171,7 @@ class Observations:
             self.user_display.update(zip(norms, added, strict=True))
         for old, new in after.get("replaced", ()):
             self.paired[(norm_of[old], norm_of[new])] += 1
-        obs = self.tags[media_id] = TagObs()
-        obs.pre, obs.final, obs.w = pre, final, weight
+        self.tags[media_id] = TagObs(pre, final, weight)
 
     def _genre_row(self, media_id: int, original: str, corrected: str, weight: float) -> None:
         if not original or not original.startswith("{"):

@@ -24,6 +24,7 @@ __all__ = ["Additions", "Incidence", "Reviewed", "ReviewedRows", "narrow_feature
 
 #: Whitespace other than a plain space.
 _OTHER_SPACE = re.compile(r"[^\S ]")
+_ASCII_SPACES = [chr(code) for code in range(128) if chr(code).isspace() and chr(code) != " "]
 
 
 class Reviewed(NamedTuple):
@@ -78,12 +79,17 @@ class Additions:
         b, f = counts.row[chosen], counts.col[chosen]
         if not len(b):
             return {}
+        # The other products only over the chosen tags and features (each pair's sum
+        # runs over the same items in the same order as over every column).
+        tags, tag_at = np.unique(b, return_inverse=True)
+        features, feature_at = np.unique(f, return_inverse=True)
+        added, shown, held = added[:, tags], shown[:, tags], held[:, features]
         weighted = sparse.diags(self.weights)
         hit_n = counts.data[chosen]
-        hit_w = np.asarray(((weighted @ added).T @ held)[b, f]).ravel()
-        held_n = feature_items[f] - np.asarray((shown.T @ held)[b, f]).ravel()
-        held_w = (held.T @ self.weights)[f] - np.asarray(
-            ((weighted @ shown).T @ held)[b, f]
+        hit_w = np.asarray(((weighted @ added).T @ held)[tag_at, feature_at]).ravel()
+        held_n = feature_items[f] - np.asarray((shown.T @ held)[tag_at, feature_at]).ravel()
+        held_w = (held.T @ self.weights)[feature_at] - np.asarray(
+            ((weighted @ shown).T @ held)[tag_at, feature_at]
         ).ravel()
         measures = {}
         for i, (tag, feature) in enumerate(zip(b.tolist(), f.tolist(), strict=True)):
@@ -174,7 +180,7 @@ class Incidence:
 
         count = len(texts)
         joined = " ".join(texts)
-        if not count or _OTHER_SPACE.search(joined):
+        if not count or _other_space(joined):
             return cls.of([text.split() for text in texts])
         index: defaultdict[str, int] = defaultdict()
         index.default_factory = index.__len__
@@ -183,13 +189,16 @@ class Incidence:
         # Text i is split into (its spaces + 1) words, empty ones included.
         per_text = np.fromiter(map(str.count, texts, repeat(" ", count)), np.int64, count) + 1
         columns = np.fromiter(map(index.__getitem__, words), np.int64, len(words))
-        rows = np.repeat(np.arange(count, dtype=np.int64), per_text)
         kept = columns != 0
-        columns, rows = columns[kept] - 1, rows[kept]
-        matrix = sparse.csr_matrix(
-            (np.ones(len(columns)), (rows, columns)), shape=(count, len(index) - 1)
-        )
-        matrix.sum_duplicates()  # a word repeated in a text counts once
+        if not kept.all():
+            rows = np.repeat(np.arange(count, dtype=np.int64), per_text)
+            per_text = np.bincount(rows[kept], minlength=count)
+            columns = columns[kept]
+        indptr = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(per_text, out=indptr[1:])
+        shape = (count, len(index) - 1)
+        matrix = sparse.csr_matrix((np.ones(len(columns)), columns - 1, indptr), shape=shape)
+        matrix.sum_duplicates()  # sorts the indices; a word repeated in a text counts once
         matrix.data[:] = 1.0
         names = list(index)[1:]
         return cls(matrix, names)
@@ -248,6 +257,13 @@ class Incidence:
         import numpy as np
 
         return np.bincount(self.matrix.indices, minlength=self.matrix.shape[1])
+
+
+def _other_space(text: str) -> bool:
+    """Whether ``text`` has whitespace other than plain spaces."""
+    if text.isascii():  # a quick search for each of the few ASCII ones
+        return any(space in text for space in _ASCII_SPACES)
+    return _OTHER_SPACE.search(text) is not None
 
 
 def _sorted(matrix: Any) -> Any:

@@ -11,6 +11,7 @@ against every reviewed item (additions as sparse matrix products, see
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from itertools import chain
 from typing import Any
@@ -34,12 +35,21 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
     import numpy as np
 
     observations: list[Reviewed] = []
+    # Items of the same type, genre and folder share their list of contexts.
+    narrow_of: dict[tuple[str, str | None, str | None], list[str]] = {}
     for media_id, obs in miner.tags.items():
         pre, final = obs.pre, obs.final
         predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
         added = final - pre.keys()
         context = miner.contexts.get(media_id)
-        narrow = narrow_features(context)
+        narrow: list[str] = []
+        if context is not None:
+            path = context.path
+            where = (context.media_type, context.genre, os.path.dirname(path) if path else None)
+            known = narrow_of.get(where)
+            if known is None:
+                known = narrow_of[where] = narrow_features(context)
+            narrow = known
         observations.append(
             Reviewed(media_id, obs, predicted, predicted - final, added, narrow, context)
         )
