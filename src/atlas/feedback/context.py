@@ -44,7 +44,7 @@ _CHUNK = 500
 _SCAN_ABOVE = 2000
 
 
-@dataclass
+@dataclass(slots=True)
 class MediaContext:
     """The facts a rule condition is evaluated against."""
 

@@ -40,11 +40,11 @@ class TagObs:
 
     def __init__(
         self,
-        pre: dict[str, tuple[str, str, str]] | None = None,
+        pre: dict[str, str] | None = None,
         final: set[str] | None = None,
         w: float = 0.0,
     ) -> None:
-        self.pre = {} if pre is None else pre  # norm -> (source, kind, display)
+        self.pre = {} if pre is None else pre  # norm -> source
         self.final = set() if final is None else final
         self.w = w
 
@@ -142,24 +142,27 @@ class Observations:
         """What Atlas showed at the first review (rules taken out), what the user left last."""
         atlas_display, kinds, norm_of = self.atlas_display, self.kinds, self.norm_of
         before = orjson.loads(first[0])
-        pre: dict[str, tuple[str, str, str]] = {}
+        # norm -> source (a state without its tag is a layout this version does not know)
+        pre: dict[str, str] = {}
         for state in before["tags"]:
             norm, source, tag = state["norm"], state["source"], state["tag"]
-            kind = state.get("kind", "topic")
             if norm not in atlas_display:  # the first spelling and kind seen
-                atlas_display[norm], kinds[norm] = tag, kind
+                atlas_display[norm], kinds[norm] = tag, state.get("kind", "topic")
             if source != "rule":  # a rule put it there: not what Atlas predicted
-                pre[norm] = (source, kind, tag)
+                pre[norm] = source
             norm_of[tag] = norm
         for state in before.get("rules", {}).get("removed", ()):
-            pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
+            state["tag"]
+            pre.setdefault(state["norm"], "auto")
         if last is not None:
             before = orjson.loads(last[0])
             for state in before["tags"]:  # predictions made after the first review
                 if state["source"] == "auto" and state["norm"] not in pre:
-                    pre[state["norm"]] = ("auto", state.get("kind", "topic"), state["tag"])
+                    state["tag"]
+                    pre[state["norm"]] = "auto"
             for state in before.get("rules", {}).get("removed", ()):
-                pre.setdefault(state["norm"], ("auto", state.get("kind", "topic"), state["tag"]))
+                state["tag"]
+                pre.setdefault(state["norm"], "auto")
         _original, corrected, weight = last or first
         after = orjson.loads(corrected)
         final = {state["norm"] for state in before["tags"]}

@@ -39,7 +39,7 @@ def tag_patterns(miner: Observations, min_frequency: int, min_confidence: float)
     narrow_of: dict[tuple[str, str | None, str | None], list[str]] = {}
     for media_id, obs in miner.tags.items():
         pre, final = obs.pre, obs.final
-        predicted = {norm for norm, value in pre.items() if value[0] == "auto"}
+        predicted = {norm for norm, source in pre.items() if source == "auto"}
         added = final - pre.keys()
         context = miner.contexts.get(media_id)
         narrow: list[str] = []
