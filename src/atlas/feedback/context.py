@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 _CHUNK = 500
+#: Rows fetched at a time from a whole-table read.
+_BATCH = 5000
 #: More items than this: :func:`load_contexts` reads whole tables.
 _SCAN_ABOVE = 2000
 
@@ -173,19 +175,21 @@ def load_contexts(
     # id -> (description, stored words, their key)
     texts_of: dict[int, tuple[str | None, str | None, str | None]] = {}
     for where in _id_filters(media.c.id, by_id):
-        for row in connection.execute(select(*columns).where(*where)):
-            if wanted is not None and row.id not in wanted:
-                continue
-            contexts[row.id] = MediaContext(
-                media_id=row.id,
-                media_type=row.media_type,
-                title=row.title,
-                genre=row.genre,
-                path=row.path,
-                origin=row.origin,
-                genre_protected=row.origin == "catalog",
-            )
-            texts_of[row.id] = (row.description, row.words, row.words_key)
+        # A batch of rows at a time; each row unpacked once.
+        for batch in connection.execute(select(*columns).where(*where)).partitions(_BATCH):
+            for media_id, kind, title, genre, path, origin, description, stored, key in batch:
+                if wanted is not None and media_id not in wanted:
+                    continue
+                contexts[media_id] = MediaContext(
+                    media_id=media_id,
+                    media_type=kind,
+                    title=title,
+                    genre=genre,
+                    path=path,
+                    origin=origin,
+                    genre_protected=origin == "catalog",
+                )
+                texts_of[media_id] = (description, stored, key)
     if not contexts:
         return contexts
     only = None if by_id is None else sorted(contexts)
