@@ -142,7 +142,8 @@ class Observations:
         """What Atlas showed at the first review (rules taken out), what the user left last."""
         atlas_display, kinds, norm_of = self.atlas_display, self.kinds, self.norm_of
         before = orjson.loads(first[0])
-        # norm -> source (a state without its tag is a layout this version does not know)
+        # norm -> source. Each state's tag is looked up even where it is not kept: a
+        # state without one is a layout this version does not know (the item is skipped).
         pre: dict[str, str] = {}
         for state in before["tags"]:
             norm, source, tag = state["norm"], state["source"], state["tag"]
