@@ -331,7 +331,7 @@ class OpenAIProvider(_HttpProvider):
         return [item["embedding"] for item in ordered]
 
 
-# --- the per-process cache -----------------------------------------------------------
+# --- one per process and configuration (kept in atlas.caches) -----------------------
 
 
 def _key(config: EmbeddingSettings) -> tuple[Any, ...]:

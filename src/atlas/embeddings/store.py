@@ -491,7 +491,7 @@ def _first_line(exc: BaseException) -> str:
     return text[:200]
 
 
-# --- the per-process cache -----------------------------------------------------------
+# --- one per process and configuration (kept in atlas.caches) -----------------------
 
 
 def get_store(settings: Settings) -> VectorStore:
