@@ -75,7 +75,7 @@ from typer.testing import CliRunner
 
 import search_writes
 from atlas.app import Atlas, open_atlas
-from atlas.caches import clear_caches
+from atlas.caches import CACHES
 from atlas.cli.scripts import embed_media_app
 from atlas.config import load_settings
 from atlas.db import utcnow
@@ -196,7 +196,7 @@ def throughput(home: Path, encoder: Any, texts: list[str], repeat: int) -> float
         runs.append((wall, cpu))
         plains.append(plain())
         if index:
-            clear_caches("library")
+            CACHES.stores.clear()
             shutil.rmtree(target)
     shutil.rmtree(pristine)
     n = len(texts)
@@ -614,7 +614,7 @@ def main() -> None:
             for line, ok in search_writes.report(atlas, query_texts, 40, hybrid=True):
                 check(line, ok)
         atlas.close()
-        clear_caches("library")
+        CACHES.stores.clear()
 
         # (a) similar media, library B: genres not in the embedded text.
         (root / "b").mkdir()
