@@ -75,6 +75,7 @@ from typer.testing import CliRunner
 
 import search_writes
 from atlas.app import Atlas, open_atlas
+from atlas.caches import CACHES
 from atlas.cli.scripts import embed_media_app
 from atlas.config import load_settings
 from atlas.db import utcnow
@@ -87,7 +88,6 @@ from atlas.embeddings.repository import load_documents
 from atlas.embeddings.results import load_details, make_hit, model_collection
 from atlas.embeddings.similar import SHIPPED as SHIPPED_SIMILAR
 from atlas.embeddings.similar import SimilarWeights
-from atlas.embeddings.store import clear_store_cache
 from atlas.media import import_catalog
 from atlas.media.tags import Tag, upsert_tags
 from search_sets import (
@@ -196,7 +196,7 @@ def throughput(home: Path, encoder: Any, texts: list[str], repeat: int) -> float
         runs.append((wall, cpu))
         plains.append(plain())
         if index:
-            clear_store_cache()
+            CACHES.stores.clear()
             shutil.rmtree(target)
     shutil.rmtree(pristine)
     n = len(texts)
@@ -614,7 +614,7 @@ def main() -> None:
             for line, ok in search_writes.report(atlas, query_texts, 40, hybrid=True):
                 check(line, ok)
         atlas.close()
-        clear_store_cache()
+        CACHES.stores.clear()
 
         # (a) similar media, library B: genres not in the embedded text.
         (root / "b").mkdir()

@@ -285,15 +285,13 @@ def media_maker(tmp_path_factory: pytest.TempPathFactory) -> MediaMaker:
 
 @pytest.fixture(autouse=True)
 def _fresh_embedding_caches() -> Iterator[None]:
-    """Each test's data dir gets its own Chroma client; loaded models stay cached."""
+    """Each test's library state (Chroma client, lexical index...) is forgotten; models stay."""
     yield
     import sys
 
-    from atlas.embeddings.lexical_sync import clear_lexical_cache
-    from atlas.embeddings.store import clear_store_cache
+    from atlas.caches import clear_caches
 
-    clear_store_cache()
-    clear_lexical_cache()
+    clear_caches("library")
     if "chromadb" in sys.modules:
         from chromadb.api.client import SharedSystemClient
 

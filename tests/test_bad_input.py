@@ -286,11 +286,11 @@ def test_the_settings_refuse_inf_and_nan_everywhere(tmp_path):
 
 @pytest.mark.slow
 def test_a_damaged_vector_store_is_moved_aside_and_rebuilt(atlas, cli, embedded_library):
-    from atlas.embeddings.store import clear_store_cache
+    from atlas.caches import clear_caches
 
     store = atlas.settings.chroma_path
     (store / "chroma.sqlite3").write_bytes(b"not a database" + os.urandom(8192))
-    clear_store_cache()
+    clear_caches("library")
     some_id = str(next(iter(embedded_library.values())))
     for args in (["embed-media", "--all", "--verify"], ["search-similar", "--media", some_id]):
         result = cli(*args)

@@ -35,6 +35,7 @@ from sqlalchemy import (
 
 from _feedback import add_item
 from atlas.app import open_atlas
+from atlas.caches import clear_caches
 from atlas.config import Settings, load_settings
 from atlas.db.engine import normalise_url
 from atlas.db.tables import (
@@ -61,7 +62,7 @@ from atlas.db.tables import (
     transcripts,
     user_feedback,
 )
-from atlas.embeddings.store import VectorStore, clear_store_cache
+from atlas.embeddings.store import VectorStore
 from atlas.storage import migrate_store
 from conftest import POSTGRES_URL, free_port
 
@@ -497,7 +498,7 @@ def generate_library(settings: Settings, *, items: int, seed: int = 7) -> None:
         collection.upsert(ids, vectors, [{"media_type": "video", "genres": ["Drama"]} for _ in ids])
     finally:
         atlas.close()
-        clear_store_cache()
+        clear_caches("library")
         from chromadb.api.client import SharedSystemClient
 
         SharedSystemClient.clear_system_cache()

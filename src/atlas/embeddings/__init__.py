@@ -15,7 +15,7 @@ from atlas.embeddings.clusters import ClusterInfo, ClusterReport, cluster_librar
 from atlas.embeddings.document import DocumentInput, MediaDocument, build_document
 from atlas.embeddings.embed import EmbedReport, embed_media
 from atlas.embeddings.fusion import FusionWeights
-from atlas.embeddings.providers import EmbeddingProvider, clear_provider_cache, get_provider
+from atlas.embeddings.providers import EmbeddingProvider, get_provider
 from atlas.embeddings.query_vectors import QueryVectors
 from atlas.embeddings.results import HitGroup, SearchHit, SearchResult
 from atlas.embeddings.search import (
@@ -44,7 +44,6 @@ __all__ = [
     "SearchResult",
     "VectorStore",
     "build_document",
-    "clear_provider_cache",
     "cluster_library",
     "embed_media",
     "embed_texts",

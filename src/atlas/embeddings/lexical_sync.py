@@ -31,12 +31,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.exc import OperationalError
 
+from atlas.caches import CACHES
 from atlas.db import database_errors
 from atlas.db.tables import media, media_tags, search_changes, transcripts
 from atlas.embeddings.lexical import LexicalDocument, LexicalIndex, tokenize
 from atlas.media.tags import normalise_tag
 
-__all__ = ["build_lexical_index", "clear_lexical_cache", "get_lexical_index"]
+__all__ = ["build_lexical_index", "get_lexical_index"]
 
 _TITLE_WEIGHT = 3
 _CONFIRMED_TAG_WEIGHT = 3
@@ -56,32 +57,23 @@ class _Cached:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_CACHE: dict[str, _Cached] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def get_lexical_index(engine: Engine) -> LexicalIndex:
     """The BM25 index of the library in ``engine``, current as of this call."""
     key = str(engine.url)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-    if cached is None:
-        built = _build_cached(engine)
-        with _CACHE_LOCK:
-            cached = _CACHE.setdefault(key, built)
-        if cached is built:
-            return built.index
+    built: list[_Cached] = []
+
+    def build() -> _Cached:
+        built.append(_build_cached(engine))
+        return built[0]
+
+    cached = CACHES.lexical.get(key, build)
+    if built:
+        return cached.index  # read just now: nothing to catch up on
     with cached.lock:
         if not _refresh(engine, cached):
             cached = _build_cached(engine)
-            with _CACHE_LOCK:
-                _CACHE[key] = cached
+            CACHES.lexical.put(key, cached)
         return cached.index
-
-
-def clear_lexical_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
 
 
 def build_lexical_index(engine: Engine) -> LexicalIndex:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from atlas.caches import CACHES
 from atlas.config import EmbeddingSettings, Settings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
 from atlas.http import Endpoint, json_client, post_json
@@ -41,7 +42,6 @@ __all__ = [
     "OllamaProvider",
     "OpenAIProvider",
     "SentenceTransformerProvider",
-    "clear_provider_cache",
     "get_provider",
 ]
 
@@ -331,10 +331,7 @@ class OpenAIProvider(_HttpProvider):
         return [item["embedding"] for item in ordered]
 
 
-# --- the per-process cache -----------------------------------------------------------
-
-_CACHE: dict[tuple[Any, ...], EmbeddingProvider] = {}
-_CACHE_LOCK = threading.Lock()
+# --- one per process and configuration (kept in atlas.caches) -----------------------
 
 
 def _key(config: EmbeddingSettings) -> tuple[Any, ...]:
@@ -355,12 +352,7 @@ def get_provider(settings: Settings | EmbeddingSettings) -> EmbeddingProvider:
     """The provider the settings describe; one instance per process and configuration."""
     config = settings.embedding if isinstance(settings, Settings) else settings
     key = _key(config)
-    with _CACHE_LOCK:
-        provider = _CACHE.get(key)
-        if provider is None:
-            provider = _make(config)
-            _CACHE[key] = provider
-        return provider
+    return CACHES.providers.get(key, lambda: _make(config))
 
 
 def _make(config: EmbeddingSettings) -> EmbeddingProvider:
@@ -382,12 +374,6 @@ def _make(config: EmbeddingSettings) -> EmbeddingProvider:
     return SentenceTransformerProvider(
         config.model, device=config.device, batch_size=config.batch_size
     )
-
-
-def clear_provider_cache() -> None:
-    """Forget every provider (tests; a long-lived process after a settings change)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,12 +16,10 @@ at once would otherwise all pay for it).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from atlas.embeddings.providers import EmbeddingProvider
+from atlas.memo import Memo
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,14 +33,6 @@ __all__ = ["QUERY_VECTORS_KEPT", "QueryVectors"]
 QUERY_VECTORS_KEPT = 1024
 
 
-@dataclass
-class _Pending:
-    """A text being embedded now; others asking for it wait for ``done``."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    vector: Vector | None = None
-
-
 class QueryVectors:
     """A bounded LRU table of query vectors, by (model id, text); safe across threads."""
 
@@ -50,9 +40,12 @@ class QueryVectors:
         if size < 1:
             raise ValueError("a table of query vectors holds at least one")
         self.size = size
-        self._vectors: OrderedDict[tuple[str, str], Vector] = OrderedDict()
-        self._pending: dict[tuple[str, str], _Pending] = {}
-        self._lock = threading.Lock()
+        self._vectors: Memo[tuple[str, str], Vector] = Memo(
+            "query vectors",
+            max_entries=size,
+            scope="process",
+            holds="the unit vector of a search text per embedding model id and text",
+        )
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -61,37 +54,12 @@ class QueryVectors:
         """The unit vector of ``text`` with ``provider``: from the table, or embedded now.
 
         Raises what ``provider.embed`` raises (``InvalidInput`` for an empty text,
-        ``Unavailable`` when the model cannot be used); a failure is not kept.
+        ``Unavailable`` when the model cannot be used), to every request that
+        waited for that pass; a failure is not kept.
         """
-        key = (provider.model_id, text)
-        with self._lock:
-            found = self._vectors.get(key)
-            if found is not None:
-                self._vectors.move_to_end(key)
-                return found
-            pending = self._pending.get(key)
-            first = pending is None
-            if pending is None:
-                pending = self._pending[key] = _Pending()
-        if not first:
-            pending.done.wait()
-            if pending.vector is not None:
-                return pending.vector
-            return self._embed(provider, text)  # that pass failed: fail (or succeed) here
-        # Outside the lock: a slow model must not hold up the queries already known.
-        try:
-            vector = self._embed(provider, text)
-            pending.vector = vector
-            with self._lock:
-                self._vectors[key] = vector
-                self._vectors.move_to_end(key)
-                while len(self._vectors) > self.size:
-                    self._vectors.popitem(last=False)
-            return vector
-        finally:
-            with self._lock:
-                self._pending.pop(key, None)
-            pending.done.set()
+        # Built outside the table's lock: a slow model must not hold up the queries
+        # already known.
+        return self._vectors.get((provider.model_id, text), lambda: self._embed(provider, text))
 
     @staticmethod
     def _embed(provider: EmbeddingProvider, text: str) -> Vector:

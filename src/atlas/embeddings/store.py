@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from atlas.caches import CACHES
 from atlas.config import Settings
 from atlas.errors import REBUILD_VECTOR_STORE, Unavailable, missing_extra
 
@@ -41,7 +42,6 @@ __all__ = [
     "StoreDamaged",
     "VectorCollection",
     "VectorStore",
-    "clear_store_cache",
     "collection_name",
     "get_store",
 ]
@@ -491,10 +491,7 @@ def _first_line(exc: BaseException) -> str:
     return text[:200]
 
 
-# --- the per-process cache -----------------------------------------------------------
-
-_STORES: dict[tuple[Any, ...], VectorStore] = {}
-_STORES_LOCK = threading.Lock()
+# --- one per process and configuration (kept in atlas.caches) -----------------------
 
 
 def get_store(settings: Settings) -> VectorStore:
@@ -505,15 +502,4 @@ def get_store(settings: Settings) -> VectorStore:
         if chroma.host is None
         else (chroma.host, chroma.port, chroma.ssl)
     ) + (chroma.collection,)
-    with _STORES_LOCK:
-        store = _STORES.get(key)
-        if store is None:
-            store = VectorStore(settings)
-            _STORES[key] = store
-        return store
-
-
-def clear_store_cache() -> None:
-    """Forget every store client (tests)."""
-    with _STORES_LOCK:
-        _STORES.clear()
+    return CACHES.stores.get(key, lambda: VectorStore(settings))

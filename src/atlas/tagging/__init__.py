@@ -33,7 +33,6 @@ from atlas.tagging.selftune_store import (
     tuning_of_library,
 )
 from atlas.tagging.sources import SOURCES, Evidence, SourceResult
-from atlas.tagging.sources.profiles import clear_profile_cache
 from atlas.tagging.store import StoredTags, store_prediction
 from atlas.tagging.tagger import ItemPrediction, predict_tags
 from atlas.tagging.tuning import (
@@ -63,7 +62,6 @@ __all__ = [
     "Vocabulary",
     "VocabularyEntry",
     "add_media_tags",
-    "clear_profile_cache",
     "combine",
     "current_tuning",
     "input_vectors",

@@ -36,13 +36,13 @@ can be shown, so a hidden keyword kind stays hidden.)
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from atlas.caches import CACHES
 from atlas.config import TaggingSettings
 from atlas.db import database_errors
 from atlas.db.tables import user_feedback
@@ -53,7 +53,6 @@ __all__ = [
     "NEVER",
     "Cutoff",
     "Cutoffs",
-    "clear_cutoff_cache",
     "learn_cutoff",
     "learned_cutoffs",
     "reviewed_tags",
@@ -227,15 +226,6 @@ def reviewed_tags(engine: Engine, window: int, skip: Collection[str] = ()) -> Re
     return reviews
 
 
-_cache: dict[tuple[Any, ...], Cutoffs] = {}
-_lock = threading.Lock()
-
-
-def clear_cutoff_cache() -> None:
-    with _lock:
-        _cache.clear()
-
-
 def learned_cutoffs(config: TaggingSettings, engine: Engine) -> Cutoffs:
     """The learned cut-offs; none when switched off or nothing was reviewed yet.
 
@@ -258,13 +248,9 @@ def learned_cutoffs(config: TaggingSettings, engine: Engine) -> Cutoffs:
         config.cutoff_min_reviews,
         config.cutoff_window,
     )
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-    found = reviewed_tags(engine, config.cutoff_window, taken).cutoffs(
-        threshold=config.threshold, min_reviews=config.cutoff_min_reviews
+    return CACHES.cutoffs.get(
+        key,
+        lambda: reviewed_tags(engine, config.cutoff_window, taken).cutoffs(
+            threshold=config.threshold, min_reviews=config.cutoff_min_reviews
+        ),
     )
-    with _lock:
-        _cache.clear()
-        _cache[key] = found
-    return found

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, select
 
+from atlas.caches import CACHES
 from atlas.config import Settings
 from atlas.db import database_errors
 from atlas.db.tables import tagger_models
@@ -246,10 +247,6 @@ class TunedModel:
         return torch.cat(rows).numpy().astype(np.float32)
 
 
-_CACHE: dict[tuple[str, str], TunedModel] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def latest_tuned_model(settings: Settings, engine: Engine) -> TunedModel | None:
     """The newest fine-tuned model for the configured embedding model (``None``: none yet)."""
     model_id = get_provider(settings).model_id
@@ -262,22 +259,21 @@ def latest_tuned_model(settings: Settings, engine: Engine) -> TunedModel | None:
         ).first()
         if newest is None:
             return None
-        key = (str(engine.url), model_id)
-        with _CACHE_LOCK:
-            cached = _CACHE.get(key)
-        # The time too: a database made again from scratch numbers its models anew.
-        if cached is not None and cached.version == tuple(newest):
-            return cached
-        row = connection.execute(select(tagger_models).where(tagger_models.c.id == newest.id)).one()
-    loaded = TunedModel(
-        (row.id, row.created_at),
-        [ProfileTag(t["tag"], t["norm"], t["kind"], int(t["positives"])) for t in row.tags],
-        dict(row.training),
-        bytes(row.weights),
-    )
-    with _CACHE_LOCK:
-        _CACHE[key] = loaded
-    return loaded
+
+        def load() -> TunedModel:
+            row = connection.execute(
+                select(tagger_models).where(tagger_models.c.id == newest.id)
+            ).one()
+            return TunedModel(
+                (row.id, row.created_at),
+                [ProfileTag(t["tag"], t["norm"], t["kind"], int(t["positives"])) for t in row.tags],
+                dict(row.training),
+                bytes(row.weights),
+            )
+
+        # The version has the time too: a database made again from scratch numbers
+        # its models anew. A newer version replaces the older one of (database, model).
+        return CACHES.tuned_models.get((str(engine.url), model_id, tuple(newest)), load)
 
 
 def train_tagger(

@@ -18,11 +18,11 @@ cannot contain a colon. A line that cannot be read is refused with its number.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from atlas.caches import CACHES
 from atlas.config import TaggingSettings
 from atlas.errors import InvalidInput, NotFound
 from atlas.media.tags import clean_tag, normalise_tag
@@ -121,10 +121,6 @@ def parse_vocabulary(text: str, origin: str) -> Vocabulary:
     return Vocabulary(tuple(entries), origin, digest)
 
 
-_CACHE: dict[tuple[str, float | None], Vocabulary] = {}
-_LOCK = threading.Lock()
-
-
 def load_vocabulary(settings: TaggingSettings) -> Vocabulary:
     """The configured vocabulary (cached per file and modification time).
 
@@ -142,23 +138,18 @@ def load_vocabulary(settings: TaggingSettings) -> Vocabulary:
             raise NotFound(
                 f"the tag vocabulary {path} does not exist; fix or unset tagging.vocabulary_file"
             ) from None
-    with _LOCK:
-        cached = _CACHE.get(key)
-    if cached is not None:
-        return cached
+    return CACHES.vocabularies.get(key, lambda: _read_vocabulary(path))
+
+
+def _read_vocabulary(path: Path | None) -> Vocabulary:
     if path is None:
         text = resources.files("atlas.tagging").joinpath(DEFAULT_VOCABULARY).read_text("utf-8")
-        vocabulary = parse_vocabulary(text, "the default vocabulary")
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise InvalidInput(
-                f"the tag vocabulary {path} cannot be read ({reason}); "
-                "check tagging.vocabulary_file"
-            ) from None
-        vocabulary = parse_vocabulary(text, str(path))
-    with _LOCK:
-        _CACHE[key] = vocabulary
-    return vocabulary
+        return parse_vocabulary(text, "the default vocabulary")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidInput(
+            f"the tag vocabulary {path} cannot be read ({reason}); check tagging.vocabulary_file"
+        ) from None
+    return parse_vocabulary(text, str(path))

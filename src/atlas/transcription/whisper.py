@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atlas.caches import CACHES
 from atlas.config import TranscriptionSettings
 from atlas.errors import InvalidInput, Unavailable, missing_extra
 from atlas.media.probe import require_tool
@@ -51,7 +52,6 @@ __all__ = [
     "Transcript",
     "TranscriptSegment",
     "WhisperTranscriber",
-    "clear_transcribers",
     "decode_audio",
     "get_transcriber",
     "resolve_compute_type",
@@ -299,27 +299,14 @@ def _decode(
     return segments, info, redecoded
 
 
-_CACHE: dict[tuple[str, str, str, int], WhisperTranscriber] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def get_transcriber(
     choice: ModelChoice, device: str, compute_type: str, cpu_threads: int = 0
 ) -> WhisperTranscriber:
     """The process-wide wrapper of this model on this device (made on first use)."""
     key = (str(choice.path), device, compute_type, cpu_threads)
-    with _CACHE_LOCK:
-        transcriber = _CACHE.get(key)
-        if transcriber is None:
-            transcriber = WhisperTranscriber(choice, device, compute_type, cpu_threads)
-            _CACHE[key] = transcriber
-        return transcriber
-
-
-def clear_transcribers() -> None:
-    """Forget every loaded model (their memory is freed when unreferenced)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    return CACHES.transcribers.get(
+        key, lambda: WhisperTranscriber(choice, device, compute_type, cpu_threads)
+    )
 
 
 def decode_audio(

@@ -18,11 +18,11 @@ Words keep their capitals only when the text never writes them in lower case
 from __future__ import annotations
 
 import re
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from atlas.caches import CACHES
 from atlas.config import Settings
 from atlas.embeddings import embed_texts, get_provider
 from atlas.media.tags import normalise_tag
@@ -112,10 +112,6 @@ _STOPWORDS = (
     frozenset(_STOPWORD_TEXT.split()) | _verb_forms(_VERB_TEXT) | set(_IRREGULAR_TEXT.split())
 )
 
-_PHRASES: OrderedDict[tuple[str, str], Any] = OrderedDict()
-_PHRASES_MAX = 50_000
-_LOCK = threading.Lock()
-
 
 def candidate_phrases(text: str, limit: int = MAX_CANDIDATES) -> list[str]:
     """The candidate phrases of a text, most frequent then earliest first, as displayed."""
@@ -166,20 +162,18 @@ def candidate_phrases(text: str, limit: int = MAX_CANDIDATES) -> list[str]:
 def _phrase_vectors(settings: Settings, phrases: Sequence[str]) -> dict[str, Any]:
     model_id = get_provider(settings).model_id
     found: dict[str, Any] = {}
-    with _LOCK:
-        for phrase in phrases:
-            vector = _PHRASES.get((model_id, phrase))
-            if vector is not None:
-                found[phrase] = vector
+    cached = CACHES.phrase_vectors
+    for phrase in phrases:
+        vector = cached.lookup((model_id, phrase))
+        if vector is not None:
+            found[phrase] = vector
     missing = [phrase for phrase in dict.fromkeys(phrases) if phrase not in found]
     if missing:
+        # One batch for all the phrases not seen yet: faster than one build per phrase.
         vectors = embed_texts(settings, missing)
-        with _LOCK:
-            for phrase, vector in zip(missing, vectors, strict=True):
-                _PHRASES[(model_id, phrase)] = vector
-                found[phrase] = vector
-            while len(_PHRASES) > _PHRASES_MAX:
-                _PHRASES.popitem(last=False)
+        for phrase, vector in zip(missing, vectors, strict=True):
+            cached.put((model_id, phrase), vector)
+            found[phrase] = vector
     return found
 
 

@@ -16,7 +16,6 @@ does not. At most ``MAX_TRAINING_ITEMS`` items (the newest) are used.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from atlas.caches import CACHES
 from atlas.config import Settings
 from atlas.db import database_errors
 from atlas.db.tables import media_tag_rejections, media_tags
@@ -42,7 +42,6 @@ __all__ = [
     "ProfileTag",
     "Profiles",
     "TagExamples",
-    "clear_profile_cache",
     "confirmed_examples",
     "fit_profiles",
     "get_profiles",
@@ -87,16 +86,6 @@ def _features(vectors: Vectors, words: Any) -> Any:
     return sparse.hstack([sparse.csr_matrix(vectors), words]).tocsr()
 
 
-_CACHE: dict[tuple[Any, ...], Profiles | None] = {}
-_LOCK = threading.Lock()
-
-
-def clear_profile_cache() -> None:
-    """Forget trained profiles (tests; a long-lived process after a model change)."""
-    with _LOCK:
-        _CACHE.clear()
-
-
 def _fingerprint(engine: Engine) -> tuple[Any, ...]:
     with database_errors(engine), engine.connect() as connection:
         confirmed = connection.execute(
@@ -122,16 +111,8 @@ def get_profiles(settings: Settings, engine: Engine) -> Profiles | None:
         config.profile_max_tags,
         _fingerprint(engine),
     )
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-    trained = _train(settings, engine)
-    with _LOCK:
-        # Only the latest state is worth keeping.
-        for old in [k for k in _CACHE if k[:4] == key[:4]]:
-            del _CACHE[old]
-        _CACHE[key] = trained
-    return trained
+    # Only the latest state is worth keeping: a new fingerprint replaces the older one.
+    return CACHES.profiles.get(key, lambda: _train(settings, engine))
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ judges every vocabulary tag.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from atlas.caches import CACHES
 from atlas.config import Settings
 from atlas.embeddings import embed_texts, get_provider
 from atlas.tagging.sources import Evidence, SourceResult
@@ -35,20 +35,13 @@ SPAN = 0.15
 FLOOR = 0.1
 ABSOLUTE_SPAN = 0.2
 
-_CACHE: dict[tuple[str, str], Any] = {}
-_LOCK = threading.Lock()
-
 
 def label_vectors(settings: Settings, vocabulary: Vocabulary) -> Vectors:
     """The vocabulary's label vectors with the configured model (cached per process)."""
     key = (get_provider(settings).model_id, vocabulary.digest)
-    with _LOCK:
-        cached = _CACHE.get(key)
-    if cached is None:
-        cached = embed_texts(settings, [entry.label for entry in vocabulary.entries])
-        with _LOCK:
-            _CACHE[key] = cached
-    return cached
+    labels = [entry.label for entry in vocabulary.entries]
+    vectors: Vectors = CACHES.label_vectors.get(key, lambda: embed_texts(settings, labels))
+    return vectors
 
 
 def zero_shot(
