@@ -35,6 +35,14 @@ __all__ = ["Norms", "Observations", "TagObs"]
 _BATCH = 5000
 
 
+def _known(state: dict[str, Any]) -> str:
+    """The norm of a stored tag state; ``KeyError`` when it lacks its norm or its tag."""
+    if "tag" not in state:
+        raise KeyError("tag")
+    norm: str = state["norm"]
+    return norm
+
+
 class TagObs:
     __slots__ = ("final", "pre", "w")
 
@@ -142,8 +150,8 @@ class Observations:
         """What Atlas showed at the first review (rules taken out), what the user left last."""
         atlas_display, kinds, norm_of = self.atlas_display, self.kinds, self.norm_of
         before = orjson.loads(first[0])
-        # norm -> source. Each state's tag is looked up even where it is not kept: a
-        # state without one is a layout this version does not know (the item is skipped).
+        # norm -> source. A state without a norm or a tag is a layout this version does
+        # not know: the item is skipped (``_known`` raises KeyError).
         pre: dict[str, str] = {}
         for state in before["tags"]:
             norm, source, tag = state["norm"], state["source"], state["tag"]
@@ -153,17 +161,14 @@ class Observations:
                 pre[norm] = source
             norm_of[tag] = norm
         for state in before.get("rules", {}).get("removed", ()):
-            state["tag"]
-            pre.setdefault(state["norm"], "auto")
+            pre.setdefault(_known(state), "auto")
         if last is not None:
             before = orjson.loads(last[0])
             for state in before["tags"]:  # predictions made after the first review
                 if state["source"] == "auto" and state["norm"] not in pre:
-                    state["tag"]
-                    pre[state["norm"]] = "auto"
+                    pre[_known(state)] = "auto"
             for state in before.get("rules", {}).get("removed", ()):
-                state["tag"]
-                pre.setdefault(state["norm"], "auto")
+                pre.setdefault(_known(state), "auto")
         _original, corrected, weight = last or first
         after = orjson.loads(corrected)
         final = {state["norm"] for state in before["tags"]}
