@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,6 +35,20 @@ REDIS_URL = os.environ.get("ATLAS_TEST_REDIS_URL")
 _BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 
 
+def _drop_schema(admin: Engine, schema: str) -> None:
+    """Drop a test's schema; a connection the test left behind (a lease renewal, a
+    task finishing) can deadlock with the drop, which then goes again."""
+    for attempt in range(5):
+        try:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture(params=_BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a new PostgreSQL schema."""
@@ -46,8 +62,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in POSTGRES_URL else "?"
     yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    _drop_schema(admin, schema)
     admin.dispose()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from sqlalchemy import select
 
 from _api import events, make_client
 from _feedback import add_item, tag_new_item, tags_of
+from atlas.db.tables import tasks
 
 
 @pytest.fixture
@@ -130,3 +133,25 @@ def test_a_started_task_runs_in_the_background_and_a_running_one_can_be_cancelle
     final = events(client, f"/api/v1/tasks/{started.task_id}/events")[-2][1]
     assert final["status"] == "cancelled"
     assert hold.exists()  # it stopped because it was cancelled, not because it was let go
+
+
+def test_closing_waits_for_a_task_running_in_the_background_then_gives_up(atlas, tmp_path):
+    import task_plugins  # noqa: F401  (registers test-hold)
+
+    marks, hold = tmp_path / "marks", tmp_path / "hold"
+    hold.touch()
+    started = atlas.dispatcher.start("test-hold", {"marks": str(marks), "hold_file": str(hold)})
+    deadline = time.monotonic() + 30
+    while not marks.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # Still held: closing gives up after its bound and leaves the task to its lease.
+    atlas.dispatcher.close(wait_s=0.2)
+    assert "end" not in marks.read_text()
+    # Let go while a close waits: the close returns once the task has finished.
+    threading.Timer(0.3, hold.unlink).start()
+    atlas.dispatcher.close(wait_s=30)
+    assert "end" in marks.read_text()
+    with atlas.engine.connect() as connection:
+        status = connection.scalar(select(tasks.c.status).where(tasks.c.id == started.task_id))
+    assert status == "completed"

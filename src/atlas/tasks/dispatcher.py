@@ -235,6 +235,8 @@ class Dispatcher:
         self._deferred: collections.deque[int] = collections.deque()
         self._deferred_lock = threading.Lock()
         self._local = threading.local()
+        #: In-process: the threads running tasks started by :meth:`start`.
+        self._background: set[threading.Thread] = set()
         self.leases = LeaseKeeper(engine, settings.execution.lease_s)
         # In-process: orphans are looked for once per dispatcher, at its first submit.
         self._adopted = False
@@ -393,8 +395,12 @@ class Dispatcher:
             except Exception:  # logged by the run itself; a recovery takes what is left
                 log.exception("background task %s failed", task_id)
                 self.release_held()
+            finally:
+                self._background.discard(threading.current_thread())
 
-        threading.Thread(target=run, name=f"atlas-task-{task_id}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"atlas-task-{task_id}", daemon=True)
+        self._background.add(thread)
+        thread.start()
         return TaskOutcome(task_id, kind.name, "queued")
 
     def _run_deferred(self) -> None:
@@ -1015,8 +1021,14 @@ class Dispatcher:
             raise
         return report, outcomes
 
-    def close(self) -> None:
-        """Stop the heartbeat; leases still held run out (or are recovered at once here)."""
+    def close(self, wait_s: float = 30.0) -> None:
+        """Give the tasks running in background threads up to ``wait_s`` seconds to finish,
+        then stop the heartbeat; leases still held run out (or are recovered at once by
+        the next process), so a task cut short is finished by whoever opens the library next.
+        """
+        deadline = time.monotonic() + wait_s
+        for thread in list(self._background):
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.leases.stop()
 
 
