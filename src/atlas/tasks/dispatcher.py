@@ -1021,12 +1021,14 @@ class Dispatcher:
             raise
         return report, outcomes
 
-    def close(self, wait_s: float = 30.0) -> None:
-        """Give the tasks running in background threads up to ``wait_s`` seconds to finish,
-        then stop the heartbeat; leases still held run out (or are recovered at once by
+    def close(self, wait_s: float | None = None) -> None:
+        """Give the tasks running in background threads up to ``wait_s`` seconds
+        (``execution.stop_grace_s``, as a stopping worker does) to finish, then stop the
+        heartbeat; leases still held run out (or are recovered at once by
         the next process), so a task cut short is finished by whoever opens the library next.
         """
-        deadline = time.monotonic() + wait_s
+        grace = self.settings.execution.stop_grace_s if wait_s is None else wait_s
+        deadline = time.monotonic() + grace
         for thread in list(self._background):
             thread.join(max(0.0, deadline - time.monotonic()))
         self.leases.stop()
