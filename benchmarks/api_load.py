@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -30,6 +31,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import func, select
@@ -77,63 +80,114 @@ class Load:
         self.requests = 0
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection, as lean as a load client can be.
+
+    The clients run on the same cores as the server; a full HTTP client (httpx
+    spends about 6 ms of CPU per request here) would take a large share of the CPU
+    the benchmark is meant to measure the server with. Requests carry no cookies:
+    without a token, pages and the API need none.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
+    ) -> tuple[int, bytes]:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        target = f"{path}?{urlencode(params)}" if params else path
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        data = b""
+        if body is not None:
+            data = json.dumps(body).encode()
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        try:
+            self.writer.write(head.encode() + b"\r\n" + data)
+            return await self._answer(self.reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            raise
+
+    @staticmethod
+    async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            return status, await reader.readexactly(int(headers["content-length"]))
+        if "chunked" not in headers.get("transfer-encoding", ""):
+            raise ValueError("an answer without a length")
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            parts.append((await reader.readexactly(size + 2))[:-2])
+        await reader.readuntil(b"\r\n")
+        return status, b"".join(parts)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def client_loop(
-    api: httpx.AsyncClient,
-    browser: httpx.AsyncClient,
-    ids: list[int],
-    load: Load,
-    deadline: float,
-    seed: int,
+    host: str, port: int, ids: list[int], load: Load, deadline: float, seed: int
 ) -> None:
-    """One client: an API client that also opens pages as a browser does (own cookies)."""
+    """One client on its own connection: API requests and pages, one after another."""
     rng = random.Random(seed)
     kinds = [kind for kind, _ in MIX]
     weights = [weight for _, weight in MIX]
+    connection = Connection(host, port)
     while time.monotonic() < deadline:
         kind = rng.choices(kinds, weights)[0]
         item = rng.choice(ids)
         clock = time.perf_counter()
         try:
             if kind == "similar":
-                response = await api.get(f"/api/v1/media/{item}/similar", params={"top": 10})
+                status, payload = await connection.request(
+                    "GET", f"/api/v1/media/{item}/similar", {"top": 10}
+                )
             elif kind == "search":
                 mode = rng.choice(("vector", "lexical", "hybrid"))
                 params = {"q": rng.choice(QUERIES), "mode": mode, "top": 10}
-                response = await api.get("/api/v1/search", params=params)
+                status, payload = await connection.request("GET", "/api/v1/search", params)
             elif kind == "page":
-                response = await browser.get(f"/media/{item}")
+                status, payload = await connection.request("GET", f"/media/{item}")
             else:
                 tags = [f"bench {rng.randrange(10**9)}", "benchmarked"]
-                response = await api.post(f"/api/v1/media/{item}/feedback", json={"tags": tags})
-        except httpx.HTTPError as exc:
+                status, payload = await connection.request(
+                    "POST", f"/api/v1/media/{item}/feedback", body={"tags": tags}
+                )
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             load.failed.append(f"{kind}: {type(exc).__name__}: {exc}")
             continue
         elapsed_ms = (time.perf_counter() - clock) * 1000
         load.requests += 1
-        if response.status_code >= 500:
-            load.server_errors.append(f"{kind} {response.status_code}: {response.text[:200]}")
+        if status >= 500:
+            load.server_errors.append(f"{kind} {status}: {payload[:200]!r}")
             continue
-        if kind == "feedback" and response.status_code == 200:
-            load.posted += sum(
-                1 for change in response.json()["changes"] if change.get("feedback_id")
-            )
-        if response.status_code < 400:
+        if kind == "feedback" and status == 200:
+            changes = json.loads(payload)["changes"]
+            load.posted += sum(1 for change in changes if change.get("feedback_id"))
+        if status < 400:
             load.latency[kind].append(elapsed_ms)
         else:
-            load.failed.append(f"{kind} {response.status_code}: {response.text[:200]}")
+            load.failed.append(f"{kind} {status}: {payload[:200]!r}")
+    connection.close()
 
 
-async def run_load(base: str, ids: list[int], clients: int, seconds: float) -> Load:
+async def run_load(port: int, ids: list[int], clients: int, seconds: float) -> Load:
     load = Load()
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with (
-        httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as api,
-        httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as browser,
-    ):
-        await asyncio.gather(
-            *(client_loop(api, browser, ids, load, deadline, seed) for seed in range(clients))
-        )
+    await asyncio.gather(
+        *(client_loop("127.0.0.1", port, ids, load, deadline, seed) for seed in range(clients))
+    )
     return load
 
 
@@ -246,7 +300,7 @@ def main() -> int:
         try:
             wait_up(base, server, server_log)
             warm_up(base, ids)
-            idle = asyncio.run(run_load(base, ids, args.clients, args.idle_seconds))
+            idle = asyncio.run(run_load(port, ids, args.clients, args.idle_seconds))
             summary("idle", idle, args.idle_seconds)
 
             # Work for the worker: every item tagged again, then embedded again.
@@ -259,7 +313,7 @@ def main() -> int:
                 "tag", [{"media_ids": batch, "force": True, "chain": True} for batch in batches]
             )
             worker = start(["worker", "--workers", "1"], env, root / "worker.log")
-            busy = asyncio.run(run_load(base, ids, args.clients, args.seconds))
+            busy = asyncio.run(run_load(port, ids, args.clients, args.seconds))
             summary("busy (worker tagging and embedding)", busy, args.seconds)
             with busy_atlas.engine.connect() as connection:
                 done = connection.execute(

@@ -125,3 +125,5 @@ def test_serve_refuses_a_short_token_and_a_bad_port(home, database_url):
     assert "ATLAS_API_TOKEN is too short" in short.stderr
     port = runner.invoke(app, ["serve", "--port", "70000"], env=env)
     assert port.exit_code == 2 and "--port must be between 1 and 65535" in port.stderr
+    threads = runner.invoke(app, ["serve", "--threads", "0"], env=env)
+    assert threads.exit_code == 2 and "--threads must be between 1 and 256" in threads.stderr

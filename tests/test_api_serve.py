@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import free_port
 
@@ -88,3 +90,31 @@ def test_serve_takes_the_token_from_the_environment(home, database_url):
         assert httpx.get(url, headers=headers, timeout=10).status_code == 200
     _, err = process.communicate(timeout=10)
     assert token not in err and "API token" not in err
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_requests_beyond_the_thread_bound_wait_their_turn(atlas, bound):
+    """``threads`` bounds how many routes run at once; later requests queue, none fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from _api import make_client
+
+    lock = threading.Lock()
+    running = peak = 0
+    client = make_client(atlas, threads=bound)
+
+    @client.app.get("/test-busy")
+    def busy() -> dict[str, int]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.2)
+        with lock:
+            running -= 1
+        return {"ok": 1}
+
+    with client, ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get("/test-busy").status_code, range(6)))
+    assert answers == [200] * 6
+    assert peak == bound

@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from sqlalchemy import delete, func, select, update
 
+from atlas.caches import CACHES
 from atlas.db.tables import media, search_changes
 from atlas.embeddings import search_media, similar_media
 from atlas.embeddings.lexical_sync import build_lexical_index, get_lexical_index
@@ -85,6 +87,31 @@ def test_an_index_whose_changes_were_pruned_is_rebuilt(atlas, themed_library):
         connection.execute(delete(search_changes).where(search_changes.c.id <= first_change))
         upsert_tags(connection, kitchen, [Tag("Narwhal", source="user")])
     assert _found(engine, "walrus") == _found(engine, "narwhal") == [kitchen]
+    _same_as_fresh(engine)
+
+
+def test_a_search_waits_for_the_refresh_lock_only_when_something_changed(atlas, themed_library):
+    """Concurrent searches of an unchanged library do not queue behind one lock; after a
+    write, a search waits for the refresh in progress and then sees the write."""
+    engine = atlas.engine
+    get_lexical_index(engine)
+    cached = CACHES.lexical.get(str(engine.url), lambda: pytest.fail("not cached"))
+    kitchen = themed_library["Kitchen Chemistry"]
+    found: list[list[int]] = []
+    with cached.lock:  # another thread refreshing, as far as searches can tell
+        searcher = threading.Thread(target=lambda: found.append(_found(engine, "detective")))
+        searcher.start()
+        searcher.join(timeout=10)
+        assert not searcher.is_alive() and found  # nothing changed: answered without the lock
+
+        with engine.begin() as connection:
+            upsert_tags(connection, kitchen, [Tag("Lighthouse", source="user")])
+        searcher = threading.Thread(target=lambda: found.append(_found(engine, "lighthouse")))
+        searcher.start()
+        searcher.join(timeout=0.5)
+        assert searcher.is_alive()  # a change: it waits for the refresh in progress
+    searcher.join(timeout=10)
+    assert found[-1] == [kitchen]
     _same_as_fresh(engine)
 
 

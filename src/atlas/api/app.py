@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -34,18 +37,42 @@ from atlas.db import explain_database_error
 from atlas.errors import AtlasError
 from atlas.library import Library
 
-__all__ = ["create_app"]
+__all__ = ["REQUEST_THREADS", "create_app"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 
 
+#: Requests handled at once (each route runs in a thread; more wait their turn).
+REQUEST_THREADS = 8
+
+
 def create_app(
-    library: Library, security: Security | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+    library: Library,
+    security: Security | None = None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    threads: int = REQUEST_THREADS,
 ) -> FastAPI:
-    """The app serving ``library``; ``security.token`` set: every request needs it."""
+    """The app serving ``library``; ``security.token`` set: every request needs it.
+
+    ``threads`` bounds how many requests run at once. The routes are CPU work
+    under one interpreter lock, so more threads than a few per core only make
+    every request slower (and contend for database connections and locks);
+    requests beyond it wait their turn in arrival order.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     security = security or Security()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Starlette runs sync routes through anyio's default limiter (40 threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Atlas",
         version=__version__,
         description="The HTTP API of Atlas: browse, search and correct a media library; "

@@ -16,6 +16,9 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on (another than loopback needs a token)."
     ),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Requests handled at once (default 8; more wait their turn)."
+    ),
 ) -> None:
     """Serve the API (/api/v1, OpenAPI at /api/v1/docs) and the web pages of the library.
 
@@ -24,10 +27,13 @@ def serve(
     """
     if not 1 <= port <= 65535:
         raise InvalidInput(f"--port must be between 1 and 65535, got {port}")
+    if threads is not None and not 1 <= threads <= 256:
+        raise InvalidInput(f"--threads must be between 1 and 256, got {threads}")
     try:
         import uvicorn
 
         from atlas.api import Security, create_app, is_loopback, new_token
+        from atlas.api.app import REQUEST_THREADS
     except ImportError as exc:
         raise missing_extra("the web server (fastapi, uvicorn, jinja2)", "api") from exc
     token = os.environ.get("ATLAS_API_TOKEN") or None
@@ -37,7 +43,7 @@ def serve(
         token = new_token()
         typer.echo(f"atlas serve: API token (shown once): {token}", err=True)
     library = state(ctx).library()
-    app = create_app(library, Security(token=token))
+    app = create_app(library, Security(token=token), threads=threads or REQUEST_THREADS)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"atlas serve: http://{shown}:{port}/ (API: /api/v1, docs: /api/v1/docs)", err=True)
     # Clients (browsers, API pools) keep connections open between requests; closing them

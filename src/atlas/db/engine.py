@@ -70,6 +70,10 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             _make_folder_of(parsed.database)
+            # Connections kept open: a server's request threads (8 by default) and its
+            # task threads each hold one; beyond the pool, connections are opened and
+            # closed per use (cheap for a file, but each runs the PRAGMAs below).
+            kwargs["pool_size"] = _SQLITE_POOL_SIZE
         kwargs["connect_args"] = {"timeout": busy_timeout_s}
     else:
         kwargs["pool_pre_ping"] = True
@@ -92,6 +96,8 @@ def make_engine(
         engine.update_execution_options(atlas_database_timeout_s=database_timeout_s)
     return engine
 
+
+_SQLITE_POOL_SIZE = 12
 
 #: Drivers that hand ``connect_timeout`` and ``options`` to libpq (or mimic it).
 _LIBPQ = {"psycopg", "psycopg2", "psycopg2cffi"}

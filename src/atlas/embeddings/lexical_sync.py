@@ -69,6 +69,11 @@ def get_lexical_index(engine: Engine) -> LexicalIndex:
     cached = CACHES.lexical.get(key, build)
     if built:
         return cached.index  # read just now: nothing to catch up on
+    if not cached.gaps and _newest(engine) == cached.last_id:
+        # Nothing changed, asked without the lock: concurrent searches (a server's
+        # threads) do not queue behind each other's lookup. ``_refresh`` replaces the
+        # index before it moves ``last_id``, so the index read here is never older.
+        return cached.index
     with cached.lock:
         if not _refresh(engine, cached):
             cached = _build_cached(engine)
@@ -107,7 +112,7 @@ def _refresh(engine: Engine, cached: _Cached) -> bool:
     now = time.monotonic()
     cached.gaps = {i: t for i, t in cached.gaps.items() if now - t < GAP_WAIT_S}
     with database_errors(engine), engine.connect() as connection:
-        newest = connection.execute(select(func.max(search_changes.c.id))).scalar() or 0
+        newest = _newest_id(connection)
         if newest < cached.last_id:
             return False  # the log restarted: another database at this address
         if newest == cached.last_id and not cached.gaps:
@@ -126,23 +131,41 @@ def _refresh(engine: Engine, cached: _Cached) -> bool:
         changed = {row.media_id for row in rows}
         documents = _documents(connection, changed)
     new_ids = sorted(row.id for row in rows if row.id > cached.last_id)
-    for row in rows:
-        cached.gaps.pop(row.id, None)
-    if new_ids:
-        _note_gaps(cached, new_ids, cached.last_id, new_ids[-1])
-        cached.last_id = new_ids[-1]
+    # The index first, then the position: a reader without the lock that sees the new
+    # ``last_id`` also sees the index that holds those changes.
     cached.index = cached.index.replaced({m: documents.get(m) for m in changed})
+    read = {row.id for row in rows}
+    gaps = {i: t for i, t in cached.gaps.items() if i not in read}
+    if new_ids:
+        _note_gaps_in(gaps, new_ids, cached.last_id, new_ids[-1])
+    cached.gaps = gaps
+    if new_ids:
+        cached.last_id = new_ids[-1]
     if new_ids and cached.last_id - first_id > 2 * KEEP_CHANGES:
         _prune(engine, cached.last_id - KEEP_CHANGES)
     return True
 
 
 def _note_gaps(cached: _Cached, seen: Iterable[int], after: int, upto: int) -> None:
+    _note_gaps_in(cached.gaps, seen, after, upto)
+
+
+def _note_gaps_in(gaps: dict[int, float], seen: Iterable[int], after: int, upto: int) -> None:
     present = set(seen)
     now = time.monotonic()
     for missing in range(max(after + 1, 1), upto):
         if missing not in present:
-            cached.gaps.setdefault(missing, now)
+            gaps.setdefault(missing, now)
+
+
+def _newest(engine: Engine) -> int:
+    with database_errors(engine), engine.connect() as connection:
+        return _newest_id(connection)
+
+
+def _newest_id(connection: Connection) -> int:
+    """The change log's newest id (0 when empty): one primary-key lookup."""
+    return int(connection.execute(select(func.max(search_changes.c.id))).scalar() or 0)
 
 
 def _prune(engine: Engine, below: int) -> None:
