@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -68,6 +67,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Starlette runs sync routes through anyio's default limiter (40 threads).
+        import anyio.to_thread  # fastapi's dependency
+
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         yield
 
