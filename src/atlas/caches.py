@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from atlas.memo import Memo, Scope
 
 if TYPE_CHECKING:
-    from atlas.embeddings.lexical_sync import _Cached as CachedLexicalIndex
+    from atlas.embeddings.changes import Tracked
+    from atlas.embeddings.lexical import LexicalIndex
+    from atlas.embeddings.live import VectorTable
     from atlas.embeddings.providers import EmbeddingProvider
     from atlas.embeddings.store import VectorStore
     from atlas.tagging.cutoffs import Cutoffs
@@ -80,13 +82,21 @@ class Caches:
             "host/port/ssl) and collection prefix; the store resets its own client "
             "when it sets a damaged folder aside",
         )
-        self.lexical: Memo[str, CachedLexicalIndex] = Memo(
+        self.lexical: Memo[str, Tracked[LexicalIndex]] = Memo(
             "lexical indexes",
             max_entries=16,
             scope="library",
             holds="the BM25 index per database URL with the last change-log id read; "
             "brought up to date from the change log before each search, rebuilt "
             "when the log no longer reaches back to it",
+        )
+        self.live_vectors: Memo[str, Tracked[VectorTable]] = Memo(
+            "in-memory vectors",
+            max_entries=4,
+            scope="library",
+            holds="a long-running process's copy of the stored vectors per database URL and "
+            "model, with the last change-log id read; brought up to date from the change "
+            "log before each search, rebuilt when the log no longer reaches back to it",
         )
         self.cutoffs: Memo[tuple[Any, ...], Cutoffs] = Memo(
             "learned tag cut-offs",

@@ -144,6 +144,10 @@ class Library:
         self._vocabulary_kinds: dict[str, str] | None = None
         #: Vectors of recent search texts: a repeated query skips the model.
         self.query_vectors = QueryVectors()
+        #: Searches read vectors from an in-memory copy kept current from the change log
+        #: (:mod:`atlas.embeddings.live`), not the store: for a process that keeps
+        #: running and must see what other processes embed (``atlas serve`` sets it).
+        self.live_vectors = False
 
     @property
     def settings(self) -> Settings:
@@ -264,12 +268,19 @@ class Library:
     def search(self, query: str, **options: Any) -> SearchResult:
         """Text search (``mode``: vector, lexical or hybrid); see ``search_media``."""
         return search_media(
-            self.settings, self.engine, query, embed_query=self.query_vectors.embed, **options
+            self.settings,
+            self.engine,
+            query,
+            embed_query=self.query_vectors.embed,
+            live=self.live_vectors,
+            **options,
         )
 
     def similar(self, media_id: int, **options: Any) -> SearchResult:
         """The items most like one item, by its stored vector; see ``similar_media``."""
-        return similar_media(self.settings, self.engine, media_id, **options)
+        return similar_media(
+            self.settings, self.engine, media_id, live=self.live_vectors, **options
+        )
 
     # -- feedback ---------------------------------------------------------------
 

@@ -82,6 +82,9 @@ def create_app(
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    # A server keeps running while workers embed: it reads the vectors from a copy in
+    # memory kept current from the change log, which sees every process's writes.
+    library.live_vectors = True
     app.state.library = library
     app.state.security = security
     app.add_middleware(Guard, security=security)

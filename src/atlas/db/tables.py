@@ -314,6 +314,10 @@ media_embeddings = Table(
     Column("doc_hash", String(64), nullable=False),
     Column("doc_chars", Integer, nullable=False),
     Column("embedded_at", UTCDateTime, nullable=False, default=utcnow),
+    # The vector itself (float32, little-endian), so that every process reads the
+    # vectors as they are now (see atlas.embeddings.live); NULL for vectors recorded
+    # before migration 0016 until they are embedded again.
+    Column("vector", LargeBinary, nullable=True),
     UniqueConstraint("media_id", "model"),
     CheckConstraint("dimension > 0", name="dimension"),
 )
@@ -618,10 +622,11 @@ autolearn_schedule = Table(
     CheckConstraint("id = 1", name="single_row"),
 )
 
-# Which media items' searchable text changed (added by 0015): triggers on media,
-# media_tags and transcripts append the media id of every insert, update and
-# delete; the lexical index re-reads only the items logged after the last id it
-# read (atlas.embeddings.lexical_sync). No foreign key: a deleted item's id stays.
+# Which media items' searchable text or stored vectors changed (added by 0015, the
+# vectors by 0016): triggers on media, media_tags, transcripts and media_embeddings
+# append the media id of every insert, update and delete; the lexical index and the
+# in-memory vectors re-read only the items logged after the last id they read
+# (atlas.embeddings.changes). No foreign key: a deleted item's id stays.
 search_changes = Table(
     "search_changes",
     metadata,

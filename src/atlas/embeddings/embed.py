@@ -301,6 +301,7 @@ def embed_batch(
     dimension = int(vectors.shape[1])
     collection = store.collection(provider.model_id, dimension)
     assert collection is not None
+    vectors = vectors.astype("<f4", copy=False)
     collection.upsert(
         candidates,
         vectors,
@@ -324,8 +325,9 @@ def embed_batch(
                 collection=collection.name,
                 doc_hash=documents[m].hash,
                 doc_chars=len(documents[m].text),
+                vector=vectors[row].tobytes(),
             )
-            for m in candidates
+            for row, m in enumerate(candidates)
         ],
     )
     result["embedded"] = candidates

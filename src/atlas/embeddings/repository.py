@@ -73,6 +73,8 @@ class EmbeddingRecord:
     collection: str
     doc_hash: str
     doc_chars: int
+    #: The vector as float32 bytes (``None``: not kept in the database).
+    vector: bytes | None = None
 
 
 def chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -244,6 +246,7 @@ def record_embeddings(engine: Engine, records: Sequence[EmbeddingRecord]) -> int
                 "doc_hash": record.doc_hash,
                 "doc_chars": record.doc_chars,
                 "embedded_at": now,
+                "vector": record.vector,
             }
             for record in records
             if record.media_id in alive

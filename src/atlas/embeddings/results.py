@@ -18,8 +18,9 @@ from atlas.config import Settings
 from atlas.db import database_errors
 from atlas.db.tables import MEDIA_TYPES, media, media_embeddings, transcripts
 from atlas.embeddings.clusters import distinctive_tags, group_labels
+from atlas.embeddings.live import live_vectors
 from atlas.embeddings.repository import load_tags
-from atlas.embeddings.store import VectorCollection, get_store
+from atlas.embeddings.store import VectorCollection, VectorSource, get_store
 from atlas.errors import EMBED_MISSING, InvalidInput, NotFound, invalid
 from atlas.media.tags import normalise_tag
 
@@ -135,6 +136,18 @@ def check_options(
 # --- shared helpers ------------------------------------------------------------------
 
 
+def vector_source(settings: Settings, engine: Engine, model_id: str, *, live: bool) -> VectorSource:
+    """The vectors a search reads: the in-memory copy kept current from the change log
+    (``live``, for a process that keeps running; see :mod:`atlas.embeddings.live`), or
+    the store's collection."""
+    if not live:
+        return model_collection(settings, engine, model_id)
+    table = live_vectors(settings, engine, model_id)
+    if not len(table):
+        raise NotFound(f"nothing is embedded with {model_id} yet", repair=EMBED_MISSING)
+    return table
+
+
 def model_collection(settings: Settings, engine: Engine, model_id: str) -> VectorCollection:
     """The collection of ``model_id`` that ``media_embeddings`` says holds its vectors."""
     with database_errors(engine), engine.connect() as connection:
@@ -212,7 +225,7 @@ def describe_filters(
     }
 
 
-def group_hits(collection: VectorCollection, hits: list[SearchHit]) -> list[HitGroup]:
+def group_hits(collection: VectorSource, hits: list[SearchHit]) -> list[HitGroup]:
     """Group the hits by their vectors; name each group by its most telling tags."""
     import numpy as np
 

@@ -38,8 +38,9 @@ from atlas.embeddings.results import (
     load_details,
     make_hit,
     model_collection,
+    vector_source,
 )
-from atlas.embeddings.store import Neighbour, VectorCollection
+from atlas.embeddings.store import Neighbour, VectorSource
 from atlas.errors import InvalidInput
 from atlas.media.tags import normalise_tag
 
@@ -76,6 +77,7 @@ def search_media(
     cluster: bool = False,
     weights: FusionWeights = SHIPPED,
     embed_query: Callable[[EmbeddingProvider, str], Vector] | None = None,
+    live: bool = False,
 ) -> SearchResult:
     """The ``top`` media best matching a text query (see the module docstring).
 
@@ -83,7 +85,8 @@ def search_media(
     (:mod:`atlas.embeddings.fusion`; the shipped constants by default).
     ``embed_query(provider, text)`` gives the query's unit vector (a long-lived
     process passes :meth:`QueryVectors.embed` to reuse the vectors of repeated
-    queries); by default the provider embeds it.
+    queries); by default the provider embeds it. ``live``: read the vectors from
+    the process's in-memory copy (:mod:`atlas.embeddings.live`), not the store.
 
     Raises ``InvalidInput`` for an empty query or bad options, ``NotFound`` when
     vector or hybrid search finds nothing embedded yet, ``Unavailable`` when the
@@ -99,13 +102,13 @@ def search_media(
     provider = get_provider(settings)
     pool = max(50, 3 * top)
     query_vector: Vector | None = None
-    collection: VectorCollection | None = None
+    collection: VectorSource | None = None
     vector_hits: list[Neighbour] = []
     lexical_scores: dict[int, float] = {}
     index: LexicalIndex | None = None
 
     if mode in ("vector", "hybrid"):
-        collection = model_collection(settings, engine, provider.model_id)
+        collection = vector_source(settings, engine, provider.model_id, live=live)
         query_vector = embed_query(provider, text) if embed_query else provider.embed([text])[0]
         vector_hits = collection.query(
             query_vector,

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine, Select, and_, bindparam, case, func, 
 from atlas.config import Settings
 from atlas.db import check_id, database_errors
 from atlas.db.tables import media, media_embeddings, media_tags
+from atlas.embeddings.live import live_vectors
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.repository import chunks, load_tags
 from atlas.embeddings.results import (
@@ -47,7 +48,7 @@ from atlas.embeddings.results import (
     make_hit,
     norm,
 )
-from atlas.embeddings.store import get_store
+from atlas.embeddings.store import VectorSource, get_store
 from atlas.errors import CHECK_VECTOR_STORE, EMBED_MISSING, NotFound
 from atlas.media.tags import Tag
 
@@ -254,12 +255,14 @@ def similar_media(
     genre: str | None = None,
     cluster: bool = False,
     weights: SimilarWeights = SHIPPED,
+    live: bool = False,
 ) -> SearchResult:
     """The ``top`` media most like ``media_id`` (itself excluded), best first.
 
     Uses the stored vector: no model is loaded. ``threshold`` applies to the
-    cosine similarity. Raises ``NotFound`` for an unknown id or an item not
-    embedded yet, ``InvalidInput`` for bad options.
+    cosine similarity. ``live``: read the vectors from the process's in-memory
+    copy (:mod:`atlas.embeddings.live`), not the store. Raises ``NotFound`` for an
+    unknown id or an item not embedded yet, ``InvalidInput`` for bad options.
     """
     media_type, genre_norm = check_options(top, threshold, media_type, genre)
     check_id(media_id)
@@ -272,7 +275,11 @@ def similar_media(
             raise NotFound(f"no media with id {media_id}")
         if row.dimension is None:
             raise NotFound(f"media {media_id} is not embedded yet", repair=EMBED_MISSING)
-        collection = get_store(settings).collection(model_id, row.dimension, create=False)
+        collection: VectorSource | None = (
+            live_vectors(settings, engine, model_id)
+            if live
+            else get_store(settings).collection(model_id, row.dimension, create=False)
+        )
         vector = collection.vectors([media_id]).get(media_id) if collection is not None else None
         if collection is None or vector is None:
             raise NotFound(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -41,6 +41,7 @@ __all__ = [
     "Neighbour",
     "StoreDamaged",
     "VectorCollection",
+    "VectorSource",
     "VectorStore",
     "collection_name",
     "get_store",
@@ -62,6 +63,22 @@ class Neighbour:
     media_id: int
     #: Cosine similarity, -1..1 (1 = same direction).
     similarity: float
+
+
+class VectorSource(Protocol):
+    """What searches read vectors from: a store's collection, or a copy in memory
+    (:class:`atlas.embeddings.live.VectorTable`)."""
+
+    def vectors(self, media_ids: Sequence[int]) -> dict[int, Vectors]: ...
+
+    def query(
+        self,
+        vector: Vectors,
+        n: int,
+        *,
+        media_type: str | None = None,
+        genre: str | None = None,
+    ) -> list[Neighbour]: ...
 
 
 def collection_name(prefix: str, model_id: str, dimension: int) -> str:
