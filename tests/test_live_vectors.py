@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import delete, select, update
+from tests.conftest import STATION
 
 from atlas.caches import CACHES
 from atlas.db.tables import media, media_embeddings, search_changes
@@ -20,7 +21,6 @@ from atlas.embeddings.providers import get_provider
 from atlas.embeddings.store import get_store
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.media.tags import Tag, upsert_tags
-from tests.conftest import STATION
 
 
 def _model(atlas: Any) -> str:
