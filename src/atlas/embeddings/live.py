@@ -102,6 +102,15 @@ class VectorTable:
             self._genres, self._genre_rows, self._row = base._genres, base._genre_rows, base._row
             self._hidden = hidden
             self._delta = dict(entries)
+        # The delta as arrays too, so a query scores it in one product.
+        delta_ids = sorted(self._delta)
+        self._delta_ids = np.asarray(delta_ids, dtype=np.int64)
+        self._delta_matrix = (
+            np.stack([self._delta[m].vector for m in delta_ids])
+            if delta_ids
+            else np.zeros((0, dimension), dtype=np.float32)
+        )
+        self._delta_types = np.asarray([self._delta[m].media_type for m in delta_ids], dtype=object)
 
     def __len__(self) -> int:
         return int((~self._hidden).sum()) + len(self._delta)
@@ -143,29 +152,36 @@ class VectorTable:
         length = float(np.linalg.norm(query))
         if length > 0:
             query = query / length
-        allowed = ~self._hidden
-        if media_type is not None:
-            allowed &= self._types == media_type
-        if genre is not None:
-            in_genre = np.zeros(len(self._ids), dtype=bool)
-            in_genre[self._genre_rows.get(genre, np.zeros(0, dtype=np.int64))] = True
-            allowed &= in_genre
-        rows = np.flatnonzero(allowed)
-        scores = self._matrix[rows] @ query if len(rows) < len(self._ids) else self._matrix @ query
-        if len(rows) > n:
-            best = np.argpartition(-scores, n - 1)[:n]
-            rows, scores = rows[best], scores[best]
-        hits = [
-            (float(score), int(media_id))
-            for score, media_id in zip(scores, self._ids[rows], strict=True)
-        ]
-        for media_id, entry in self._delta.items():
-            if (media_type is None or entry.media_type == media_type) and (
-                genre is None or genre in entry.genres
-            ):
-                hits.append((float(entry.vector @ query), media_id))
+        hits = _best(
+            self._matrix @ query,
+            self._ids,
+            _allowed(~self._hidden, self._types, media_type, self._rows_in(genre)),
+            n,
+        )
+        if len(self._delta_ids):
+            in_genre = None
+            if genre is not None:
+                in_genre = np.asarray(
+                    [
+                        i
+                        for i, m in enumerate(self._delta_ids)
+                        if genre in self._delta[int(m)].genres
+                    ],
+                    dtype=np.int64,
+                )
+            allowed = np.ones(len(self._delta_ids), dtype=bool)
+            allowed = _allowed(allowed, self._delta_types, media_type, in_genre)
+            hits += _best(self._delta_matrix @ query, self._delta_ids, allowed, n)
         hits.sort(key=lambda hit: (-hit[0], hit[1]))
         return [Neighbour(media_id=media_id, similarity=score) for score, media_id in hits[:n]]
+
+    def _rows_in(self, genre: str | None) -> Any:
+        """Base rows of items with ``genre`` (``None``: no genre asked for)."""
+        import numpy as np
+
+        if genre is None:
+            return None
+        return self._genre_rows.get(genre, np.zeros(0, dtype=np.int64))
 
     def replaced(self, changes: Mapping[int, Entry | None]) -> VectorTable:
         """A new table with these items replaced (``None``: removed)."""
@@ -191,6 +207,30 @@ class VectorTable:
         }
         merged.update(delta)
         return VectorTable(self.dimension, merged)
+
+
+def _allowed(allowed: Any, types: Any, media_type: str | None, in_genre: Any) -> Any:
+    """``allowed`` narrowed to rows of ``media_type`` and, unless ``in_genre`` is
+    ``None``, to the rows it lists."""
+    import numpy as np
+
+    if media_type is not None:
+        allowed &= types == media_type
+    if in_genre is not None:
+        listed = np.zeros(len(allowed), dtype=bool)
+        listed[in_genre] = True
+        allowed &= listed
+    return allowed
+
+
+def _best(scores: Any, ids: Any, allowed: Any, n: int) -> list[tuple[float, int]]:
+    """``(score, media id)`` of the ``n`` best allowed rows (unordered)."""
+    import numpy as np
+
+    rows = np.flatnonzero(allowed)
+    if len(rows) > n:
+        rows = rows[np.argpartition(-scores[rows], n - 1)[:n]]
+    return [(float(scores[row]), int(ids[row])) for row in rows]
 
 
 def live_vectors(settings: Settings, engine: Engine, model_id: str) -> VectorTable:
