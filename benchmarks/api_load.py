@@ -15,7 +15,7 @@ Prints each figure with its target and a verdict; exits 1 on a miss:
 * p95 of text search while busy: under 400 ms, and within 2x of the idle p95
 
     python benchmarks/api_load.py [--media 3000] [--clients 50] [--seconds 60]
-        [--idle-seconds 20] [--data PATH]
+        [--idle-seconds 20] [--processes 1] [--data PATH]
 """
 
 from __future__ import annotations
@@ -259,6 +259,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="atlas serve --processes (default 1)"
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     if not args.data.is_file():
@@ -295,7 +298,8 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server_log = root / "serve.log"
-        server = start(["serve", "--port", str(port)], env, server_log)
+        serve = ["serve", "--port", str(port), "--processes", str(args.processes)]
+        server = start(serve, env, server_log)
         worker = None
         try:
             wait_up(base, server, server_log)

@@ -118,3 +118,61 @@ def test_requests_beyond_the_thread_bound_wait_their_turn(atlas, bound):
         answers = list(pool.map(lambda _: client.get("/test-busy").status_code, range(6)))
     assert answers == [200] * 6
     assert peak == bound
+
+
+def _children(process: subprocess.Popen[str]) -> list[int]:
+    """The server processes started by ``process`` (multiprocessing's, not its tracker)."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(process.pid), "-f", "spawn_main"], capture_output=True, text=True
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _wait_for(check, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_several_processes_serve_one_library_and_replace_one_that_dies(
+    home, database_url, themed_library
+):
+    """``--processes 2``: both take the token, a correction made through one connection
+    is seen through every later one (each process keeps its indexes current), and a
+    process killed outright is started again while the other goes on answering."""
+    token = "a-token-for-two-processes-42"
+    kitchen = themed_library["Kitchen Chemistry"]
+    args = ("--processes", "2", "--host", "0.0.0.0")
+    with serving(home, database_url, *args, token=token) as (process, port):
+        base = f"http://127.0.0.1:{port}/api/v1"
+        headers = {"Authorization": f"Bearer {token}"}
+        _wait_for(lambda: len(_children(process)) == 2)
+        # A fresh connection each time: the kernel hands them to either process.
+        assert {httpx.get(f"{base}/media", timeout=10).status_code for _ in range(10)} == {401}
+        posted = httpx.post(
+            f"{base}/media/{kitchen}/feedback",
+            json={"tags": ["Lighthouse keeper"]},
+            headers=headers,
+            timeout=30,
+        )
+        assert posted.status_code == 200, posted.text
+        for _ in range(10):
+            found = httpx.get(
+                f"{base}/search",
+                params={"q": "lighthouse", "mode": "lexical"},
+                headers=headers,
+                timeout=30,
+            )
+            assert [hit["id"] for hit in found.json()["results"]] == [kitchen]
+
+        dead = _children(process)[0]
+        os.kill(dead, 9)
+        _wait_for(lambda: dead not in _children(process) and len(_children(process)) == 2)
+        for _ in range(10):
+            response = httpx.get(f"{base}/media/{kitchen}/tags", headers=headers, timeout=30)
+            assert response.status_code == 200
+            assert "Lighthouse keeper" in {tag["tag"] for tag in response.json()["tags"]}
+        children = _children(process)
+    for child in children:  # stopping the server stops its processes
+        _wait_for(lambda child=child: not os.path.exists(f"/proc/{child}"), 30)

@@ -7,7 +7,9 @@ fails validation with 422, a database that is locked or gone with 503.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -32,11 +34,12 @@ from atlas.api import (
 )
 from atlas.api.models import ERROR_RESPONSES
 from atlas.api.security import MAX_BODY_BYTES, BodyLimit, Guard, Security, error
+from atlas.config import Settings
 from atlas.db import explain_database_error
 from atlas.errors import AtlasError
-from atlas.library import Library
+from atlas.library import Library, open_library
 
-__all__ = ["REQUEST_THREADS", "create_app"]
+__all__ = ["PROCESS_ENV", "REQUEST_THREADS", "app_from_environment", "create_app", "process_setup"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -70,8 +73,12 @@ def create_app(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     threads: int = REQUEST_THREADS,
+    owns_library: bool = False,
 ) -> FastAPI:
     """The app serving ``library``; ``security.token`` set: every request needs it.
+
+    ``owns_library``: the app closes the library when it shuts down (a server
+    process that opened it for the app alone).
 
     ``threads`` bounds how many requests run at once. The routes are CPU work
     under one interpreter lock, so more threads than a few per core only make
@@ -88,8 +95,12 @@ def create_app(
         import anyio.to_thread  # fastapi's dependency
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
-        with _one_blas_thread():
-            yield
+        try:
+            with _one_blas_thread():
+                yield
+        finally:
+            if owns_library:
+                library.atlas.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -179,3 +190,28 @@ def describe_validation(errors: Any) -> str:
             return "the request body is not valid JSON"
         problems.append(f"{where}: {message}")
     return "; ".join(problems) or "invalid request"
+
+
+# --- several server processes on one port ----------------------------------------------
+
+#: How ``atlas serve --processes N`` hands each server process its setup (JSON).
+PROCESS_ENV = "ATLAS_SERVE_PROCESS"
+
+
+def process_setup(settings: Settings, token: str | None, threads: int) -> str:
+    """The setup of a server process, for :data:`PROCESS_ENV`."""
+    return json.dumps({"settings": settings.model_dump_json(), "token": token, "threads": threads})
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several server processes (uvicorn's factory).
+
+    The settings come whole from the command that started the processes, which
+    has already applied the migrations; each process opens its own library (its
+    own database connections, lexical index and in-memory vectors, all kept
+    current from the change log) and closes it when it stops.
+    """
+    setup = json.loads(os.environ[PROCESS_ENV])
+    library = open_library(Settings.model_validate_json(setup["settings"]), migrate=False)
+    security = Security(token=setup["token"])
+    return create_app(library, security, threads=int(setup["threads"]), owns_library=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 
@@ -17,23 +18,32 @@ def serve(
     ),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
     threads: int | None = typer.Option(
-        None, "--threads", help="Requests handled at once (default 8; more wait their turn)."
+        None,
+        "--threads",
+        help="Requests handled at once per process (default 8; more wait their turn).",
+    ),
+    processes: int = typer.Option(
+        1, "--processes", help="Server processes sharing the port (one core each, at most)."
     ),
 ) -> None:
     """Serve the API (/api/v1, OpenAPI at /api/v1/docs) and the web pages of the library.
 
     Bound to 127.0.0.1 by default. Bound to any other address, every request needs
-    the token in ATLAS_API_TOKEN, or one generated now and printed once.
+    the token in ATLAS_API_TOKEN, or one generated now and printed once. Each
+    process runs its requests under one interpreter lock; --processes N uses up to
+    N cores (a process that dies is started again).
     """
     if not 1 <= port <= 65535:
         raise InvalidInput(f"--port must be between 1 and 65535, got {port}")
     if threads is not None and not 1 <= threads <= 256:
         raise InvalidInput(f"--threads must be between 1 and 256, got {threads}")
+    if not 1 <= processes <= 64:
+        raise InvalidInput(f"--processes must be between 1 and 64, got {processes}")
     try:
         import uvicorn
 
         from atlas.api import Security, create_app, is_loopback, new_token
-        from atlas.api.app import REQUEST_THREADS
+        from atlas.api.app import PROCESS_ENV, REQUEST_THREADS, process_setup
     except ImportError as exc:
         raise missing_extra("the web server (fastapi, uvicorn, jinja2)", "api") from exc
     token = os.environ.get("ATLAS_API_TOKEN") or None
@@ -42,13 +52,26 @@ def serve(
     if token is None and not is_loopback(host):
         token = new_token()
         typer.echo(f"atlas serve: API token (shown once): {token}", err=True)
-    library = state(ctx).library()
-    app = create_app(library, Security(token=token), threads=threads or REQUEST_THREADS)
+    cli = state(ctx)
+    library = cli.library()  # opens the library: migrations, interrupted tasks
+    threads = threads or REQUEST_THREADS
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"atlas serve: http://{shown}:{port}/ (API: /api/v1, docs: /api/v1/docs)", err=True)
     # Clients (browsers, API pools) keep connections open between requests; closing them
     # after uvicorn's 5 s default races their next request (a reset, no answer).
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "timeout_keep_alive": 75,
+    }
+    if processes == 1:
+        uvicorn.run(create_app(library, Security(token=token), threads=threads), **options)
+        return
+    # Each process opens the library itself, from the settings of this command.
+    os.environ[PROCESS_ENV] = process_setup(cli.settings, token, threads)
+    cli.close()
+    uvicorn.run("atlas.api.app:app_from_environment", factory=True, workers=processes, **options)
 
 
 def register(app: typer.Typer) -> None:
