@@ -65,73 +65,111 @@ class Entry:
     genres: frozenset[str]
 
 
+class _Rows:
+    """Vectors with their media ids, types and genres, as arrays (a base or a delta)."""
+
+    def __init__(self, dimension: int, entries: Mapping[int, Entry]) -> None:
+        import numpy as np
+
+        ids = sorted(entries)
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.matrix = (
+            np.stack([entries[m].vector for m in ids])
+            if ids
+            else np.zeros((0, dimension), dtype=np.float32)
+        )
+        self.types = np.asarray([entries[m].media_type for m in ids], dtype=object)
+        self.genres = [entries[m].genres for m in ids]
+        by_genre: dict[str, list[int]] = {}
+        for row, genres in enumerate(self.genres):
+            for genre in genres:
+                by_genre.setdefault(genre, []).append(row)
+        self.genre_rows = {g: np.asarray(rows, dtype=np.int64) for g, rows in by_genre.items()}
+        self.row = {media_id: row for row, media_id in enumerate(ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def entry(self, row: int) -> Entry:
+        return Entry(self.matrix[row], str(self.types[row]), self.genres[row])
+
+    def best(
+        self,
+        query: Vectors,
+        n: int,
+        media_type: str | None,
+        genre: str | None,
+        hidden: Any = None,
+    ) -> list[tuple[float, int]]:
+        """``(score, media id)`` of the ``n`` best rows of ``media_type`` and ``genre``
+        that are not ``hidden`` (unordered). One product over every row: scoring all
+        costs less than copying the rows a filter keeps."""
+        import numpy as np
+
+        if not len(self.ids):
+            return []
+        allowed = ~hidden if hidden is not None else np.ones(len(self.ids), dtype=bool)
+        if media_type is not None:
+            allowed &= self.types == media_type
+        if genre is not None:
+            in_genre = np.zeros(len(self.ids), dtype=bool)
+            in_genre[self.genre_rows.get(genre, np.zeros(0, dtype=np.int64))] = True
+            allowed &= in_genre
+        rows = np.flatnonzero(allowed)
+        scores = self.matrix @ query
+        if len(rows) > n:
+            rows = rows[np.argpartition(-scores[rows], n - 1)[:n]]
+        return [(float(scores[row]), int(self.ids[row])) for row in rows]
+
+
 class VectorTable:
-    """An immutable snapshot of a model's vectors, queried without the vector store."""
+    """An immutable snapshot of a model's vectors, queried without the vector store.
+
+    A base (every vector when it was last compacted), the base rows hidden since,
+    and a delta of the items changed since (see the module docstring).
+    """
 
     def __init__(
         self,
         dimension: int,
         entries: Mapping[int, Entry],
         *,
-        base: VectorTable | None = None,
-        hidden: Any = None,
+        base: tuple[_Rows, Any] | None = None,
     ) -> None:
+        """A table of ``entries``; with ``base`` (rows and their hidden mask), a table
+        of that base and the delta ``entries``."""
         import numpy as np
 
         self.dimension = dimension
         if base is None:
-            ids = sorted(entries)
-            self._ids = np.asarray(ids, dtype=np.int64)
-            self._matrix = (
-                np.stack([entries[m].vector for m in ids])
-                if ids
-                else np.zeros((0, dimension), dtype=np.float32)
-            )
-            self._types = np.asarray([entries[m].media_type for m in ids], dtype=object)
-            self._genres = [entries[m].genres for m in ids]
-            by_genre: dict[str, list[int]] = {}
-            for row, genres in enumerate(self._genres):
-                for genre in genres:
-                    by_genre.setdefault(genre, []).append(row)
-            self._genre_rows = {g: np.asarray(rows, dtype=np.int64) for g, rows in by_genre.items()}
-            self._row = {media_id: row for row, media_id in enumerate(ids)}
-            self._hidden = np.zeros(len(ids), dtype=bool)
-            self._delta: dict[int, Entry] = {}
+            self._base = _Rows(dimension, entries)
+            self._hidden = np.zeros(len(self._base), dtype=bool)
+            self._changed: dict[int, Entry] = {}
         else:
-            self._ids, self._matrix, self._types = base._ids, base._matrix, base._types
-            self._genres, self._genre_rows, self._row = base._genres, base._genre_rows, base._row
-            self._hidden = hidden
-            self._delta = dict(entries)
-        # The delta as arrays too, so a query scores it in one product.
-        delta_ids = sorted(self._delta)
-        self._delta_ids = np.asarray(delta_ids, dtype=np.int64)
-        self._delta_matrix = (
-            np.stack([self._delta[m].vector for m in delta_ids])
-            if delta_ids
-            else np.zeros((0, dimension), dtype=np.float32)
-        )
-        self._delta_types = np.asarray([self._delta[m].media_type for m in delta_ids], dtype=object)
+            self._base, self._hidden = base
+            self._changed = dict(entries)
+        self._delta = _Rows(dimension, self._changed)
 
     def __len__(self) -> int:
         return int((~self._hidden).sum()) + len(self._delta)
 
     def __contains__(self, media_id: object) -> bool:
-        if media_id in self._delta:
+        if media_id in self._changed:
             return True
-        row = self._row.get(media_id)  # type: ignore[call-overload]
+        row = self._base.row.get(media_id)  # type: ignore[call-overload]
         return row is not None and not self._hidden[row]
 
     def vectors(self, media_ids: Sequence[int]) -> dict[int, Vectors]:
         """The vectors of these media ids (missing ones are left out)."""
         found: dict[int, Vectors] = {}
         for media_id in media_ids:
-            entry = self._delta.get(media_id)
+            entry = self._changed.get(media_id)
             if entry is not None:
                 found[media_id] = entry.vector
                 continue
-            row = self._row.get(media_id)
+            row = self._base.row.get(media_id)
             if row is not None and not self._hidden[row]:
-                found[media_id] = self._matrix[row]
+                found[media_id] = self._base.matrix[row]
         return found
 
     def query(
@@ -152,85 +190,33 @@ class VectorTable:
         length = float(np.linalg.norm(query))
         if length > 0:
             query = query / length
-        hits = _best(
-            self._matrix @ query,
-            self._ids,
-            _allowed(~self._hidden, self._types, media_type, self._rows_in(genre)),
-            n,
-        )
-        if len(self._delta_ids):
-            in_genre = None
-            if genre is not None:
-                in_genre = np.asarray(
-                    [
-                        i
-                        for i, m in enumerate(self._delta_ids)
-                        if genre in self._delta[int(m)].genres
-                    ],
-                    dtype=np.int64,
-                )
-            allowed = np.ones(len(self._delta_ids), dtype=bool)
-            allowed = _allowed(allowed, self._delta_types, media_type, in_genre)
-            hits += _best(self._delta_matrix @ query, self._delta_ids, allowed, n)
+        hits = self._base.best(query, n, media_type, genre, self._hidden)
+        hits += self._delta.best(query, n, media_type, genre)
         hits.sort(key=lambda hit: (-hit[0], hit[1]))
         return [Neighbour(media_id=media_id, similarity=score) for score, media_id in hits[:n]]
 
-    def _rows_in(self, genre: str | None) -> Any:
-        """Base rows of items with ``genre`` (``None``: no genre asked for)."""
-        import numpy as np
-
-        if genre is None:
-            return None
-        return self._genre_rows.get(genre, np.zeros(0, dtype=np.int64))
-
     def replaced(self, changes: Mapping[int, Entry | None]) -> VectorTable:
         """A new table with these items replaced (``None``: removed)."""
-
         hidden = self._hidden
-        delta = dict(self._delta)
+        changed = dict(self._changed)
         for media_id, entry in changes.items():
-            row = self._row.get(media_id)
+            row = self._base.row.get(media_id)
             if row is not None and not hidden[row]:
                 if hidden is self._hidden:
                     hidden = hidden.copy()
                 hidden[row] = True
             if entry is None:
-                delta.pop(media_id, None)
+                changed.pop(media_id, None)
             else:
-                delta[media_id] = entry
-        if len(delta) <= max(_MIN_DELTA, len(self._ids) // 16):
-            return VectorTable(self.dimension, delta, base=self, hidden=hidden)
+                changed[media_id] = entry
+        if len(changed) <= max(_MIN_DELTA, len(self._base) // 16):
+            return VectorTable(self.dimension, changed, base=(self._base, hidden))
         merged = {
-            int(media_id): Entry(self._matrix[row], str(self._types[row]), self._genres[row])
-            for row, media_id in enumerate(self._ids)
+            int(media_id): self._base.entry(row)
+            for row, media_id in enumerate(self._base.ids)
             if not hidden[row]
         }
-        merged.update(delta)
-        return VectorTable(self.dimension, merged)
-
-
-def _allowed(allowed: Any, types: Any, media_type: str | None, in_genre: Any) -> Any:
-    """``allowed`` narrowed to rows of ``media_type`` and, unless ``in_genre`` is
-    ``None``, to the rows it lists."""
-    import numpy as np
-
-    if media_type is not None:
-        allowed &= types == media_type
-    if in_genre is not None:
-        listed = np.zeros(len(allowed), dtype=bool)
-        listed[in_genre] = True
-        allowed &= listed
-    return allowed
-
-
-def _best(scores: Any, ids: Any, allowed: Any, n: int) -> list[tuple[float, int]]:
-    """``(score, media id)`` of the ``n`` best allowed rows (unordered)."""
-    import numpy as np
-
-    rows = np.flatnonzero(allowed)
-    if len(rows) > n:
-        rows = rows[np.argpartition(-scores[rows], n - 1)[:n]]
-    return [(float(scores[row]), int(ids[row])) for row in rows]
+        return VectorTable(self.dimension, merged | changed)
 
 
 def live_vectors(settings: Settings, engine: Engine, model_id: str) -> VectorTable:
