@@ -11,8 +11,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +49,6 @@ _HERE = Path(__file__).parent
 REQUEST_THREADS = 8
 
 
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Matrix products of requests on one BLAS thread each.
-
-    The requests already run in parallel threads; a BLAS pool per product (a
-    search's scores over every vector) wakes threads that spin against each other
-    and the requests: measured with 8 request threads on 2 cores, 2.3 ms of CPU
-    per product of 3,000 vectors instead of 0.2 ms.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # comes with scikit-learn (the ml extra)
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 def create_app(
     library: Library,
     security: Security | None = None,
@@ -96,8 +78,7 @@ def create_app(
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         try:
-            with _one_blas_thread():
-                yield
+            yield
         finally:
             if owns_library:
                 library.atlas.close()

@@ -39,6 +39,11 @@ def serve(
         raise InvalidInput(f"--threads must be between 1 and 256, got {threads}")
     if not 1 <= processes <= 64:
         raise InvalidInput(f"--processes must be between 1 and 64, got {processes}")
+    # Requests run in parallel threads, so a matrix product (a search scores every
+    # vector) gains nothing from a BLAS thread pool, whose threads spin beside the
+    # requests: 10 ms of CPU per "more like this" with the pool, 6 ms without. Set
+    # before numpy loads its BLAS; the server processes inherit it.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         import uvicorn
 
