@@ -13,12 +13,14 @@ import pytest
 from sqlalchemy import delete, select, update
 from tests.conftest import STATION
 
+from atlas.app import open_atlas
 from atlas.caches import CACHES
 from atlas.db.tables import media, media_embeddings, search_changes
 from atlas.embeddings import embed_media, search_media, similar_media
 from atlas.embeddings.live import Entry, VectorTable, live_vectors
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.store import get_store
+from atlas.library import Library
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.media.tags import Tag, upsert_tags
 
@@ -162,3 +164,25 @@ def test_a_replaced_table_ranks_like_one_built_from_scratch(changed):
             assert _ranked(kept, query, **filters) == _ranked(fresh, query, **filters)
     some = [1, 2, 1600, 1999, 5000]
     assert kept.vectors(some).keys() == fresh.vectors(some).keys()
+
+
+def test_warming_up_loads_the_indexes_and_says_what_it_could_not_load(
+    atlas, embedded_library, make_settings
+):
+    library = Library(atlas)
+    library.live_vectors = True
+    assert library.warm_up() == []
+    assert CACHES.lexical.get(str(atlas.engine.url), lambda: pytest.fail("not loaded"))
+    key = f"{atlas.engine.url}|{_model(atlas)}"
+    assert len(CACHES.live_vectors.get(key, lambda: pytest.fail("not loaded")).value) == 12
+
+    unreachable = make_settings(
+        auto_process=False,
+        **{"embedding.provider": "ollama", "embedding.ollama_host": "http://127.0.0.1:9"},
+    )
+    other = open_atlas(unreachable)
+    try:
+        problems = Library(other).warm_up()
+    finally:
+        other.close()
+    assert len(problems) == 1 and problems[0].startswith("embedding model: ")

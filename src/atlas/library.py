@@ -62,6 +62,9 @@ from atlas.embeddings import (
     search_media,
     similar_media,
 )
+from atlas.embeddings.lexical_sync import get_lexical_index
+from atlas.embeddings.live import live_vectors
+from atlas.embeddings.providers import get_provider
 from atlas.errors import AtlasError, InvalidInput, NotFound
 from atlas.feedback import (
     Application,
@@ -264,6 +267,26 @@ class Library:
         return cluster_library(self.dispatcher, k=k, auto=auto)
 
     # -- search -----------------------------------------------------------------
+
+    def warm_up(self) -> list[str]:
+        """Load what the first search would: the word index, the in-memory vectors
+        (with ``live_vectors``) and the embedding model. Returns what could not be
+        loaded, one line each; a search that needs it says so again."""
+        provider = get_provider(self.settings)
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("word index", lambda: get_lexical_index(self.engine)),
+            ("embedding model", lambda: provider.embed(["warm up"])),
+        ]
+        if self.live_vectors:
+            model_id = provider.model_id
+            steps.append(("vectors", lambda: live_vectors(self.settings, self.engine, model_id)))
+        problems = []
+        for name, step in steps:
+            try:
+                step()
+            except AtlasError as exc:
+                problems.append(f"{name}: {exc}")
+        return problems
 
     def search(self, query: str, **options: Any) -> SearchResult:
         """Text search (``mode``: vector, lexical or hybrid); see ``search_media``."""

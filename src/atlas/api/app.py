@@ -56,11 +56,14 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     threads: int = REQUEST_THREADS,
     owns_library: bool = False,
+    warm: bool = False,
 ) -> FastAPI:
     """The app serving ``library``; ``security.token`` set: every request needs it.
 
     ``owns_library``: the app closes the library when it shuts down (a server
-    process that opened it for the app alone).
+    process that opened it for the app alone). ``warm``: the app loads the word
+    index, the vectors and the embedding model before it takes requests, so the
+    first search does not wait for them (each server process loads its own).
 
     ``threads`` bounds how many requests run at once. The routes are CPU work
     under one interpreter lock, so more threads than a few per core only make
@@ -77,6 +80,9 @@ def create_app(
         import anyio.to_thread  # fastapi's dependency
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        if warm:
+            for problem in await anyio.to_thread.run_sync(library.warm_up):
+                log.warning("atlas serve: not loaded before the first request: %s", problem)
         try:
             yield
         finally:
@@ -195,4 +201,5 @@ def app_from_environment() -> FastAPI:
     setup = json.loads(os.environ[PROCESS_ENV])
     library = open_library(Settings.model_validate_json(setup["settings"]), migrate=False)
     security = Security(token=setup["token"])
-    return create_app(library, security, threads=int(setup["threads"]), owns_library=True)
+    threads = int(setup["threads"])
+    return create_app(library, security, threads=threads, owns_library=True, warm=True)

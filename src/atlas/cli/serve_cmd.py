@@ -71,7 +71,8 @@ def serve(
         "timeout_keep_alive": 75,
     }
     if processes == 1:
-        uvicorn.run(create_app(library, Security(token=token), threads=threads), **options)
+        app = create_app(library, Security(token=token), threads=threads, warm=True)
+        uvicorn.run(app, **options)
         return
     # Each process opens the library itself, from the settings of this command.
     os.environ[PROCESS_ENV] = process_setup(cli.settings, token, threads)
