@@ -1,7 +1,8 @@
 """Load on ``atlas serve``: 50 clients for 60 s while a worker tags and embeds.
 
 The library is the TMDB catalogue (3,000 movies, embedded first). ``atlas serve``
-runs on loopback with a SQLite task queue. Two phases with the same client mix
+runs on loopback with a SQLite task queue, one server process per core
+(``--processes``). Two phases with the same client mix
 (similar-by-id, text search in every mode, media pages, feedback posts):
 
 * idle: no worker runs; gives the idle text-search p95;
@@ -15,7 +16,7 @@ Prints each figure with its target and a verdict; exits 1 on a miss:
 * p95 of text search while busy: under 400 ms, and within 2x of the idle p95
 
     python benchmarks/api_load.py [--media 3000] [--clients 50] [--seconds 60]
-        [--idle-seconds 20] [--processes 1] [--data PATH]
+        [--idle-seconds 20] [--processes CORES] [--data PATH]
 """
 
 from __future__ import annotations
@@ -260,7 +261,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument(
-        "--processes", type=int, default=1, help="atlas serve --processes (default 1)"
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="atlas serve --processes (default: one per core)",
     )
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
@@ -300,6 +304,7 @@ def main() -> int:
         server_log = root / "serve.log"
         serve = ["serve", "--port", str(port), "--processes", str(args.processes)]
         server = start(serve, env, server_log)
+        print(f"server: atlas serve --processes {args.processes}, {args.clients} clients")
         worker = None
         try:
             wait_up(base, server, server_log)
