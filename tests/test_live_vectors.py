@@ -78,6 +78,12 @@ def test_the_copy_follows_embeds_deletes_and_confirmed_genres(atlas, embedded_li
         upsert_tags(connection, kitchen, [Tag("Zydeco", kind="genre", source="user")])
         connection.execute(delete(media).where(media.c.id == dumplings))
     assert _search(atlas, "space rocket", True, mode="vector", genre="Zydeco") == [kitchen]
+    with atlas.engine.begin() as connection:
+        upsert_tags(connection, vault, [Tag("Zydeco", kind="genre", source="user")])
+    # "More like this" ranks the pool by the copy's genres: as by the database's.
+    _same(_similar(atlas, kitchen, live=True), _similar(atlas, kitchen, live=False))
+    found = similar_media(atlas.settings, atlas.engine, kitchen, top=20, live=True)
+    assert "same genre: Zydeco" in {hit.media_id: hit.why for hit in found.hits}[vault]
     assert dumplings not in _search(atlas, "bread dumplings", True, mode="vector")
 
     # The item's text changed: embedding it again replaces its vector in the copy.

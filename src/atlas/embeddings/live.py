@@ -172,6 +172,19 @@ class VectorTable:
                 found[media_id] = self._base.matrix[row]
         return found
 
+    def genres_of(self, media_ids: Sequence[int]) -> dict[int, frozenset[str]]:
+        """The confirmed genres (normalised) of these media ids (missing ones left out)."""
+        found: dict[int, frozenset[str]] = {}
+        for media_id in media_ids:
+            entry = self._changed.get(media_id)
+            if entry is not None:
+                found[media_id] = entry.genres
+                continue
+            row = self._base.row.get(media_id)
+            if row is not None and not self._hidden[row]:
+                found[media_id] = self._base.genres[row]
+        return found
+
     def query(
         self,
         vector: Vectors,

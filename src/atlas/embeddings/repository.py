@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from atlas.db import utcnow
@@ -154,6 +154,17 @@ def load_documents(
     }
 
 
+#: Built once: every search and "more like this" reads the tags of its hits.
+_TAGS = select(
+    media_tags.c.media_id,
+    media_tags.c.tag,
+    media_tags.c.tag_norm,
+    media_tags.c.kind,
+    media_tags.c.source,
+    media_tags.c.confidence,
+).where(media_tags.c.media_id.in_(bindparam("ids", expanding=True)))
+
+
 def load_tags(connection: Connection, media_ids: Sequence[int]) -> dict[int, list[Tag]]:
     """Tags of many media items, strongest source first, then by confidence and name.
 
@@ -162,27 +173,12 @@ def load_tags(connection: Connection, media_ids: Sequence[int]) -> dict[int, lis
     """
     result: dict[int, list[Tag]] = {media_id: [] for media_id in media_ids}
     rows: list[Any] = []
-    columns = (
-        media_tags.c.media_id,
-        media_tags.c.tag,
-        media_tags.c.tag_norm,
-        media_tags.c.kind,
-        media_tags.c.source,
-        media_tags.c.confidence,
-    )
     for part in chunks(sorted(set(media_ids))):
-        rows += connection.execute(select(*columns).where(media_tags.c.media_id.in_(part))).all()
-    rows.sort(key=lambda r: (-SOURCE_RANK[r.source], -r.confidence, r.tag_norm))
-    for row in rows:
-        result[row.media_id].append(
-            Tag(
-                tag=row.tag,
-                kind=row.kind,
-                source=row.source,
-                confidence=row.confidence,
-                norm=row.tag_norm,
-            )
-        )
+        rows += connection.execute(_TAGS, {"ids": list(part)}).all()
+    rank = SOURCE_RANK
+    rows.sort(key=lambda row: (-rank[row[4]], -row[5], row[2]))
+    for media_id, tag, tag_norm, kind, source, confidence in rows:
+        result[media_id].append(Tag(tag, kind, source, confidence, None, tag_norm))
     return result
 
 

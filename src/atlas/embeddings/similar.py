@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, Select, and_, bindparam, case, func, 
 from atlas.config import Settings
 from atlas.db import check_id, database_errors
 from atlas.db.tables import media, media_embeddings, media_tags
-from atlas.embeddings.live import live_vectors
+from atlas.embeddings.live import VectorTable, live_vectors
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.repository import chunks, load_tags
 from atlas.embeddings.results import (
@@ -293,9 +293,14 @@ def similar_media(
         neighbours = [n for n in neighbours if n.media_id != media_id]
         if threshold is not None:
             neighbours = [n for n in neighbours if n.similarity >= threshold]
-        known, details = pool_facts(
-            connection, [n.media_id for n in neighbours] + [media_id], weights.tags > 0
-        )
+        ids = [n.media_id for n in neighbours] + [media_id]
+        details: dict[int, dict[str, Any]] | None = None
+        if isinstance(collection, VectorTable) and weights.tags == 0:
+            # The copy in memory holds each item's confirmed genres: the pool's facts
+            # need no query, and only the chosen items' details are read (below).
+            known = {m: Facts(g, frozenset()) for m, g in collection.genres_of(ids).items()}
+        else:
+            known, details = pool_facts(connection, ids, weights.tags > 0)
         source = known.get(media_id, Facts(frozenset(), frozenset()))
         # A vector of a deleted item has no facts; checking the store removes it.
         candidates = [
@@ -303,6 +308,9 @@ def similar_media(
         ]
         ranked, votes = rank_neighbours(source, candidates, weights)
         chosen = ranked[:top]
+        if details is None:
+            _, details = pool_facts(connection, [m for _, m in chosen] + [media_id], False)
+            chosen = [entry for entry in chosen if entry[1] in details]  # deleted just now
         tags = load_tags(connection, [m for _, m in chosen] + [media_id])
     source_all = facts_of(details.get(media_id, {}).get("genre"), tags.get(media_id, []))
     cosine_of = {media_id: cosine for media_id, cosine, _ in candidates}
