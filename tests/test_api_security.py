@@ -127,3 +127,7 @@ def test_serve_refuses_a_short_token_and_a_bad_port(home, database_url):
     assert port.exit_code == 2 and "--port must be between 1 and 65535" in port.stderr
     threads = runner.invoke(app, ["serve", "--threads", "0"], env=env)
     assert threads.exit_code == 2 and "--threads must be between 1 and 256" in threads.stderr
+    for processes in ("0", "65"):
+        refused = runner.invoke(app, ["serve", "--processes", processes], env=env)
+        assert refused.exit_code == 2
+        assert "--processes must be between 1 and 64" in refused.stderr
