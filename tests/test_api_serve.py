@@ -176,3 +176,21 @@ def test_several_processes_serve_one_library_and_replace_one_that_dies(
         children = _children(process)
     for child in children:  # stopping the server stops its processes
         _wait_for(lambda child=child: not os.path.exists(f"/proc/{child}"), 30)
+
+
+def test_several_processes_on_a_taken_port_fail_in_one_line(home, database_url):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {**os.environ, "ATLAS_HOME": str(home), "ATLAS_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "atlas", "serve", "--processes", "2", "--port", str(port)]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

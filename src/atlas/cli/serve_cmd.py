@@ -49,6 +49,7 @@ def serve(
 
         from atlas.api import Security, create_app, is_loopback, new_token
         from atlas.api.app import PROCESS_ENV, REQUEST_THREADS, process_setup
+        from atlas.api.processes import can_share_port, serve_processes
     except ImportError as exc:
         raise missing_extra("the web server (fastapi, uvicorn, jinja2)", "api") from exc
     token = os.environ.get("ATLAS_API_TOKEN") or None
@@ -64,20 +65,21 @@ def serve(
     typer.echo(f"atlas serve: http://{shown}:{port}/ (API: /api/v1, docs: /api/v1/docs)", err=True)
     # Clients (browsers, API pools) keep connections open between requests; closing them
     # after uvicorn's 5 s default races their next request (a reset, no answer).
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_level": "warning",
-        "timeout_keep_alive": 75,
-    }
+    options: dict[str, Any] = {"log_level": "warning", "timeout_keep_alive": 75}
     if processes == 1:
         app = create_app(library, Security(token=token), threads=threads, warm=True)
-        uvicorn.run(app, **options)
+        uvicorn.run(app, host=host, port=port, **options)
         return
     # Each process opens the library itself, from the settings of this command.
     os.environ[PROCESS_ENV] = process_setup(cli.settings, token, threads)
     cli.close()
-    uvicorn.run("atlas.api.app:app_from_environment", factory=True, workers=processes, **options)
+    if can_share_port():
+        if serve_processes(processes, host, port, options):
+            raise typer.Exit(1)
+        return
+    # No SO_REUSEPORT here: uvicorn's workers, on one shared socket.
+    factory = "atlas.api.app:app_from_environment"
+    uvicorn.run(factory, factory=True, workers=processes, host=host, port=port, **options)
 
 
 def register(app: typer.Typer) -> None:
