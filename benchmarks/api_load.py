@@ -16,7 +16,7 @@ Prints each figure with its target and a verdict; exits 1 on a miss:
 * p95 of text search while busy: under 400 ms, and within 2x of the idle p95
 
     python benchmarks/api_load.py [--media 3000] [--clients 50] [--seconds 60]
-        [--idle-seconds 20] [--processes CORES] [--data PATH]
+        [--idle-seconds 20] [--processes CORES] [--threads N] [--data PATH]
 """
 
 from __future__ import annotations
@@ -266,6 +266,7 @@ def main() -> int:
         default=os.cpu_count() or 1,
         help="atlas serve --processes (default: one per core)",
     )
+    parser.add_argument("--threads", type=int, help="atlas serve --threads (default: its own)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     if not args.data.is_file():
@@ -303,8 +304,10 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         server_log = root / "serve.log"
         serve = ["serve", "--port", str(port), "--processes", str(args.processes)]
+        if args.threads:
+            serve += ["--threads", str(args.threads)]
         server = start(serve, env, server_log)
-        print(f"server: atlas serve --processes {args.processes}, {args.clients} clients")
+        print(f"server: atlas serve {' '.join(serve[3:])}, {args.clients} clients")
         worker = None
         try:
             wait_up(base, server, server_log)

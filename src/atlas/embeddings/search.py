@@ -19,6 +19,7 @@ best match (1.0 for the best). ``threshold`` applies to it. Similar media
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +193,23 @@ def search_media(
     return result
 
 
+#: Texts up to this long have their words kept (see ``_words``).
+_KEPT_TEXT = 2000
+
+
+def _words(text: str) -> frozenset[str]:
+    """The distinct words of ``text``; those of short texts (titles, tag lists,
+    descriptions) are kept, since the same items come back search after search."""
+    if len(text) > _KEPT_TEXT:
+        return frozenset(tokenize(text))
+    return _kept_words(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _kept_words(text: str) -> frozenset[str]:
+    return frozenset(tokenize(text))
+
+
 def _why_query(
     item: dict[str, Any],
     terms: set[str],
@@ -202,11 +220,11 @@ def _why_query(
     reasons = []
     if lexical_rank is not None and terms:
         fields = {
-            "title": set(tokenize(item["title"] or "")),
+            "title": _words(item["title"] or ""),
             # One pass over all tags (a separator no word crosses): the same tokens.
-            "tags": set(tokenize("\n".join(tag.tag for tag in item["tags"]))),
-            "description": set(tokenize(item["description"] or "")),
-            "transcript": set(tokenize(item["transcript"] or "")),
+            "tags": _words("\n".join(tag.tag for tag in item["tags"])),
+            "description": _words(item["description"] or ""),
+            "transcript": _words(item["transcript"] or ""),
         }
         found = []
         for term in sorted(terms):
