@@ -33,6 +33,9 @@ def serving(
     env.pop("ATLAS_API_TOKEN", None)
     if token is not None:
         env["ATLAS_API_TOKEN"] = token
+    # Warming up loads the model; only the test of several processes needs it.
+    if "--processes" not in args:
+        args = ("--no-warm-up", *args)
     process = subprocess.Popen(
         [sys.executable, "-m", "atlas", "serve", "--port", str(port), *args],
         env=env,

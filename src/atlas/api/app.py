@@ -191,9 +191,10 @@ def describe_validation(errors: Any) -> str:
 PROCESS_ENV = "ATLAS_SERVE_PROCESS"
 
 
-def process_setup(settings: Settings, token: str | None, threads: int) -> str:
+def process_setup(settings: Settings, token: str | None, threads: int, warm: bool) -> str:
     """The setup of a server process, for :data:`PROCESS_ENV`."""
-    return json.dumps({"settings": settings.model_dump_json(), "token": token, "threads": threads})
+    setup = {"settings": settings.model_dump_json(), "token": token, "threads": threads}
+    return json.dumps({**setup, "warm": warm})
 
 
 def app_from_environment() -> FastAPI:
@@ -207,5 +208,5 @@ def app_from_environment() -> FastAPI:
     setup = json.loads(os.environ[PROCESS_ENV])
     library = open_library(Settings.model_validate_json(setup["settings"]), migrate=False)
     security = Security(token=setup["token"])
-    threads = int(setup["threads"])
-    return create_app(library, security, threads=threads, owns_library=True, warm=True)
+    threads, warm = int(setup["threads"]), bool(setup["warm"])
+    return create_app(library, security, threads=threads, owns_library=True, warm=warm)

@@ -25,6 +25,11 @@ def serve(
     processes: int = typer.Option(
         1, "--processes", help="Server processes sharing the port (one core each, at most)."
     ),
+    warm_up: bool = typer.Option(
+        True,
+        "--warm-up/--no-warm-up",
+        help="Load the word index, the vectors and the model before taking requests.",
+    ),
 ) -> None:
     """Serve the API (/api/v1, OpenAPI at /api/v1/docs) and the web pages of the library.
 
@@ -67,11 +72,11 @@ def serve(
     # after uvicorn's 5 s default races their next request (a reset, no answer).
     options: dict[str, Any] = {"log_level": "warning", "timeout_keep_alive": 75}
     if processes == 1:
-        app = create_app(library, Security(token=token), threads=threads, warm=True)
+        app = create_app(library, Security(token=token), threads=threads, warm=warm_up)
         uvicorn.run(app, host=host, port=port, **options)
         return
     # Each process opens the library itself, from the settings of this command.
-    os.environ[PROCESS_ENV] = process_setup(cli.settings, token, threads)
+    os.environ[PROCESS_ENV] = process_setup(cli.settings, token, threads, warm_up)
     cli.close()
     if can_share_port():
         if serve_processes(processes, host, port, options):
