@@ -20,6 +20,7 @@ from atlas.embeddings import embed_media, search_media, similar_media
 from atlas.embeddings.live import Entry, VectorTable, live_vectors
 from atlas.embeddings.providers import get_provider
 from atlas.embeddings.store import get_store
+from atlas.errors import NotFound
 from atlas.library import Library
 from atlas.media.catalog import CatalogEntry, store_entries
 from atlas.media.tags import Tag, upsert_tags
@@ -96,6 +97,19 @@ def test_the_copy_follows_embeds_deletes_and_confirmed_genres(atlas, embedded_li
     table = live_vectors(atlas.settings, atlas.engine, _model(atlas))
     assert table.vectors([vault])[vault] == pytest.approx(_stored(atlas)[vault], abs=1e-6)
     assert dumplings not in table and len(table) == len(embedded_library) - 1
+
+
+def test_a_copy_made_before_anything_was_embedded_takes_the_first_vectors(
+    atlas, themed_library, embedding_model
+):
+    assert len(live_vectors(atlas.settings, atlas.engine, _model(atlas))) == 0
+    with pytest.raises(NotFound, match="nothing is embedded"):
+        _search(atlas, "space rocket", True, mode="vector")
+    assert embed_media(atlas.dispatcher, all_media=True).embedded == len(themed_library)
+    assert len(live_vectors(atlas.settings, atlas.engine, _model(atlas))) == len(themed_library)
+    assert _search(atlas, "space rocket", True, mode="vector") == _search(
+        atlas, "space rocket", False, mode="vector"
+    )
 
 
 def test_vectors_recorded_before_the_database_kept_them_are_read_from_the_store(

@@ -235,14 +235,18 @@ class VectorTable:
 def live_vectors(settings: Settings, engine: Engine, model_id: str) -> VectorTable:
     """The vectors of ``model_id`` in ``engine``'s library, current as of this call."""
     store = _StoredVectors(settings, model_id)
+
+    def updated(connection: Connection, table: VectorTable, changed: frozenset[int]) -> VectorTable:
+        if not len(table):  # nothing was embedded: the first vectors bring the dimension
+            return _table_of(connection, store)
+        return table.replaced(_changed_entries(connection, store, table, changed))
+
     return kept_current(
         CACHES.live_vectors,
         f"{engine.url}|{model_id}",
         engine,
         lambda connection: _table_of(connection, store),
-        lambda connection, table, changed: table.replaced(
-            _changed_entries(connection, store, table, changed)
-        ),
+        updated,
     )
 
 
