@@ -159,31 +159,26 @@ class VectorTable:
         row = self._base.row.get(media_id)  # type: ignore[call-overload]
         return row is not None and not self._hidden[row]
 
-    def vectors(self, media_ids: Sequence[int]) -> dict[int, Vectors]:
-        """The vectors of these media ids (missing ones are left out)."""
-        found: dict[int, Vectors] = {}
+    def entries(self, media_ids: Sequence[int]) -> dict[int, Entry]:
+        """The entries of these media ids (missing ones are left out)."""
+        found: dict[int, Entry] = {}
         for media_id in media_ids:
             entry = self._changed.get(media_id)
             if entry is not None:
-                found[media_id] = entry.vector
+                found[media_id] = entry
                 continue
             row = self._base.row.get(media_id)
             if row is not None and not self._hidden[row]:
-                found[media_id] = self._base.matrix[row]
+                found[media_id] = self._base.entry(row)
         return found
+
+    def vectors(self, media_ids: Sequence[int]) -> dict[int, Vectors]:
+        """The vectors of these media ids (missing ones are left out)."""
+        return {media_id: entry.vector for media_id, entry in self.entries(media_ids).items()}
 
     def genres_of(self, media_ids: Sequence[int]) -> dict[int, frozenset[str]]:
         """The confirmed genres (normalised) of these media ids (missing ones left out)."""
-        found: dict[int, frozenset[str]] = {}
-        for media_id in media_ids:
-            entry = self._changed.get(media_id)
-            if entry is not None:
-                found[media_id] = entry.genres
-                continue
-            row = self._base.row.get(media_id)
-            if row is not None and not self._hidden[row]:
-                found[media_id] = self._base.genres[row]
-        return found
+        return {media_id: entry.genres for media_id, entry in self.entries(media_ids).items()}
 
     def query(
         self,
