@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -130,11 +131,19 @@ def _serve(host: str, port: int, options: dict[str, Any], ready: Any) -> None:
     config = uvicorn.Config(_APP, factory=True, host=host, port=port, **options)
     server = uvicorn.Server(config)
 
+    parent = os.getppid()
+
     def watch() -> None:
         while not server.started and not server.should_exit:
             time.sleep(0.1)
         if server.started:
             ready.set()
+        # A parent killed outright (kill -9) cannot stop its processes: each stops
+        # itself once its parent is gone, so none keeps the port.
+        while not server.should_exit:
+            if os.getppid() != parent:
+                server.should_exit = True
+            time.sleep(1.0)
 
     threading.Thread(target=watch, name="atlas-serve-ready", daemon=True).start()
     server.run(sockets=[sock])
