@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from atlas.api.deps import IdPath, Lib
+from atlas.api.deps import IdPath, JSONRoute, Lib
 from atlas.api.models import AutolearnRun, RecommendationApply, RecommendationDismiss
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/autolearn", tags=["autolearn"])
+router = APIRouter(prefix="/api/v1/autolearn", tags=["autolearn"], route_class=JSONRoute)
 
 InsightKind = Literal["performance", "reliability", "coverage", "learning", "library", "schedule"]
 RecommendationStatus = Literal["new", "applied", "dismissed", "superseded"]

@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from atlas.api.deps import IdPath, Lib, check_text, plain
+from atlas.api.deps import IdPath, JSONRoute, Lib, check_text, plain
 from atlas.api.models import CorrectRequest, EditRequest, MoveRequest, TagsRequest
 from atlas.db import MAX_ID
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["search", "feedback"])
+router = APIRouter(prefix="/api/v1", tags=["search", "feedback"], route_class=JSONRoute)
 
 MediaType = Literal["video", "audio", "image", "other"]
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from atlas.api.deps import IdPath, Lib, Limit, check_text, plain
+from atlas.api.deps import IdPath, JSONRoute, Lib, Limit, check_text, plain
 from atlas.db import MAX_ID
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/media", tags=["media"])
+router = APIRouter(prefix="/api/v1/media", tags=["media"], route_class=JSONRoute)
 
 MediaType = Literal["video", "audio", "image", "other"]
 Sort = Literal["id", "title", "year", "rating", "added"]

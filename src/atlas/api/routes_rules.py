@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from atlas.api.deps import IdPath, Lib
+from atlas.api.deps import IdPath, JSONRoute, Lib
 from atlas.api.models import LoopRequest, RuleSwitch
 from atlas.db import MAX_ID
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["rules"])
+router = APIRouter(prefix="/api/v1", tags=["rules"], route_class=JSONRoute)
 
 
 @router.get("/rules", summary="Learned rules with evidence, usage and success")

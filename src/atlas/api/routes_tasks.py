@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from atlas.api.deps import IdPath, Lib, check_text
+from atlas.api.deps import IdPath, JSONRoute, Lib, check_text
 from atlas.api.models import EnqueueRequest
 from atlas.errors import InvalidInput
 from atlas.library import Library
@@ -21,7 +21,7 @@ from atlas.paths import user_path
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=JSONRoute)
 
 Status = Literal["queued", "running", "completed", "error", "cancelled"]
 TaskType = Annotated[str | None, Query(alias="type", max_length=100)]
