@@ -181,3 +181,58 @@ def test_more_like_this_sees_a_genre_confirmed_after_the_index_was_built(atlas, 
         for media_id in (kitchen, vault):
             upsert_tags(connection, media_id, [Tag("Zydeco", kind="genre", source="user")])
     assert "same genre" in why() and "zydeco" in why().casefold()
+
+
+def test_a_replaced_index_ranks_like_one_built_from_scratch_through_merges():
+    """Many small changes (edits, new words, deletes, items added), across several merges
+    of the delta into the base: ranking, scores, ties and word rarity stay exact."""
+    import random
+
+    from atlas.embeddings.lexical import LexicalDocument, LexicalIndex
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(300)]
+
+    def document(media_id: int) -> LexicalDocument:
+        tokens = [rng.choice(words[: rng.randrange(5, 300)]) for _ in range(rng.randrange(1, 40))]
+        genres = frozenset(rng.sample(["drama", "comedy", "war"], rng.randrange(0, 3)))
+        tags = frozenset(rng.sample(["a", "b", "c", "d"], rng.randrange(0, 3)))
+        return LexicalDocument(media_id, tokens, rng.choice(["video", "audio"]), genres, tags)
+
+    documents = {media_id: document(media_id) for media_id in range(1, 300)}
+    index = LexicalIndex.of(list(documents.values()))
+    merges = 0
+    for step in range(300):
+        changed: dict[int, LexicalDocument | None] = {}
+        for _ in range(rng.randrange(1, 8)):
+            media_id = rng.randrange(1, 1200)
+            changed[media_id] = None if rng.random() < 0.2 else document(media_id)
+            if rng.random() < 0.05:
+                changed[media_id] = LexicalDocument(
+                    media_id, [f"new{step}"], "video", frozenset(), frozenset()
+                )
+        for media_id, doc in changed.items():
+            if doc is None:
+                documents.pop(media_id, None)
+            else:
+                documents[media_id] = doc
+        before = index
+        index = index.replaced(changed)
+        merges += index._base is not before._base
+        if step % 30 and step != 299:
+            continue
+        fresh = LexicalIndex.of(list(documents.values()))
+        assert index.media_ids.tolist() == fresh.media_ids.tolist() and len(index) == len(fresh)
+        assert index.tags == fresh.tags
+        assert index.tag_rarity == pytest.approx(fresh.tag_rarity)
+        for query in ("w1 w2", "w3", "w10 w200 w5", f"new{step}", "w299"):
+            for options in ({}, {"media_type": "video"}, {"genre": "Drama"}):
+                ours, theirs = (
+                    index.search(query, 10, **options),
+                    fresh.search(query, 10, **options),
+                )
+                assert [(h.media_id, h.score) for h in ours] == [
+                    (h.media_id, h.score) for h in theirs
+                ]
+            assert index.term_idfs(query) == fresh.term_idfs(query)
+    assert merges >= 2
