@@ -90,6 +90,7 @@ from atlas.media import (
     IngestReport,
     MediaDetail,
     MediaPage,
+    MediaRecord,
     Transcript,
     cluster_names,
     get_media,
@@ -203,7 +204,11 @@ class Library:
         Raises ``NotFound`` (no such item, a catalogue record, a missing file) or
         ``InvalidInput`` (the file lies outside every folder given to ingest).
         """
-        record = get_media(self.engine, media_id)
+        return self.file_of(get_media(self.engine, media_id))
+
+    def file_of(self, record: MediaRecord) -> Path:
+        """The file of an item already read; see :meth:`media_file`."""
+        media_id = record.id
         if record.path is None:
             raise NotFound(f"media {media_id} is a catalogue record without a file")
         recorded = user_path(record.path, what=f"recorded path of media {media_id}")

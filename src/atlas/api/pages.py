@@ -131,7 +131,7 @@ def library_page(
 @router.get("/media/{media_id}", response_class=HTMLResponse)
 def media_page(request: Request, library: Lib, media_id: IdPath) -> Response:
     detail = library.media(media_id)
-    playable, file_problem = _tried(library.media_file, media_id)
+    playable, file_problem = _tried(library.file_of, detail.media)
     # The detail says whether there is a transcript; only then read its segments.
     transcript = _tried(library.transcript, media_id)[0] if detail.transcript else None
     similar, similar_problem = _tried(library.similar, media_id, top=8)

@@ -10,7 +10,8 @@ of term counts, scored when a query comes; :meth:`LexicalIndex.replaced` makes
 the next one from it and the changed items only (they join a small delta,
 their old rows are hidden, and the document lengths and frequencies BM25
 depends on are running totals), so a refresh costs the changed items, not the
-library. Building from SQL, caching and keeping it current live in :mod:`atlas.embeddings.lexical_sync`.
+library. Building from SQL, caching and keeping it current live in
+:mod:`atlas.embeddings.lexical_sync`.
 
 Fields are weighted BM25F-style by repeating their terms: the title and
 confirmed tags count three times, automatic tags and the description once,

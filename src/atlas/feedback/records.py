@@ -151,9 +151,13 @@ def pair_replacements(removed: Sequence[str], added: Sequence[str]) -> list[list
     return [[removed[i], added[j]] for i, j in sorted(pairs)]
 
 
-def _similarity(old: str, new: str) -> float:
-    """Spelling similarity, with abbreviations (``sci-fi`` / ``science fiction``) counted."""
-    ratio = difflib.SequenceMatcher(None, old, new).ratio()
+def _similarity(old: str, new: str, floor: float = 0.5) -> float:
+    """Spelling similarity, with abbreviations (``sci-fi`` / ``science fiction``) counted;
+    0 where it is below ``floor`` (nothing pairs there; the cheap upper bounds say so)."""
+    matcher = difflib.SequenceMatcher(None, old, new)
+    close = matcher.real_quick_ratio() >= floor and matcher.quick_ratio() >= floor
+    ratio = matcher.ratio() if close else 0.0
+    ratio = ratio if ratio >= floor else 0.0
     short, long = sorted((_WORDS.split(old), _WORDS.split(new)), key=len)
     if short and all(any(w.startswith(p) or p.startswith(w) for w in long) for p in short if p):
         ratio = max(ratio, 0.75)
