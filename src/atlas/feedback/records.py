@@ -129,14 +129,14 @@ def pair_replacements(removed: Sequence[str], added: Sequence[str]) -> list[list
         return []
     if len(removed) == 1 and len(added) == 1:
         return [[removed[0], added[0]]]
-    scored = sorted(
-        (
-            (_similarity(normalise_tag(old), normalise_tag(new)), i, j)
-            for i, old in enumerate(removed)
-            for j, new in enumerate(added)
-        ),
-        reverse=True,
-    )
+    olds = [normalise_tag(old) for old in removed]
+    scored = []
+    for j, new in enumerate(added):
+        # One matcher per added tag: difflib indexes its second text once.
+        norm = normalise_tag(new)
+        matcher = difflib.SequenceMatcher(None, "", norm)
+        scored += [(_similarity(matcher, old, norm), i, j) for i, old in enumerate(olds)]
+    scored.sort(reverse=True)
     used_old: set[int] = set()
     used_new: set[int] = set()
     pairs: list[tuple[int, int]] = []
@@ -151,10 +151,14 @@ def pair_replacements(removed: Sequence[str], added: Sequence[str]) -> list[list
     return [[removed[i], added[j]] for i, j in sorted(pairs)]
 
 
-def _similarity(old: str, new: str, floor: float = 0.5) -> float:
-    """Spelling similarity, with abbreviations (``sci-fi`` / ``science fiction``) counted;
-    0 where it is below ``floor`` (nothing pairs there; the cheap upper bounds say so)."""
-    matcher = difflib.SequenceMatcher(None, old, new)
+def _similarity(
+    matcher: difflib.SequenceMatcher[str], old: str, new: str, floor: float = 0.5
+) -> float:
+    """Spelling similarity of ``old`` to ``new`` (the matcher's second text), with
+    abbreviations (``sci-fi`` / ``science fiction``) counted; 0 where it is below
+    ``floor`` (nothing pairs there; difflib's cheap upper bounds say so without the
+    full comparison)."""
+    matcher.set_seq1(old)
     close = matcher.real_quick_ratio() >= floor and matcher.quick_ratio() >= floor
     ratio = matcher.ratio() if close else 0.0
     ratio = ratio if ratio >= floor else 0.0
