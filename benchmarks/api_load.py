@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -292,6 +293,11 @@ def main() -> int:
             ids = list(connection.execute(select(media.c.id)).scalars())
             rows_before = connection.scalar(select(func.count()).select_from(user_feedback)) or 0
         atlas.close()
+        # The clients share the cores with the server: keep what embedding the library
+        # loaded here (the model, PyTorch: about a million objects) out of this process's
+        # garbage collections, each of which would stall every client for a while.
+        gc.collect()
+        gc.freeze()
 
         queue = f"sqlite:///{home / 'queue.db'}"
         env = {
