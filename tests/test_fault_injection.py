@@ -35,7 +35,7 @@ from conftest import POSTGRES_URL, REDIS_URL, requires_ffmpeg
 pytestmark = [pytest.mark.slow, requires_ffmpeg]
 
 FILES = 50
-KILLS = 10
+KILLS = 6
 
 
 @pytest.fixture(scope="module")
