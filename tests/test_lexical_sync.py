@@ -236,3 +236,30 @@ def test_a_replaced_index_ranks_like_one_built_from_scratch_through_merges():
                 ]
             assert index.term_idfs(query) == fresh.term_idfs(query)
     assert merges >= 2
+
+
+def test_an_id_skipped_in_the_change_log_does_not_keep_searches_refreshing(atlas, themed_library):
+    """An id the log skipped (a rolled-back insert on PostgreSQL; here a row removed) is
+    awaited, yet searches of an unchanged library stay off the refresh path; when the
+    id does arrive, the next search reads it."""
+    engine = atlas.engine
+    get_lexical_index(engine)
+    kitchen, dumplings = themed_library["Kitchen Chemistry"], themed_library["Sunday Dumplings"]
+    with engine.begin() as connection:
+        upsert_tags(connection, kitchen, [Tag("Walrus", source="user")])
+        skipped = connection.execute(select(func.max(search_changes.c.id))).scalar_one()
+        upsert_tags(connection, dumplings, [Tag("Penguin", source="user")])
+        connection.execute(delete(search_changes).where(search_changes.c.id == skipped))
+    assert _found(engine, "penguin") == [dumplings]
+    cached = CACHES.lexical.get(str(engine.url), lambda: pytest.fail("not cached"))
+    assert skipped in cached.feed.gaps
+    assert cached.feed.is_current(engine)
+    before = get_lexical_index(engine)
+    assert get_lexical_index(engine) is before  # nothing re-read
+
+    with engine.begin() as connection:  # the awaited change commits at last
+        connection.execute(search_changes.insert().values(id=skipped, media_id=kitchen))
+    assert not cached.feed.is_current(engine)
+    assert _found(engine, "walrus") == [kitchen]
+    assert skipped not in cached.feed.gaps and cached.feed.is_current(engine)
+    _same_as_fresh(engine)

@@ -16,7 +16,8 @@ cached index's last id (the log was pruned).
 On PostgreSQL a transaction may commit a change with a lower id than one
 already read (ids are taken at insert, not at commit), so ids skipped below the
 last one read are asked for again on later refreshes until they appear or are
-older than :data:`GAP_WAIT_S` (a rolled-back insert leaves its id unused).
+older than :data:`GAP_WAIT_S` (a rolled-back insert leaves its id unused); until
+then the check before each use also looks them up (one more primary-key lookup).
 
 The log is pruned to its last :data:`KEEP_CHANGES` rows when it has grown past
 twice that; an index older than the pruned part is simply rebuilt.
@@ -45,6 +46,8 @@ GAP_WAIT_S = 600.0
 KEEP_CHANGES = 50_000
 #: How far back from the newest id a new feed looks for ids still to be committed.
 _GAP_WINDOW = 1000
+#: At most this many awaited ids are looked up without the refresh lock.
+_AWAITED_CHECKED = 500
 
 T = TypeVar("T")
 
@@ -79,11 +82,19 @@ class ChangeFeed:
         return feed
 
     def is_current(self, engine: Engine) -> bool:
-        """Nothing to read: no change after the last id read and no id awaited."""
-        if self.gaps:
-            return False
+        """Nothing to read: no change after the last id read, and none of the ids
+        awaited has arrived (most never do: a rolled-back insert leaves its id unused,
+        and searches must not take the refresh path for as long as it is awaited)."""
+        awaited = list(self.gaps)
+        if len(awaited) > _AWAITED_CHECKED:
+            return False  # many ids awaited: the refresh reads them in one go
         with database_errors(engine), engine.connect() as connection:
-            return newest_change(connection) == self.last_id
+            if newest_change(connection) != self.last_id:
+                return False
+            if not awaited:
+                return True
+            arrived = select(search_changes.c.id).where(search_changes.c.id.in_(awaited))
+            return connection.execute(arrived.limit(1)).first() is None
 
     def read(self, connection: Connection) -> Changes | None:
         """The changes after this position (and the awaited ids that arrived), not yet
