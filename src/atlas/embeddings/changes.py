@@ -81,20 +81,19 @@ class ChangeFeed:
         _note_gaps(feed.gaps, recent, max(0, last_id - _GAP_WINDOW), last_id)
         return feed
 
-    def is_current(self, engine: Engine) -> bool:
+    def is_current(self, connection: Connection) -> bool:
         """Nothing to read: no change after the last id read, and none of the ids
         awaited has arrived (most never do: a rolled-back insert leaves its id unused,
         and searches must not take the refresh path for as long as it is awaited)."""
         awaited = list(self.gaps)
         if len(awaited) > _AWAITED_CHECKED:
             return False  # many ids awaited: the refresh reads them in one go
-        with database_errors(engine), engine.connect() as connection:
-            if newest_change(connection) != self.last_id:
-                return False
-            if not awaited:
-                return True
-            arrived = select(search_changes.c.id).where(search_changes.c.id.in_(awaited))
-            return connection.execute(arrived.limit(1)).first() is None
+        if newest_change(connection) != self.last_id:
+            return False
+        if not awaited:
+            return True
+        arrived = select(search_changes.c.id).where(search_changes.c.id.in_(awaited))
+        return connection.execute(arrived.limit(1)).first() is None
 
     def read(self, connection: Connection) -> Changes | None:
         """The changes after this position (and the awaited ids that arrived), not yet
@@ -152,12 +151,15 @@ def kept_current(
     engine: Engine,
     build: Callable[[Connection], T],
     update: Callable[[Connection, T, frozenset[int]], T],
+    connection: Connection | None = None,
 ) -> T:
     """The index cached under ``key``, current as of this call.
 
     ``build(connection)`` makes it from the whole library; ``update(connection,
     index, media_ids)`` makes the next index from a cached one and the items
-    that changed (read in the same connection as the changes).
+    that changed (read in the same connection as the changes). ``connection``:
+    the caller's read connection, for the check that nothing changed (a refresh
+    reads in a connection of its own, under the index's lock).
     """
     built: list[Tracked[T]] = []
 
@@ -166,8 +168,15 @@ def kept_current(
         return built[0]
 
     tracked = memo.get(key, make)
-    if built or tracked.feed.is_current(engine):
+    if built:
         return tracked.value
+    if connection is not None:
+        if tracked.feed.is_current(connection):
+            return tracked.value
+    else:
+        with database_errors(engine), engine.connect() as checking:
+            if tracked.feed.is_current(checking):
+                return tracked.value
     with tracked.lock:
         with database_errors(engine), engine.connect() as connection:
             changes = tracked.feed.read(connection)

@@ -28,9 +28,10 @@ _CONFIRMED_TAG_WEIGHT = 3
 _CHUNK = 500
 
 
-def get_lexical_index(engine: Engine) -> LexicalIndex:
-    """The BM25 index of the library in ``engine``, current as of this call."""
-    return kept_current(CACHES.lexical, str(engine.url), engine, _index_of, _updated)
+def get_lexical_index(engine: Engine, connection: Connection | None = None) -> LexicalIndex:
+    """The BM25 index of the library in ``engine``, current as of this call
+    (``connection``: the caller's, to check for changes in)."""
+    return kept_current(CACHES.lexical, str(engine.url), engine, _index_of, _updated, connection)
 
 
 def build_lexical_index(engine: Engine) -> LexicalIndex:

@@ -227,8 +227,11 @@ class VectorTable:
         return VectorTable(self.dimension, merged | changed)
 
 
-def live_vectors(settings: Settings, engine: Engine, model_id: str) -> VectorTable:
-    """The vectors of ``model_id`` in ``engine``'s library, current as of this call."""
+def live_vectors(
+    settings: Settings, engine: Engine, model_id: str, connection: Connection | None = None
+) -> VectorTable:
+    """The vectors of ``model_id`` in ``engine``'s library, current as of this call
+    (``connection``: the caller's, to check for changes in)."""
     store = _StoredVectors(settings, model_id)
 
     def updated(connection: Connection, table: VectorTable, changed: frozenset[int]) -> VectorTable:
@@ -242,6 +245,7 @@ def live_vectors(settings: Settings, engine: Engine, model_id: str) -> VectorTab
         engine,
         lambda connection: _table_of(connection, store),
         updated,
+        connection,
     )
 
 

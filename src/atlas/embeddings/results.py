@@ -136,13 +136,20 @@ def check_options(
 # --- shared helpers ------------------------------------------------------------------
 
 
-def vector_source(settings: Settings, engine: Engine, model_id: str, *, live: bool) -> VectorSource:
+def vector_source(
+    settings: Settings,
+    engine: Engine,
+    model_id: str,
+    *,
+    live: bool,
+    connection: Connection | None = None,
+) -> VectorSource:
     """The vectors a search reads: the in-memory copy kept current from the change log
-    (``live``, for a process that keeps running; see :mod:`atlas.embeddings.live`), or
-    the store's collection."""
+    (``live``, for a process that keeps running; see :mod:`atlas.embeddings.live`;
+    ``connection``: the caller's, to check for changes in), or the store's collection."""
     if not live:
         return model_collection(settings, engine, model_id)
-    table = live_vectors(settings, engine, model_id)
+    table = live_vectors(settings, engine, model_id, connection)
     if not len(table):
         raise NotFound(f"nothing is embedded with {model_id} yet", repair=EMBED_MISSING)
     return table

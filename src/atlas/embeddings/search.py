@@ -108,62 +108,66 @@ def search_media(
     lexical_scores: dict[int, float] = {}
     index: LexicalIndex | None = None
 
-    if mode in ("vector", "hybrid"):
-        collection = vector_source(settings, engine, provider.model_id, live=live)
-        query_vector = embed_query(provider, text) if embed_query else provider.embed([text])[0]
-        vector_hits = collection.query(
-            query_vector,
-            top + 3 if mode == "vector" else pool,
-            media_type=media_type,
-            genre=genre_norm,
-        )
-    if mode in ("lexical", "hybrid"):
-        index = get_lexical_index(engine)
-        lexical = index.search(
-            text, top + 3 if mode == "lexical" else pool, media_type=media_type, genre=genre
-        )
-        lexical_scores = {hit.media_id: hit.score for hit in lexical}
-    lexical_rank = {hit: rank for rank, hit in enumerate(lexical_scores, start=1)}
-    vector_sim = {n.media_id: n.similarity for n in vector_hits}
-    vector_ids = [n.media_id for n in vector_hits]
-    vector_rank = {media_id: rank for rank, media_id in enumerate(vector_ids, start=1)}
-    fusion_report: dict[str, Any] | None = None
-
-    if mode == "vector":
-        ranked = [(n.media_id, n.similarity) for n in vector_hits]
-    elif mode == "lexical":
-        ranked = sorted(lexical_scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    else:
-        assert collection is not None and query_vector is not None and index is not None
-        vectors = collection.vectors(list(dict.fromkeys([*vector_ids, *lexical_scores])))
-        ranked, fusion_report = fuse(
-            query_vector,
-            vector_ids,
-            vectors,
-            lexical_scores,
-            index.tags,
-            index.tag_rarity,
-            len(index.term_idfs(text)),
-            weights,
-        )
-        for media_id, vector in vectors.items():
-            if media_id not in vector_sim:
-                vector_sim[media_id] = float(vector @ query_vector)
-
-    best_lexical = max(lexical_scores.values(), default=1.0) or 1.0
-    candidates = []
-    for media_id, score in ranked:
-        if mode == "lexical":
-            similarity = lexical_scores[media_id] / best_lexical
-        else:
-            similarity = vector_sim.get(media_id, 0.0)
-        if threshold is not None and similarity < threshold:
-            continue
-        candidates.append((media_id, score, similarity))
-    candidates = candidates[: top + 3]
-
-    ids = [media_id for media_id, _, _ in candidates]
+    # One read connection for the call: the checks that the indexes are current and
+    # the hits' details (a refresh, when one is due, reads in a connection of its own).
     with database_errors(engine), engine.connect() as connection:
+        if mode in ("vector", "hybrid"):
+            collection = vector_source(
+                settings, engine, provider.model_id, live=live, connection=connection
+            )
+            query_vector = embed_query(provider, text) if embed_query else provider.embed([text])[0]
+            vector_hits = collection.query(
+                query_vector,
+                top + 3 if mode == "vector" else pool,
+                media_type=media_type,
+                genre=genre_norm,
+            )
+        if mode in ("lexical", "hybrid"):
+            index = get_lexical_index(engine, connection)
+            lexical = index.search(
+                text, top + 3 if mode == "lexical" else pool, media_type=media_type, genre=genre
+            )
+            lexical_scores = {hit.media_id: hit.score for hit in lexical}
+        lexical_rank = {hit: rank for rank, hit in enumerate(lexical_scores, start=1)}
+        vector_sim = {n.media_id: n.similarity for n in vector_hits}
+        vector_ids = [n.media_id for n in vector_hits]
+        vector_rank = {media_id: rank for rank, media_id in enumerate(vector_ids, start=1)}
+        fusion_report: dict[str, Any] | None = None
+
+        if mode == "vector":
+            ranked = [(n.media_id, n.similarity) for n in vector_hits]
+        elif mode == "lexical":
+            ranked = sorted(lexical_scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        else:
+            assert collection is not None and query_vector is not None and index is not None
+            vectors = collection.vectors(list(dict.fromkeys([*vector_ids, *lexical_scores])))
+            ranked, fusion_report = fuse(
+                query_vector,
+                vector_ids,
+                vectors,
+                lexical_scores,
+                index.tags,
+                index.tag_rarity,
+                len(index.term_idfs(text)),
+                weights,
+            )
+            for media_id, vector in vectors.items():
+                if media_id not in vector_sim:
+                    vector_sim[media_id] = float(vector @ query_vector)
+
+        best_lexical = max(lexical_scores.values(), default=1.0) or 1.0
+        candidates = []
+        for media_id, score in ranked:
+            if mode == "lexical":
+                similarity = lexical_scores[media_id] / best_lexical
+            else:
+                similarity = vector_sim.get(media_id, 0.0)
+            if threshold is not None and similarity < threshold:
+                continue
+            candidates.append((media_id, score, similarity))
+        candidates = candidates[: top + 3]
+
+        ids = [media_id for media_id, _, _ in candidates]
         details = load_details(connection, ids, with_text=True)
     terms = set(tokenize(text))
     telling = set(fusion_report["library_tags"]) if fusion_report else set()

@@ -276,7 +276,7 @@ def similar_media(
         if row.dimension is None:
             raise NotFound(f"media {media_id} is not embedded yet", repair=EMBED_MISSING)
         collection: VectorSource | None = (
-            live_vectors(settings, engine, model_id)
+            live_vectors(settings, engine, model_id, connection)
             if live
             else get_store(settings).collection(model_id, row.dimension, create=False)
         )
