@@ -26,6 +26,8 @@ __all__ = ["error_page", "router"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# The templates ship with Atlas: no looking for changed files on every page.
+templates.env.auto_reload = False
 PAGE = 24
 
 
