@@ -193,8 +193,9 @@ PROCESS_ENV = "ATLAS_SERVE_PROCESS"
 
 def process_setup(settings: Settings, token: str | None, threads: int, warm: bool) -> str:
     """The setup of a server process, for :data:`PROCESS_ENV`."""
-    setup = {"settings": settings.model_dump_json(), "token": token, "threads": threads}
-    return json.dumps({**setup, "warm": warm})
+    return json.dumps(
+        {"settings": settings.model_dump_json(), "token": token, "threads": threads, "warm": warm}
+    )
 
 
 def app_from_environment() -> FastAPI:
